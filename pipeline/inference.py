@@ -1,0 +1,132 @@
+"""Inference stage: one :class:`SegmentationModel` interface, ONNX Runtime and torch backends.
+
+Both backends return the model's raw outputs; :mod:`pipeline.masks` decodes them the same
+way, so an exported ``.onnx`` and the ``.pt`` it came from give the same masks.
+
+    model = load_model("pipeline/models/orsight-phantom-seg-320.onnx", device="cpu")
+    packet = model(preprocess(packet))     # fills packet.segmentation
+"""
+from __future__ import annotations
+
+import ast
+import os
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.classes import class_roles
+from pipeline.masks import decode_segmentation
+from pipeline.packet import FramePacket, timed
+
+DEFAULT_MODEL = Path(__file__).parent / "models" / "orsight-phantom-seg-320.onnx"
+
+
+class ModelError(Exception):
+    """The model file is missing, of the wrong kind, or cannot run here."""
+
+
+class SegmentationModel:
+    """Stage ``packet -> packet``: run the backend on ``packet.tensor``, decode to source pixels.
+
+    Subclasses implement :meth:`forward` (raw outputs) and set ``names`` and ``input_size``.
+    """
+
+    names: tuple[str, ...]
+    input_size: int
+    description: str
+
+    def __init__(self, conf: float = 0.25, iou: float = 0.7, roles: dict[str, str] | None = None):
+        self.conf, self.iou, self.role_overrides = conf, iou, roles or {}
+
+    @cached_property
+    def roles(self) -> tuple[str, ...]:
+        return class_roles(self.names, self.role_overrides)
+
+    def forward(self, tensor: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def __call__(self, packet: FramePacket) -> FramePacket:
+        with timed(packet, "infer"):
+            outputs = self.forward(packet.tensor)
+        with timed(packet, "masks"):
+            if not all(np.isfinite(o).all() for o in outputs[:2]):
+                raise ModelError("model output contains NaN or infinity")
+            packet.segmentation = decode_segmentation(outputs, packet.geometry, self.names, self.roles,
+                                                      self.conf, self.iou)
+        return packet
+
+
+def _parse_names(text: str) -> tuple[str, ...]:
+    names = ast.literal_eval(text)  # ultralytics writes a dict literal; never eval'd as code
+    return tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
+
+
+class OnnxSegmentationModel(SegmentationModel):
+    """ONNX Runtime backend; CPU by default, CUDA/TensorRT providers when asked and present."""
+
+    def __init__(self, path: str | Path, threads: int | None = None, providers: list[str] | None = None, **kw):
+        super().__init__(**kw)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # Leave a core to the video path: on 2 cores, one intra-op thread (see DESIGN.md).
+        options.intra_op_num_threads = threads or max(1, (os.cpu_count() or 2) - 1)
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise ModelError(f"cannot load ONNX model {path}: {str(error).splitlines()[0][:200]}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(self.session.get_outputs()) < 2 or "names" not in meta:
+            raise ModelError(f"{path} is not an ultralytics segmentation model (needs names, boxes and prototypes)")
+        self.input_name = inputs[0].name
+        self.names = _parse_names(meta["names"])
+        self.input_size = int(inputs[0].shape[-1]) if isinstance(inputs[0].shape[-1], int) else \
+            int(ast.literal_eval(meta.get("imgsz", "[640, 640]"))[-1])
+        self.description = f"{Path(path).name} (onnxruntime)"
+
+    def forward(self, tensor: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_name: tensor})
+
+
+class TorchSegmentationModel(SegmentationModel):
+    """Torch backend for ultralytics ``.pt`` checkpoints (CPU or CUDA)."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", input_size: int = 640, **kw):
+        super().__init__(**kw)
+        import torch
+
+        from pipeline.yolo import YOLO
+
+        try:
+            yolo = YOLO(str(path), task="segment")
+        except Exception as error:
+            raise ModelError(f"cannot load PyTorch model {path}: {str(error).splitlines()[0][:200]}") from None
+        if yolo.task != "segment":
+            raise ModelError(f"{path} is a {yolo.task} model, not a segmentation model")
+        self.torch, self.device = torch, torch.device(device)
+        self.module = yolo.model.to(self.device).eval()
+        self.names = _parse_names(repr(yolo.model.names))
+        self.input_size = int(getattr(yolo.model, "args", {}).get("imgsz", input_size) or input_size)
+        self.description = f"{Path(path).name} (torch {device})"
+
+    def forward(self, tensor: np.ndarray) -> list[np.ndarray]:
+        with self.torch.inference_mode():
+            predictions, protos = self.module(self.torch.from_numpy(tensor).to(self.device))[0]
+        return [predictions.float().cpu().numpy(), protos.float().cpu().numpy()]
+
+
+def load_model(path: str | Path | None = None, device: str = "cpu", threads: int | None = None,
+               **kw) -> SegmentationModel:
+    """Open ``path`` (``.onnx`` or ``.pt``; default: the shipped model) on ``device``."""
+    path = Path(path) if path else DEFAULT_MODEL
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    if path.suffix == ".onnx":
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else None
+        return OnnxSegmentationModel(path, threads=threads, providers=providers, **kw)
+    if path.suffix == ".pt":
+        return TorchSegmentationModel(path, device=device, **kw)
+    raise ModelError(f"unsupported model file {path.name}: expected .onnx or .pt")

@@ -1,0 +1,75 @@
+"""Decode YOLO segmentation outputs into a :class:`Segmentation` in source pixels.
+
+Both ultralytics output layouts are understood:
+* raw: ``(1, 4 + nc + nm, anchors)`` (box centre/size, class scores, mask coefficients),
+  filtered by score and non-maximum suppression;
+* end-to-end: ``(1, k, 6 + nm)`` (x0 y0 x1 y1, score, class, mask coefficients).
+The second output is the mask prototypes ``(1, nm, mh, mw)``.
+
+    segmentation = decode_segmentation(outputs, packet.geometry, names, roles)
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pipeline.packet import Geometry, Segmentation
+
+
+def _candidates(predictions: np.ndarray, num_classes: int, num_coefficients: int, conf: float, iou: float):
+    """Boxes (input pixels, xyxy), scores, class ids and mask coefficients of kept instances."""
+    p = predictions[0]
+    if p.shape[0] != 4 + num_classes + num_coefficients:  # end-to-end: (k, 6 + nm), already suppressed
+        if p.shape[1] != 6 + num_coefficients:
+            raise ValueError(f"unexpected segmentation output shape {predictions.shape}")
+        p = p[p[:, 4] >= conf]
+        return p[:, :4], p[:, 4], p[:, 5].astype(int), p[:, 6:]
+    p = p.T  # (anchors, 4 + nc + nm)
+    class_scores = p[:, 4:4 + num_classes]
+    class_ids = class_scores.argmax(axis=1)
+    scores = class_scores[np.arange(len(p)), class_ids]
+    keep = scores >= conf
+    p, scores, class_ids = p[keep], scores[keep], class_ids[keep]
+    boxes = np.column_stack([p[:, 0] - p[:, 2] / 2, p[:, 1] - p[:, 3] / 2, p[:, 0] + p[:, 2] / 2, p[:, 1] + p[:, 3] / 2])
+    if len(p):
+        xywh = np.column_stack([boxes[:, :2], p[:, 2:4]]).tolist()
+        kept = np.asarray(cv2.dnn.NMSBoxesBatched(xywh, scores.tolist(), class_ids.tolist(), conf, iou), int).ravel()
+        boxes, scores, class_ids, p = boxes[kept], scores[kept], class_ids[kept], p[kept]
+    return boxes, scores, class_ids, p[:, 4 + num_classes:]
+
+
+def decode_segmentation(outputs: list[np.ndarray], geometry: Geometry, names: tuple[str, ...],
+                        roles: tuple[str, ...], conf: float = 0.25, iou: float = 0.7,
+                        max_instances: int = 50) -> Segmentation:
+    """Instances with masks in source pixels, and the class map (highest-scoring instance wins)."""
+    predictions, protos = np.asarray(outputs[0], np.float32), np.asarray(outputs[1], np.float32)
+    boxes, scores, class_ids, coefficients = _candidates(predictions, len(names), protos.shape[1], conf, iou)
+    order = np.argsort(-scores)[:max_instances]
+    boxes, scores, class_ids, coefficients = boxes[order], scores[order], class_ids[order], coefficients[order]
+    width, height = geometry.source_size
+    class_map = np.zeros((height, width), np.uint8)
+    if len(scores) == 0:
+        return Segmentation(class_map, names, roles, np.zeros((0, height, width), bool), class_ids.astype(int),
+                            scores, np.zeros((0, 4), np.float32))
+    _, nm, mh, mw = protos.shape
+    logits = (coefficients @ protos[0].reshape(nm, -1)).reshape(-1, mh, mw)
+    # Zero each instance outside its box, as ultralytics does, at prototype resolution.
+    input_w, input_h = geometry.input_size
+    xs, ys = (np.arange(mw) + 0.5) * input_w / mw, (np.arange(mh) + 0.5) * input_h / mh
+    inside = ((xs[None, None, :] >= boxes[:, 0, None, None]) & (xs[None, None, :] < boxes[:, 2, None, None])
+              & (ys[None, :, None] >= boxes[:, 1, None, None]) & (ys[None, :, None] < boxes[:, 3, None, None]))
+    logits = np.where(inside, logits, -100.0).astype(np.float32).transpose(1, 2, 0)
+    # To input pixels, cut out the part that shows the source crop, and scale that to the crop.
+    x0, y0, x1, y1 = geometry.content_box()
+    cx, cy, cw, ch = geometry.crop
+    logits = cv2.resize(logits, (input_w, input_h), interpolation=cv2.INTER_LINEAR).reshape(input_h, input_w, -1)
+    content = np.ascontiguousarray(logits[y0:y1, x0:x1])
+    upsampled = cv2.resize(content, (cw, ch), interpolation=cv2.INTER_LINEAR).reshape(ch, cw, -1)
+    winner = upsampled.argmax(axis=2)
+    foreground = upsampled.max(axis=2) > 0  # logit 0 = probability 0.5
+    class_map[cy:cy + ch, cx:cx + cw] = np.where(foreground, class_ids[winner] + 1, 0)
+    masks = np.zeros((len(scores), height, width), bool)
+    masks[:, cy:cy + ch, cx:cx + cw] = (upsampled > 0).transpose(2, 0, 1)
+    source_boxes = geometry.to_source(boxes.reshape(-1, 2, 2)).reshape(-1, 4)
+    source_boxes = np.clip(source_boxes, 0, [width, height, width, height])
+    return Segmentation(class_map, names, roles, masks, class_ids.astype(int), scores.astype(np.float32), source_boxes)

@@ -1,0 +1,144 @@
+"""Overlay stage: small annotators, each ``annotate(scene, packet) -> image``, composed in order.
+
+    overlay = Overlay()                       # masks, contours, labels, proximity line, alerts
+    packet = overlay(packet)                  # fills packet.overlay
+    image = MaskAnnotator().annotate(frame.copy(), packet)
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import cv2
+import numpy as np
+
+from pipeline.classes import PRIORITY_COLOURS, ROLE_COLOURS
+from pipeline.packet import FramePacket, timed
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _text_scale(scene: np.ndarray) -> float:
+    return max(0.45, scene.shape[0] / 1080)
+
+
+def _colour_table(roles: tuple[str, ...]) -> np.ndarray:
+    """(256, 3) uint8 lookup: class-map value -> BGR colour of its role."""
+    table = np.zeros((256, 3), np.uint8)
+    for index, role in enumerate(roles):
+        table[index + 1] = ROLE_COLOURS[role]
+    return table
+
+
+class MaskAnnotator:
+    """Translucent colour over every segmented pixel, by role."""
+
+    def __init__(self, opacity: float = 0.45):
+        self.opacity = opacity
+
+    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+        segmentation = packet.segmentation
+        if segmentation is None:
+            return scene
+        covered = segmentation.class_map > 0
+        if not covered.any():
+            return scene
+        ys, xs = np.nonzero(covered.any(axis=1))[0], np.nonzero(covered.any(axis=0))[0]
+        y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1  # blend only the covered box
+        region = scene[y0:y1, x0:x1]
+        colours = _colour_table(segmentation.roles)[segmentation.class_map[y0:y1, x0:x1]]
+        blended = cv2.addWeighted(region, 1 - self.opacity, colours, self.opacity, 0)
+        np.copyto(region, blended, where=covered[y0:y1, x0:x1, None])
+        return scene
+
+
+class ContourAnnotator:
+    """Solid outline of each class region, by role."""
+
+    def __init__(self, thickness: int = 2):
+        self.thickness = thickness
+
+    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+        segmentation = packet.segmentation
+        if segmentation is None:
+            return scene
+        for index, role in enumerate(segmentation.roles):
+            region = (segmentation.class_map == index + 1).astype(np.uint8)
+            contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(scene, contours, -1, ROLE_COLOURS[role], self.thickness, cv2.LINE_AA)
+        return scene
+
+
+class LabelAnnotator:
+    """Class name and score at the top-left of each instance's box."""
+
+    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+        segmentation = packet.segmentation
+        if segmentation is None:
+            return scene
+        scale = _text_scale(scene)
+        for box, cls, score in zip(segmentation.boxes, segmentation.class_ids, segmentation.scores):
+            text = f"{segmentation.names[cls]} {score:.2f}"
+            x, y = int(box[0]), max(int(box[1]), int(20 * scale))
+            (w, h), _ = cv2.getTextSize(text, FONT, 0.6 * scale, 1)
+            cv2.rectangle(scene, (x, y - h - 6), (x + w + 6, y), ROLE_COLOURS[segmentation.roles[cls]], -1)
+            cv2.putText(scene, text, (x + 3, y - 4), FONT, 0.6 * scale, (0, 0, 0), 1, cv2.LINE_AA)
+        return scene
+
+
+class ProximityAnnotator:
+    """Line between the closest instrument and vessel points, with the distance."""
+
+    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+        proximity = packet.proximity
+        if proximity is None or proximity.instrument_point is None:
+            return scene
+        colour = PRIORITY_COLOURS["high"] if packet.active_alerts else (255, 255, 255)
+        cv2.line(scene, proximity.instrument_point, proximity.vessel_point, colour, 2, cv2.LINE_AA)
+        for point in (proximity.instrument_point, proximity.vessel_point):
+            cv2.circle(scene, point, 4, colour, -1, cv2.LINE_AA)
+        mm = proximity.distance_mm
+        text = f"{mm:.1f} mm" if mm is not None else f"{proximity.distance_px:.0f} px"
+        middle = ((proximity.instrument_point[0] + proximity.vessel_point[0]) // 2 + 6,
+                  (proximity.instrument_point[1] + proximity.vessel_point[1]) // 2)
+        scale = _text_scale(scene)
+        cv2.putText(scene, text, middle, FONT, 0.7 * scale, (0, 0, 0), 4, cv2.LINE_AA)
+        cv2.putText(scene, text, middle, FONT, 0.7 * scale, colour, 2, cv2.LINE_AA)
+        return scene
+
+
+class BannerAnnotator:
+    """A banner row per active alert across the top; high priority flashes, the rest are steady."""
+
+    def __init__(self, flash_hz: float = 2.0):
+        self.flash_hz = flash_hz
+
+    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+        scale = _text_scale(scene)
+        height = int(44 * scale)
+        for row, alert in enumerate(packet.active_alerts):
+            text, priority, colour = alert.message or alert.rule, alert.priority, PRIORITY_COLOURS[alert.priority]
+            top = row * height
+            flash_on = priority != "high" or math.sin(time.monotonic() * 2 * math.pi * self.flash_hz) > -0.3
+            if flash_on:
+                cv2.rectangle(scene, (0, top), (scene.shape[1], top + height), colour, -1)
+            text_colour = (255, 255, 255) if priority == "high" else (0, 0, 0)
+            cv2.putText(scene, text.upper(), (int(12 * scale), top + int(31 * scale)), FONT, 0.9 * scale,
+                        text_colour if flash_on else colour, 2, cv2.LINE_AA)
+        return scene
+
+
+class Overlay:
+    """Stage: composite the annotators onto a copy of the source frame into ``packet.overlay``."""
+
+    def __init__(self, annotators=None):
+        self.annotators = annotators or [MaskAnnotator(), ContourAnnotator(), LabelAnnotator(),
+                                         ProximityAnnotator(), BannerAnnotator()]
+
+    def __call__(self, packet: FramePacket) -> FramePacket:
+        with timed(packet, "overlay"):
+            scene = packet.image.copy()
+            for annotator in self.annotators:
+                scene = annotator.annotate(scene, packet)
+            packet.overlay = scene
+        return packet

@@ -1,0 +1,79 @@
+"""Preprocess stage: source frame -> model input tensor, with the geometry that maps it back.
+
+Spend the model's pixels on the patient: crop to the endoscope's field-of-view square first
+(detected once and cached), then letterbox to the model size, BGR->RGB, scale to [0, 1], CHW.
+This NumPy/OpenCV stage is the reference implementation; a device implementation takes the
+same :func:`plan_geometry` and must match it.
+
+    preprocess = LetterboxPreprocess(320)
+    packet = preprocess(packet)          # fills packet.tensor and packet.geometry
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from calibration.fov import detect_fov
+from pipeline.packet import FramePacket, Geometry, timed
+
+PAD_VALUE = 114  # grey of the letterbox bars, as ultralytics trains with
+
+
+def fov_crop(fov: tuple[float, float, float] | None, width: int, height: int) -> tuple[int, int, int, int]:
+    """Square around the field-of-view circle, clipped to the frame; the whole frame without one."""
+    if fov is None:
+        return 0, 0, width, height
+    cx, cy, r = fov
+    x0, y0 = max(0, int(np.floor(cx - r))), max(0, int(np.floor(cy - r)))
+    x1, y1 = min(width, int(np.ceil(cx + r))), min(height, int(np.ceil(cy + r)))
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def plan_geometry(source_size: tuple[int, int], crop: tuple[int, int, int, int], input_size: int) -> Geometry:
+    """Scale the crop to fit ``input_size`` square, centred, keeping its aspect ratio."""
+    _, _, w, h = crop
+    scale = min(input_size / w, input_size / h)
+    new_w, new_h = round(w * scale), round(h * scale)
+    pad = ((input_size - new_w) // 2, (input_size - new_h) // 2)
+    return Geometry(source_size=source_size, crop=crop, scale=scale, pad=pad, input_size=(input_size, input_size))
+
+
+class LetterboxPreprocess:
+    """CPU preprocess stage; ``crop_to_fov`` detects the field of view on the first frame.
+
+    The tensor is a buffer reused frame after frame: the model reads it before the next call.
+    """
+
+    def __init__(self, input_size: int, crop_to_fov: bool = True, dtype=np.float32):
+        self.input_size = input_size
+        self.crop_to_fov = crop_to_fov
+        self.dtype = dtype
+        self.fov: tuple[float, float, float] | None = None
+        self._geometry: Geometry | None = None
+        self._canvas = np.full((input_size, input_size, 3), PAD_VALUE, np.uint8)
+        self._tensor = np.empty((1, 3, input_size, input_size), dtype)
+
+    def redetect(self) -> None:
+        """Forget the cached field of view; the next frame detects it again."""
+        self._geometry = None
+
+    def _geometry_for(self, image: np.ndarray) -> Geometry:
+        height, width = image.shape[:2]
+        if self._geometry is None or self._geometry.source_size != (width, height):
+            self.fov = detect_fov(image) if self.crop_to_fov else None
+            self._geometry = plan_geometry((width, height), fov_crop(self.fov, width, height), self.input_size)
+            self._canvas[:] = PAD_VALUE
+        return self._geometry
+
+    def __call__(self, packet: FramePacket) -> FramePacket:
+        with timed(packet, "preprocess"):
+            geometry = self._geometry_for(packet.image)
+            x, y, w, h = geometry.crop
+            x0, y0, x1, y1 = geometry.content_box()
+            self._canvas[y0:y1, x0:x1] = cv2.resize(packet.image[y:y + h, x:x + w], (x1 - x0, y1 - y0),
+                                                    interpolation=cv2.INTER_LINEAR)
+            rgb = self._canvas[..., ::-1].transpose(2, 0, 1)
+            np.multiply(rgb, self.dtype(1 / 255), out=self._tensor[0], casting="unsafe")
+            packet.geometry = geometry
+            packet.tensor = self._tensor
+        return packet

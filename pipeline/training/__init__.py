@@ -1,0 +1,1 @@
+"""Model life cycle: datasets, training, export."""
