@@ -118,14 +118,14 @@ def _open_pipeline(args, config):
     from pipeline.runtime import compose
     from pipeline.sources import open_source
 
+    source = open_source(args.source, size=args.size, fps=getattr(args, "fps", 30.0),
+                         fourcc=getattr(args, "fourcc", None))
     device = resolve_device(getattr(args, "device", "auto"))
     model = load_model(args.model, device=device, conf=config.conf, iou=config.iou, roles=config.roles)
     imgsz = getattr(args, "imgsz", None) or config.imgsz
     if imgsz and hasattr(model, "session") and imgsz != model.input_size:
         raise UsageError(f"--imgsz {imgsz}: this ONNX model has a fixed input of {model.input_size}")
     config.imgsz = imgsz
-    source = open_source(args.source, size=args.size, fps=getattr(args, "fps", 30.0),
-                         fourcc=getattr(args, "fourcc", None))
     try:
         stages = compose(model, config)
     except ValueError as error:

@@ -52,17 +52,18 @@ def decode_segmentation(outputs: list[np.ndarray], geometry: Geometry, names: tu
         return Segmentation(class_map, names, roles, np.zeros((0, height, width), bool), class_ids.astype(int),
                             scores, np.zeros((0, 4), np.float32))
     _, nm, mh, mw = protos.shape
-    logits = (coefficients @ protos[0].reshape(nm, -1)).reshape(-1, mh, mw)
-    # Zero each instance outside its box, as ultralytics does, at prototype resolution.
+    logits = (coefficients @ protos[0].reshape(nm, -1)).reshape(-1, mh, mw).astype(np.float32)
+    # To input pixels, then zero each instance outside its box (as ultralytics' retina masks).
     input_w, input_h = geometry.input_size
-    xs, ys = (np.arange(mw) + 0.5) * input_w / mw, (np.arange(mh) + 0.5) * input_h / mh
-    inside = ((xs[None, None, :] >= boxes[:, 0, None, None]) & (xs[None, None, :] < boxes[:, 2, None, None])
-              & (ys[None, :, None] >= boxes[:, 1, None, None]) & (ys[None, :, None] < boxes[:, 3, None, None]))
-    logits = np.where(inside, logits, -100.0).astype(np.float32).transpose(1, 2, 0)
-    # To input pixels, cut out the part that shows the source crop, and scale that to the crop.
+    logits = cv2.resize(logits.transpose(1, 2, 0), (input_w, input_h), interpolation=cv2.INTER_LINEAR)
+    logits = logits.reshape(input_h, input_w, -1)
+    xs, ys = np.arange(input_w) + 0.5, np.arange(input_h) + 0.5
+    inside = ((xs[None, :, None] >= boxes[:, 0]) & (xs[None, :, None] < boxes[:, 2])
+              & (ys[:, None, None] >= boxes[:, 1]) & (ys[:, None, None] < boxes[:, 3]))
+    logits[~inside] = -100.0
+    # Cut out the part that shows the source crop and scale it to the crop.
     x0, y0, x1, y1 = geometry.content_box()
     cx, cy, cw, ch = geometry.crop
-    logits = cv2.resize(logits, (input_w, input_h), interpolation=cv2.INTER_LINEAR).reshape(input_h, input_w, -1)
     content = np.ascontiguousarray(logits[y0:y1, x0:x1])
     upsampled = cv2.resize(content, (cw, ch), interpolation=cv2.INTER_LINEAR).reshape(ch, cw, -1)
     winner = upsampled.argmax(axis=2)

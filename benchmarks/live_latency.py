@@ -1,0 +1,95 @@
+"""Live latency: passthrough and annotation delay, fps and drops for 1080p30 phantom input.
+
+Runs the real live path (capture thread, AI worker, ZeroMQ publisher) and the real display
+(`orsight display --headless`, its own process) over `ipc://` and `tcp://127.0.0.1`, with the
+model at full speed and slowed to 10 fps. Delays are capture -> display receive (wall clock).
+
+    python benchmarks/live_latency.py [--seconds 20] [--model PATH] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import onnxruntime
+
+from pipeline.inference import load_model
+from pipeline.runtime import LiveOptions, PipelineConfig, compose, run_live
+from pipeline.sources import open_source
+from pipeline.transport import Publisher
+
+
+class PacedModel:
+    """The model, then a sleep so that each frame takes at least ``period`` seconds."""
+
+    def __init__(self, model, period: float):
+        self.model, self.period = model, period
+
+    def __call__(self, packet):
+        started = time.perf_counter()
+        packet = self.model(packet)
+        time.sleep(max(0.0, self.period - (time.perf_counter() - started)))
+        return packet
+
+
+def measure(model, endpoint: str, seconds: float, period: float | None, size=(1920, 1080), fps=30.0) -> dict:
+    stages = compose(model, PipelineConfig())
+    if period:
+        stages[1] = PacedModel(model, period)
+    publisher = Publisher(endpoint)
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "display.json"
+        display = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "display", "--connect", endpoint,
+                                    "--headless", "--summary", str(report)], stdout=subprocess.DEVNULL)
+        try:
+            publisher.wait_for_subscriber(timeout=30)
+            time.sleep(0.5)
+            live = run_live(open_source("phantom:default", size=size, fps=fps), stages, publisher,
+                            LiveOptions(frames=int(seconds * fps), realtime=True))
+            display.wait(timeout=60)
+        finally:
+            publisher.close()
+            if display.poll() is None:
+                display.kill()
+        shown = json.loads(report.read_text())
+    return {"endpoint": endpoint.split(":")[0], "model_speed": f"slowed to {1 / period:.0f} fps" if period else "full",
+            "fps_capture": live["fps_capture"], "fps_ai": live["fps_ai"], "drops": live["drops"],
+            "frames": live["frames_captured"], "received_video": shown["received"]["video"],
+            "passthrough_ms": shown["passthrough_delay_ms"], "annotation_ms": shown["annotation_delay_ms"],
+            "stage_ms_p50": live["stage_ms_p50"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    model = load_model(args.model)
+    socket_dir = tempfile.mkdtemp(prefix="orsight-bench-")
+    rows = []
+    for endpoint in (f"ipc://{socket_dir}/live.sock", "tcp://127.0.0.1:5591"):
+        for period in (None, 0.1):
+            rows.append(measure(model, endpoint, args.seconds, period))
+            r = rows[-1]
+            print(f"{r['endpoint']:4s} {r['model_speed']:18s} fps {r['fps_capture']:5.1f}/{r['fps_ai']:5.1f} "
+                  f"drops {r['drops']:4d}  passthrough p50/p95/p99 {r['passthrough_ms']['p50']}/"
+                  f"{r['passthrough_ms']['p95']}/{r['passthrough_ms']['p99']} ms  annotation p50/p95/p99 "
+                  f"{r['annotation_ms']['p50']}/{r['annotation_ms']['p95']}/{r['annotation_ms']['p99']} ms",
+                  flush=True)
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": __import__("os").cpu_count(),
+               "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
+               "model": model.description, "input": "phantom:default 1920x1080 @ 30 fps, realtime"}
+    result = {"machine": machine, "rows": rows}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

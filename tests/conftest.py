@@ -1,0 +1,29 @@
+"""Shared fixtures: a seeded, untrained model built from ultralytics' YAML (no downloads)."""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "endoscapes"
+
+
+@pytest.fixture(scope="session")
+def untrained_models(tmp_path_factory) -> dict[str, Path]:
+    """``{"pt": ..., "onnx": ...}``: yolo26n-seg, classes instrument/vessel, seed 0, 320 px."""
+    from pipeline.training.export import export_onnx
+    from pipeline.yolo import model_from_yaml
+
+    folder = tmp_path_factory.mktemp("models")
+    pt = folder / "untrained-seg.pt"
+    model_from_yaml("yolo26n-seg", seed=0).save(str(pt))
+    return {"pt": pt, "onnx": export_onnx(pt, imgsz=320, out=folder / "untrained-seg.onnx")}
+
+
+@pytest.fixture
+def free_tcp_endpoint() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"tcp://127.0.0.1:{port}"

@@ -1,0 +1,123 @@
+"""The live path over real sockets: protocol, slow model, lost camera."""
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.inference import load_model
+from pipeline.runtime import LiveOptions, PipelineConfig, compose, run_live
+from pipeline.sources import PhantomSource, SourceError, SourceLost, open_source
+from pipeline.transport import Publisher, Receiver
+
+
+def test_every_header_follows_the_protocol(untrained_models, free_tcp_endpoint, tmp_path):
+    model = load_model(untrained_models["onnx"])
+    report = tmp_path / "report.json"
+    subscriber = subprocess.Popen([sys.executable, str(Path(__file__).parent / "protocol_subscriber.py"),
+                                   free_tcp_endpoint, "60", str(report)])
+    publisher = Publisher(free_tcp_endpoint)
+    try:
+        assert publisher.wait_for_subscriber(timeout=30)
+        time.sleep(0.2)  # all five subscriptions in
+        summary = run_live(open_source("phantom:approach", size=(640, 360)), compose(model, PipelineConfig()),
+                           publisher, LiveOptions(frames=40))
+        subscriber.wait(timeout=60)
+    finally:
+        publisher.close()
+        subscriber.kill()
+    result = json.loads(report.read_text())
+    assert result["errors"] == []
+    assert result["final"] and result["gaps"] == 0
+    assert result["counts"]["video"] == 40 and result["counts"]["mask"] == summary["frames_analysed"] == 40
+    assert result["counts"]["overlay"] == 40 and result["counts"]["status"] >= 1
+
+
+class SlowModel:
+    """The real model behind a 200 ms sleep: the AI runs at under 5 fps."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, packet):
+        time.sleep(0.2)
+        return self.model(packet)
+
+
+def test_slow_model_never_holds_up_the_video(untrained_models, free_tcp_endpoint):
+    model = load_model(untrained_models["onnx"])
+    stages = compose(model, PipelineConfig())
+    stages[1] = SlowModel(model)
+    publisher = Publisher(free_tcp_endpoint)
+    receiver = Receiver(free_tcp_endpoint).start()
+    try:
+        assert publisher.wait_for_subscriber(timeout=10)
+        time.sleep(0.2)
+        started = time.monotonic()
+        summary = run_live(open_source("phantom", size=(1280, 720), fps=30), stages, publisher,
+                           LiveOptions(frames=60, realtime=True))
+        seconds = time.monotonic() - started
+        time.sleep(0.3)
+    finally:
+        receiver.stop()
+        publisher.close()
+    assert receiver.counts["video"] == 60  # every frame passed through
+    assert seconds < 3.0  # at the source's 30 fps, not the model's 5 fps
+    assert summary["frames_analysed"] <= 15 and summary["drops"] >= 40
+    assert np.median(receiver.delays_ms["video"]) < 20  # passthrough does not wait ~200 ms for the AI
+
+
+class FlakyCamera(PhantomSource):
+    """A live camera that vanishes at frame 5 and comes back on the third reconnection."""
+
+    live = True
+
+    def __init__(self):
+        super().__init__("default", (320, 240), 100.0)
+        self.reopens = 0
+
+    def read(self):
+        if self.frame == 5 and self.reopens < 3:
+            raise SourceLost("camera unplugged")
+        return super().read()
+
+    def reopen(self):
+        self.reopens += 1
+        if self.reopens < 3:
+            raise SourceError("camera still gone")
+
+
+def test_lost_camera_is_reported_and_retried(untrained_models, free_tcp_endpoint):
+    model = load_model(untrained_models["onnx"])
+    publisher = Publisher(free_tcp_endpoint)
+    receiver = Receiver(free_tcp_endpoint, topics=("status",)).start()
+    states = []
+    watcher_stop = threading.Event()
+
+    def watch():
+        message = None
+        while not watcher_stop.is_set():
+            message = receiver.wait_newer("status", message, timeout=0.1) or message
+            if message is not None and (not states or states[-1] is not message):
+                states.append(message)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        assert publisher.wait_for_subscriber(timeout=10)
+        time.sleep(0.2)
+        watcher.start()
+        source = FlakyCamera()
+        summary = run_live(source, compose(model, PipelineConfig()), publisher,
+                           LiveOptions(frames=20, reconnect_max_s=0.5))
+        time.sleep(0.3)
+    finally:
+        watcher_stop.set()
+        receiver.stop()
+        publisher.close()
+    lost = [m.header for m in states if m.header["state"] == "capture_lost"]
+    assert lost and "camera" in lost[0]["error"] and lost[0]["retry_in_s"] > 0
+    assert source.reopens == 3 and summary["frames_captured"] == 20 and summary["state"] == "ended"
