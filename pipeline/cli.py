@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from calibration.boards import PATTERNS
+from calibration.camera import CalibrationError
 from pipeline.transport import DEFAULT_ENDPOINT, ENCODINGS, TransportError
 
 EXIT_BAD_INPUT = 2
@@ -47,6 +49,11 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=None, help="stop after N frames")
     parser.add_argument("--realtime", action="store_true", help="pace files and the phantom at their native rate")
     parser.add_argument("--config", default=None, help="YAML file of pipeline settings (see README)")
+    parser.add_argument("--calibration", default=None, help="camera calibration YAML: undistort before analysis")
+    parser.add_argument("--working-distance", type=float, default=None,
+                        help="mm from scope to tissue: with --calibration, distances in mm")
+    parser.add_argument("--overlay-view", choices=("original", "undistorted"), default=None,
+                        help="with --calibration: draw the overlay on this picture (default original)")
     parser.add_argument("--video-encoding", choices=ENCODINGS, default="raw-bgr8")
     parser.add_argument("--overlay-encoding", choices=ENCODINGS, default="jpeg")
 
@@ -71,6 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default=None)
     demo.add_argument("--size", type=_size, default=(1280, 720))
     demo.add_argument("--source", default="phantom:approach")
+    calibrate = commands.add_parser("calibrate", help="camera intrinsics from board images or a video")
+    calibrate.add_argument("inputs", nargs="+", metavar="INPUT", help="images and/or videos of the board")
+    calibrate.add_argument("--pattern", choices=PATTERNS, required=True)
+    calibrate.add_argument("--board", type=_size, required=True, help="COLSxROWS (inner corners / squares / circles)")
+    calibrate.add_argument("--square", type=float, required=True, help="square side or circle spacing in mm")
+    calibrate.add_argument("--fisheye", action="store_true")
+    calibrate.add_argument("--rational", action="store_true", help="pinhole with the rational distortion model")
+    calibrate.add_argument("--working-distance", type=float, default=None, help="store mm per pixel at this distance")
+    calibrate.add_argument("--scope-id", default="")
+    calibrate.add_argument("--camera-id", default="")
+    calibrate.add_argument("--out", required=True)
+    scale = commands.add_parser("scale", help="mm per pixel from a reference object of known length")
+    scale.add_argument("--points", required=True, help="X1,Y1,X2,Y2: the reference's ends in the image")
+    scale.add_argument("--length-mm", type=float, required=True)
+    scale.add_argument("--calibration", default=None, help="undistort the points first and store the scale here")
     return parser
 
 
@@ -118,8 +140,14 @@ def _open_pipeline(args, config):
     from pipeline.runtime import compose
     from pipeline.sources import open_source
 
+    camera = _camera(args)
     source = open_source(args.source, size=args.size, fps=getattr(args, "fps", 30.0),
                          fourcc=getattr(args, "fourcc", None))
+    if camera is not None and tuple(camera.image_size) != source.frame_size:
+        raise UsageError(f"calibration {args.calibration} is for {camera.image_size[0]}x{camera.image_size[1]} "
+                         f"frames, the source gives {source.frame_size[0]}x{source.frame_size[1]}")
+    if getattr(args, "overlay_view", None):
+        config.overlay_view = args.overlay_view
     device = resolve_device(getattr(args, "device", "auto"))
     model = load_model(args.model, device=device, conf=config.conf, iou=config.iou, roles=config.roles)
     imgsz = getattr(args, "imgsz", None) or config.imgsz
@@ -127,10 +155,24 @@ def _open_pipeline(args, config):
         raise UsageError(f"--imgsz {imgsz}: this ONNX model has a fixed input of {model.input_size}")
     config.imgsz = imgsz
     try:
-        stages = compose(model, config)
+        stages = compose(model, config, camera)
     except ValueError as error:
         raise UsageError(str(error)) from None
     return source, model, stages
+
+
+def _camera(args):
+    """The calibration named by ``--calibration``, with ``--working-distance`` turned into a scale."""
+    from calibration.camera import CameraModel
+
+    if not getattr(args, "calibration", None):
+        if getattr(args, "working_distance", None):
+            raise UsageError("--working-distance needs --calibration (the focal length gives the scale)")
+        return None
+    camera = CameraModel.load(args.calibration)
+    if args.working_distance:
+        camera.mm_per_px, camera.working_distance_mm = camera.scale_at(args.working_distance), args.working_distance
+    return camera
 
 
 def write_json(path: str | Path, data: dict) -> None:
@@ -228,15 +270,64 @@ def command_demo(args) -> int:
     return 0
 
 
+def command_calibrate(args) -> int:
+    from calibration.boards import Board
+    from calibration.calibrate import calibrate, collect_views
+
+    try:
+        board = Board(args.pattern, args.board[0], args.board[1], args.square)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    views, size, skipped = collect_views(args.inputs, board)
+    result = calibrate(views, size, fisheye=args.fisheye, rational=args.rational, skipped=skipped)
+    camera = result.camera
+    camera.scope_id, camera.camera_id = args.scope_id, args.camera_id
+    if args.working_distance:
+        camera.mm_per_px, camera.working_distance_mm = camera.scale_at(args.working_distance), args.working_distance
+    camera.save(args.out)
+    k = camera.camera_matrix
+    print(f"{camera.model} model from {len(result.per_view_rms)} views of {size[0]}x{size[1]}: RMS {camera.rms:.3f} px")
+    print(f"fx {k[0, 0]:.2f}  fy {k[1, 1]:.2f}  cx {k[0, 2]:.2f}  cy {k[1, 2]:.2f}")
+    print("distortion " + " ".join(f"{v:.5f}" for v in camera.distortion))
+    for name, error in result.per_view_rms.items():
+        print(f"  view {name}: {error:.3f} px")
+    for name, error in result.rejected.items():
+        print(f"  rejected {name}: {error:.3f} px (outlier)")
+    for name, reason in result.skipped.items():
+        print(f"  skipped {name}: {reason}")
+    if camera.mm_per_px:
+        print(f"scale {camera.mm_per_px:.4f} mm/px at {camera.working_distance_mm:g} mm")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def command_scale(args) -> int:
+    from calibration.camera import CameraModel, scale_from_reference
+
+    try:
+        x1, y1, x2, y2 = (float(v) for v in args.points.split(","))
+    except ValueError:
+        raise UsageError(f"--points must be X1,Y1,X2,Y2, not {args.points!r}") from None
+    camera = CameraModel.load(args.calibration) if args.calibration else None
+    mm_per_px = scale_from_reference((x1, y1), (x2, y2), args.length_mm, camera)
+    print(f"{mm_per_px:.5f} mm/px")
+    if camera is not None:
+        camera.mm_per_px, camera.working_distance_mm = mm_per_px, None
+        camera.save(args.calibration)
+        print(f"stored in {args.calibration}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from pipeline.inference import ModelError
     from pipeline.sources import SourceError
 
     args = build_parser().parse_args(argv)
-    commands = {"run": command_run, "display": command_display, "demo": command_demo}
+    commands = {"run": command_run, "display": command_display, "demo": command_demo,
+                "calibrate": command_calibrate, "scale": command_scale}
     try:
         return commands[args.command](args)
-    except (UsageError, SourceError, ModelError, TransportError) as error:
+    except (UsageError, SourceError, ModelError, TransportError, CalibrationError) as error:
         print(f"orsight: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

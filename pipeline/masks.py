@@ -10,6 +10,8 @@ The second output is the mask prototypes ``(1, nm, mh, mw)``.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -36,6 +38,18 @@ def _candidates(predictions: np.ndarray, num_classes: int, num_coefficients: int
         kept = np.asarray(cv2.dnn.NMSBoxesBatched(xywh, scores.tolist(), class_ids.tolist(), conf, iou), int).ravel()
         boxes, scores, class_ids, p = boxes[kept], scores[kept], class_ids[kept], p[kept]
     return boxes, scores, class_ids, p[:, 4 + num_classes:]
+
+
+@lru_cache(maxsize=4)
+def inside_fov(geometry: Geometry) -> np.ndarray | None:
+    """Boolean (H, W) mask of source pixels inside the endoscope's circle (``None``: no circle)."""
+    if geometry.fov is None:
+        return None
+    width, height = geometry.source_size
+    inside = np.zeros((height, width), np.uint8)
+    cx, cy, r = geometry.fov
+    cv2.circle(inside, (round(cx - 0.5), round(cy - 0.5)), round(r), 1, -1)
+    return inside.astype(bool)
 
 
 def decode_segmentation(outputs: list[np.ndarray], geometry: Geometry, names: tuple[str, ...],
@@ -71,6 +85,10 @@ def decode_segmentation(outputs: list[np.ndarray], geometry: Geometry, names: tu
     class_map[cy:cy + ch, cx:cx + cw] = np.where(foreground, class_ids[winner] + 1, 0)
     masks = np.zeros((len(scores), height, width), bool)
     masks[:, cy:cy + ch, cx:cx + cw] = (upsampled > 0).transpose(2, 0, 1)
+    inside = inside_fov(geometry)
+    if inside is not None:  # nothing is seen outside the endoscope's circle
+        class_map *= inside
+        masks &= inside
     source_boxes = geometry.to_source(boxes.reshape(-1, 2, 2)).reshape(-1, 4)
     source_boxes = np.clip(source_boxes, 0, [width, height, width, height])
     return Segmentation(class_map, names, roles, masks, class_ids.astype(int), scores.astype(np.float32), source_boxes)

@@ -28,6 +28,7 @@ class Geometry:
     scale: float
     pad: tuple[int, int]  # (left, top) padding in input pixels
     input_size: tuple[int, int]  # (width, height) of the model input
+    fov: tuple[float, float, float] | None = None  # endoscope circle (cx, cy, r); nothing is found outside
 
     def to_source(self, xy: np.ndarray) -> np.ndarray:
         """Map ``(..., 2)`` input-space points to source pixels."""
@@ -100,7 +101,7 @@ class FramePacket:
 
     frame_id: int
     source: str
-    image: np.ndarray  # (H, W, 3) uint8 BGR, as captured
+    image: np.ndarray  # (H, W, 3) uint8 BGR: as captured, or undistorted during analysis
     t_capture_ns: int  # wall clock, for delays across processes on one host
     t_capture_mono_ns: int  # monotonic, for in-process timings
     geometry: Geometry | None = None
@@ -112,6 +113,7 @@ class FramePacket:
     overlay: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     truth: object | None = None  # ground truth, when the source knows it (phantom)
+    original: np.ndarray | None = None  # the captured frame while ``image`` is undistorted
 
     @classmethod
     def capture(cls, image: np.ndarray, frame_id: int, source: str, truth=None) -> FramePacket:

@@ -29,13 +29,15 @@ def fov_crop(fov: tuple[float, float, float] | None, width: int, height: int) ->
     return x0, y0, x1 - x0, y1 - y0
 
 
-def plan_geometry(source_size: tuple[int, int], crop: tuple[int, int, int, int], input_size: int) -> Geometry:
+def plan_geometry(source_size: tuple[int, int], crop: tuple[int, int, int, int], input_size: int,
+                  fov: tuple[float, float, float] | None = None) -> Geometry:
     """Scale the crop to fit ``input_size`` square, centred, keeping its aspect ratio."""
     _, _, w, h = crop
     scale = min(input_size / w, input_size / h)
     new_w, new_h = round(w * scale), round(h * scale)
     pad = ((input_size - new_w) // 2, (input_size - new_h) // 2)
-    return Geometry(source_size=source_size, crop=crop, scale=scale, pad=pad, input_size=(input_size, input_size))
+    return Geometry(source_size=source_size, crop=crop, scale=scale, pad=pad, input_size=(input_size, input_size),
+                    fov=fov)
 
 
 class LetterboxPreprocess:
@@ -61,7 +63,8 @@ class LetterboxPreprocess:
         height, width = image.shape[:2]
         if self._geometry is None or self._geometry.source_size != (width, height):
             self.fov = detect_fov(image) if self.crop_to_fov else None
-            self._geometry = plan_geometry((width, height), fov_crop(self.fov, width, height), self.input_size)
+            self._geometry = plan_geometry((width, height), fov_crop(self.fov, width, height), self.input_size,
+                                           self.fov)
             self._canvas[:] = PAD_VALUE
         return self._geometry
 

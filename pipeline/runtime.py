@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from calibration.camera import CameraModel
 from pipeline.alerts import ProximityAlert
 from pipeline.analysis import Analyse
 from pipeline.overlay import Overlay
@@ -24,6 +25,7 @@ from pipeline.packet import FramePacket
 from pipeline.preprocess import LetterboxPreprocess
 from pipeline.sources import Source, SourceError, SourceLost
 from pipeline.transport import Publisher
+from pipeline.undistort import Redistort, Undistort
 
 
 @dataclass
@@ -40,6 +42,7 @@ class PipelineConfig:
     alert_k: int = 3
     alert_n: int = 5
     roles: dict[str, str] = field(default_factory=dict)  # class name -> instrument|vessel|other
+    overlay_view: str = "original"  # with a calibration: draw on the original or the undistorted picture
 
 
 @dataclass
@@ -55,14 +58,21 @@ class LiveOptions:
     reconnect_max_s: float = 5.0
 
 
-def compose(model, config: PipelineConfig) -> list:
-    """The AI path in data-flow order: each item is a stage ``packet -> packet``."""
+def compose(model, config: PipelineConfig, camera: CameraModel | None = None) -> list:
+    """The AI path in data-flow order: each item is a stage ``packet -> packet``.
+
+    With a ``camera`` model the frame is undistorted first and the results are mapped back
+    onto the original picture last; its scale gives distances in millimetres.
+    """
+    mm_per_px = config.mm_per_px or (camera.mm_per_px if camera else None)
     return [
+        *([Undistort(camera)] if camera else []),
         LetterboxPreprocess(config.imgsz or model.input_size, crop_to_fov=config.crop_to_fov),
         model,
-        Analyse(config.mm_per_px),
+        Analyse(mm_per_px),
         ProximityAlert(config.alert_enter_px, config.alert_exit_px, config.alert_k, config.alert_n),
         Overlay(),
+        *([Redistort(camera, config.overlay_view)] if camera else []),
     ]
 
 

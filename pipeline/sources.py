@@ -34,6 +34,7 @@ class Source:
 
     name: str
     fps: float
+    frame_size: tuple[int, int]  # (width, height) of the first frame
     live: bool = False
 
     def read(self) -> tuple[np.ndarray, object] | None:
@@ -55,6 +56,7 @@ class PhantomSource(Source):
         except ValueError as error:
             raise SourceError(str(error)) from None
         self.name, self.fps, self.frame = f"phantom:{scenario}", fps, 0
+        self.frame_size = (self.scene.width, self.scene.height)
 
     def read(self):
         image, truth = self.scene.render(self.frame)
@@ -70,6 +72,10 @@ class ImageFolderSource(Source):
         if not self.paths:
             raise SourceError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
         self.name, self.fps, self.index = str(folder), fps, 0
+        first = cv2.imread(str(self.paths[0]), cv2.IMREAD_COLOR)
+        if first is None:
+            raise SourceError(f"cannot read image {self.paths[0]}")
+        self.frame_size = (first.shape[1], first.shape[0])
 
     def read(self):
         if self.index >= len(self.paths):
@@ -94,6 +100,7 @@ class CaptureSource(Source):
             self.capture.release()
             raise SourceError(f"{name}: opened, but no frame could be read (corrupt or empty?)")
         self.pending = first[1]
+        self.frame_size = (self.pending.shape[1], self.pending.shape[0])
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or fps or 30.0
 
     def _open(self) -> cv2.VideoCapture:

@@ -71,3 +71,21 @@ def test_demo_writes_video_and_summary(untrained_models, tmp_path):
     video = cv2.VideoCapture(str(tmp_path / "display.mp4"))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == summary["frames_shown"]
     assert "passthrough_delay_ms" in result.stdout
+
+
+def test_run_with_a_calibration_undistorts_and_gives_millimetres(untrained_models, free_tcp_endpoint, tmp_path):
+    from tests.test_calibration import PINHOLE
+
+    calibration = tmp_path / "scope.yaml"
+    PINHOLE.save(calibration)
+    result = orsight("run", "--model", str(untrained_models["onnx"]), "--publish", free_tcp_endpoint,
+                     "--calibration", str(calibration), "--working-distance", "60", "--size", "640x480",
+                     "--frames", "5", "--summary", str(tmp_path / "s.json"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["frames_analysed"] == 5 and summary["errors"] == 0
+    assert "undistort" in summary["stage_ms_p50"] and "redistort" in summary["stage_ms_p50"]
+    result = orsight("run", "--model", str(untrained_models["onnx"]), "--calibration", str(calibration))
+    assert result.returncode == 2 and "is for 640x480 frames, the source gives 1280x720" in result.stderr
+    result = orsight("run", "--working-distance", "50")
+    assert result.returncode == 2 and "needs --calibration" in result.stderr

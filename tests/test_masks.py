@@ -58,3 +58,10 @@ def test_no_detection_gives_an_empty_map():
     geometry = plan_geometry((128, 64), (0, 0, 128, 64), 64)
     result = decode_segmentation(_outputs([((8, 24, 24, 40), 0, 0.1)]), geometry, NAMES, ROLES, conf=0.25)
     assert len(result.scores) == 0 and result.class_map.max() == 0
+
+
+def test_nothing_is_found_outside_the_field_of_view():
+    geometry = plan_geometry((64, 64), (0, 0, 64, 64), 64, fov=(32.0, 32.0, 20.0))
+    result = decode_segmentation(_outputs([((0, 0, 64, 64), 0, 0.9)]), geometry, NAMES, ROLES)
+    assert result.class_map[32, 32] == 1 and result.class_map[2, 2] == 0 and result.class_map[32, 60] == 0
+    assert not result.masks[0, 2, 2] and result.masks[0, 32, 32]

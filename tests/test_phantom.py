@@ -1,5 +1,6 @@
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -74,3 +75,12 @@ def test_field_of_view_is_detected_within_two_pixels(size):
 
 def test_frame_without_black_surround_has_no_field_of_view():
     assert detect_fov(np.full((200, 300, 3), 90, np.uint8)) is None
+
+
+def test_field_of_view_survives_dark_tissue_at_the_rim():
+    image, truth = PhantomScene(1280, 720, seed=5).render(0)
+    cx, cy, r = truth.fov
+    cv2.circle(image, (int(cx + r), int(cy)), int(0.25 * r), (0, 0, 0), -1)  # a big shadow on the rim
+    cv2.circle(image, (int(cx), int(cy - r)), int(0.1 * r), (3, 3, 3), -1)
+    found = detect_fov(image)
+    assert math.dist(found[:2], truth.fov[:2]) < 2 and abs(found[2] - truth.fov[2]) < 2

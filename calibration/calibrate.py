@@ -1,0 +1,151 @@
+"""Camera calibration from views of a board: collect views, fit, reject outlier views.
+
+    views = collect_views(["shots/*.png" files or a video], board)
+    result = calibrate(views, board, fisheye=False)
+    result.camera.save("scope.yaml")
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from calibration.boards import Board
+from calibration.camera import CalibrationError, CameraModel
+
+MIN_VIEWS = 6
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg")
+SAMPLED_FRAMES = 80  # frames looked at per video
+BLUR_FRACTION = 0.35  # views sharper than this fraction of the median sharpness are kept
+DUPLICATE_PX = 0.02  # views whose points moved less than this fraction of the diagonal are skipped
+OUTLIER_FACTOR = 3.0  # views with error above this times the median (and above 1 px) are rejected
+
+
+@dataclass
+class View:
+    name: str
+    image_points: np.ndarray  # (N, 2)
+    object_points: np.ndarray  # (N, 3)
+    sharpness: float
+
+
+@dataclass
+class Calibration:
+    camera: CameraModel
+    per_view_rms: dict[str, float]
+    rejected: dict[str, float] = field(default_factory=dict)  # outlier views and their error
+    skipped: dict[str, str] = field(default_factory=dict)  # inputs not used, and why
+
+
+def _frames(inputs: list[str]):
+    """(name, BGR image) of every image input and of frames sampled evenly from videos."""
+    for item in inputs:
+        path = Path(item)
+        if not path.is_file():
+            raise CalibrationError(f"no such file: {item}")
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            video = cv2.VideoCapture(str(path))
+            total = int(video.get(cv2.CAP_PROP_FRAME_COUNT)) or SAMPLED_FRAMES
+            step = max(1, total // SAMPLED_FRAMES)
+            index = 0
+            while True:
+                ok, frame = video.read()
+                if not ok:
+                    break
+                if index % step == 0:
+                    yield f"{path.name}#{index}", frame
+                index += 1
+            video.release()
+            continue
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise CalibrationError(f"cannot read image {item}")
+        yield path.name, image
+
+
+def collect_views(inputs: list[str], board: Board) -> tuple[list[View], tuple[int, int], dict[str, str]]:
+    """Views where the board was found, minus blurred ones and near-duplicates; and the image size."""
+    views, skipped, size = [], {}, None
+    for name, image in _frames(inputs):
+        frame_size = (image.shape[1], image.shape[0])
+        if size is None:
+            size = frame_size
+        elif frame_size != size:
+            raise CalibrationError(f"inconsistent image sizes: {name} is {frame_size[0]}x{frame_size[1]}, "
+                                   f"earlier inputs {size[0]}x{size[1]}")
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        found = board.detect(gray)
+        if found is None:
+            skipped[name] = "board not found"
+            continue
+        views.append(View(name, found[0], found[1], float(cv2.Laplacian(gray, cv2.CV_64F).var())))
+    if views:
+        threshold = BLUR_FRACTION * float(np.median([v.sharpness for v in views]))
+        diagonal = float(np.hypot(*size))
+        kept = []
+        for view in views:
+            if view.sharpness < threshold:
+                skipped[view.name] = "blurred"
+            elif any(len(k.image_points) == len(view.image_points) and
+                     np.abs(k.image_points - view.image_points).mean() < DUPLICATE_PX * diagonal for k in kept):
+                skipped[view.name] = "duplicate of an earlier view"
+            else:
+                kept.append(view)
+        views = kept
+    return views, size, skipped
+
+
+def _fisheye_flag(name: str) -> int:
+    """OpenCV 4 keeps fisheye flags in cv2.fisheye, OpenCV 5 in cv2."""
+    return getattr(cv2.fisheye, name, None) or getattr(cv2, name)
+
+
+def _fit(views: list[View], size: tuple[int, int], fisheye: bool, rational: bool):
+    """Camera matrix, distortion and per-view RMS reprojection errors."""
+    objects = [v.object_points.astype(np.float32).reshape(-1, 1, 3) for v in views]
+    points = [v.image_points.astype(np.float32).reshape(-1, 1, 2) for v in views]
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 100, 1e-9)
+    if fisheye:
+        flags = _fisheye_flag("CALIB_RECOMPUTE_EXTRINSIC") | _fisheye_flag("CALIB_FIX_SKEW")
+        objects = [o.reshape(1, -1, 3).astype(np.float64) for o in objects]
+        points = [p.reshape(1, -1, 2).astype(np.float64) for p in points]
+        _, k, d, rvecs, tvecs = cv2.fisheye.calibrate(objects, points, size, np.zeros((3, 3)), np.zeros((4, 1)),
+                                                      flags=flags, criteria=criteria)
+        errors = []
+        for obj, img, r, t in zip(objects, points, rvecs, tvecs):
+            projected, _ = cv2.fisheye.projectPoints(obj, r, t, k, d)
+            errors.append(float(np.sqrt(np.mean(np.sum((projected - img) ** 2, axis=-1)))))
+        return k, d.ravel(), errors
+    flags = cv2.CALIB_RATIONAL_MODEL if rational else 0
+    _, k, d, _, _, _, _, per_view = cv2.calibrateCameraExtended(objects, points, size, None, None, flags=flags,
+                                                               criteria=criteria)
+    return k, d.ravel(), [float(e) for e in per_view.ravel()]
+
+
+def calibrate(views: list[View], size: tuple[int, int], fisheye: bool = False, rational: bool = False,
+              skipped: dict[str, str] | None = None) -> Calibration:
+    """Fit, drop views whose error is far above the rest, refit; at least ``MIN_VIEWS`` views."""
+    skipped = skipped or {}
+    if len(views) < MIN_VIEWS:
+        reasons = {}
+        for reason in skipped.values():
+            reasons[reason] = reasons.get(reason, 0) + 1
+        found = ", ".join(f"{n} {r}" for r, n in reasons.items()) or "no other inputs"
+        raise CalibrationError(f"too few usable views: {len(views)} (need {MIN_VIEWS}); {found}")
+    try:
+        k, d, errors = _fit(views, size, fisheye, rational)
+        median = float(np.median(errors))
+        outliers = {v.name: e for v, e in zip(views, errors) if e > max(1.0, OUTLIER_FACTOR * median)}
+        if outliers and len(views) - len(outliers) >= MIN_VIEWS:
+            views = [v for v in views if v.name not in outliers]
+            k, d, errors = _fit(views, size, fisheye, rational)
+        else:
+            outliers = {}
+    except cv2.error as error:
+        raise CalibrationError(f"calibration did not converge: {str(error).strip().splitlines()[-1]}") from None
+    total = float(np.sqrt(np.sum([e * e * len(v.image_points) for e, v in zip(errors, views)])
+                          / sum(len(v.image_points) for v in views)))
+    camera = CameraModel("fisheye" if fisheye else "pinhole", k, d, size, rms=total)
+    return Calibration(camera, {v.name: e for v, e in zip(views, errors)}, outliers, skipped)

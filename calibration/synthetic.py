@@ -1,0 +1,43 @@
+"""Render a board as a known camera sees it: ground truth for testing calibration.
+
+    image = render_view(board, camera, rvec, tvec, noise=2.0)
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from calibration.boards import Board
+from calibration.camera import CameraModel
+
+
+def render_view(board: Board, camera: CameraModel, rvec, tvec, noise: float = 0.0, seed: int = 0,
+                supersample: int = 2) -> np.ndarray:
+    """BGR image of ``board`` posed at (``rvec``, ``tvec``, millimetres) through ``camera``'s lens.
+
+    Each output pixel is traced back through the distortion to a ray, the ray meets the board
+    plane, and the printed board is sampled there (supersampled, then averaged).
+    """
+    width, height = camera.image_size
+    px_per_mm = 12.0
+    texture = board.texture(px_per_mm)
+    origin = np.array(board.texture_origin_mm())
+    s = supersample
+    grid = np.mgrid[:height * s, :width * s][::-1].reshape(2, -1).T.astype(np.float64)
+    pixels = (grid + 0.5) / s - 0.5
+    k = camera.camera_matrix
+    if camera.model == "fisheye":
+        rays = cv2.fisheye.undistortPoints(pixels.reshape(-1, 1, 2), k, camera.distortion).reshape(-1, 2)
+    else:
+        rays = cv2.undistortPoints(pixels.reshape(-1, 1, 2), k, camera.distortion).reshape(-1, 2)
+    rotation, _ = cv2.Rodrigues(np.asarray(rvec, np.float64))
+    plane_to_ray = np.column_stack([rotation[:, 0], rotation[:, 1], np.asarray(tvec, np.float64).ravel()])
+    board_xy = np.linalg.solve(plane_to_ray, np.column_stack([rays, np.ones(len(rays))]).T).T
+    board_xy = board_xy[:, :2] / board_xy[:, 2:3]
+    map_xy = ((board_xy + origin) * px_per_mm - 0.5).astype(np.float32).reshape(height * s, width * s, 2)
+    big = cv2.remap(texture, map_xy[..., 0], map_xy[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                    borderValue=200)
+    image = cv2.resize(big, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32)
+    if noise:
+        image += np.random.default_rng(seed).normal(0, noise, image.shape)
+    return cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
