@@ -59,6 +59,7 @@ class Board:
         corners, ids, _, _ = cv2.aruco.CharucoDetector(self.charuco).detectBoard(gray)
         if ids is None or len(ids) < MIN_CHARUCO_CORNERS:
             return None
+        corners = cv2.cornerSubPix(gray, corners.astype(np.float32), (5, 5), (-1, -1), SUBPIXEL_CRITERIA)
         return corners.reshape(-1, 2), self.object_points()[ids.ravel()]
 
     def texture(self, px_per_mm: float) -> np.ndarray:

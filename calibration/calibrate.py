@@ -19,7 +19,7 @@ MIN_VIEWS = 6
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg")
 SAMPLED_FRAMES = 80  # frames looked at per video
 BLUR_FRACTION = 0.35  # views sharper than this fraction of the median sharpness are kept
-DUPLICATE_PX = 0.02  # views whose points moved less than this fraction of the diagonal are skipped
+DUPLICATE_PX = 0.01  # views whose points moved less than this fraction of the diagonal are skipped
 OUTLIER_FACTOR = 3.0  # views with error above this times the median (and above 1 px) are rejected
 
 

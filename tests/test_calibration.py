@@ -18,11 +18,14 @@ FISHEYE = CameraModel("fisheye", np.array([[420.0, 0, 322], [0, 425, 236], [0, 0
 
 
 def _render_views(folder, board, camera, count=15, blur_index=None):
+    """Views that sweep the board over a 3x3 grid of image positions, tilted every which way."""
     rng = np.random.default_rng(0)
     paths = []
     for i in range(count):
         rvec = rng.uniform(-0.5, 0.5, 3) * [1, 1, 0.3]
-        tvec = [rng.uniform(-25, -5), rng.uniform(-20, -5), rng.uniform(90, 130)]
+        depth = rng.uniform(90, 130)
+        centre = np.array([(i % 3 - 1) * 150, (i // 3 % 3 - 1) * 100]) + rng.uniform(-20, 20, 2)
+        tvec = [*(centre * depth / camera.camera_matrix[0, 0] - [17, 12]), depth]
         image = render_view(board, camera, rvec, tvec, noise=2.0, seed=i)
         if i == blur_index:
             image = cv2.GaussianBlur(image, (0, 0), 2.5)
@@ -110,3 +113,18 @@ def test_calibrate_command_and_its_bad_input(tmp_path):
     assert result.returncode == 2 and "inconsistent image sizes" in result.stderr
     result = run(*paths[:2], "--pattern", "circles", "--board", "9x6", "--square", "5", "--out", str(out))
     assert result.returncode == 2 and "2 board not found" in result.stderr
+
+
+def test_calibration_from_a_video_samples_its_frames(tmp_path):
+    board = Board("chessboard", 9, 6, square_mm=5.0)
+    paths = _render_views(tmp_path, board, PINHOLE, count=12)
+    video = tmp_path / "sweep.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for path in paths:
+        for _ in range(3):  # the camera lingers: repeated frames are duplicates, not new views
+            writer.write(cv2.imread(path))
+    writer.release()
+    views, size, skipped = collect_views([str(video)], board)
+    assert size == (640, 480) and 8 <= len(views) <= 12
+    assert sum(reason.startswith("duplicate") for reason in skipped.values()) >= 18
+    _assert_recovered(calibrate(views, size).camera, PINHOLE)
