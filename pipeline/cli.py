@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_options(run)
     run.add_argument("--publish", default=DEFAULT_ENDPOINT, help="ZeroMQ endpoint to bind")
     run.add_argument("--summary", default=None, help="write the run summary as JSON here")
+    run.add_argument("--audit-log", default=None, help="append every alert transition to this JSONL file")
     display = commands.add_parser("display", help="OR display: subscribe and show")
     display.add_argument("--connect", default=DEFAULT_ENDPOINT)
     display.add_argument("--headless", action="store_true", help="no window (record instead)")
@@ -111,6 +112,7 @@ def resolve_device(device: str) -> str:
 
 def load_config(path: str | None):
     """Pipeline settings from a YAML file (keys of ``PipelineConfig``); unknown keys are an error."""
+    from pipeline.alerts import RULES, build_rules
     from pipeline.classes import class_roles
     from pipeline.runtime import PipelineConfig
 
@@ -129,13 +131,30 @@ def load_config(path: str | None):
     try:
         config = PipelineConfig(**values)
         class_roles(tuple(config.roles), config.roles)
+        build_rules(tuple(RULES), config.alerts)
     except (TypeError, ValueError) as error:
         raise UsageError(f"config {path}: {error}") from None
     return config
 
 
-def _open_pipeline(args, config):
-    """Source, model and stages for ``run``/``demo`` (errors become ``UsageError``)."""
+def _identity(model, config) -> dict:
+    """Model and configuration identity stamped on every audit-log line."""
+    import hashlib
+
+    from pipeline import __version__
+
+    path = getattr(model, "path", None)
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else None
+    settings = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    return {"orsight": __version__, "model": model.description, "model_sha256": digest,
+            "config_sha256": hashlib.sha256(settings.encode()).hexdigest()[:16]}
+
+
+def _open_pipeline(args, config, audit_path=None):
+    """Source, model, stages and health monitor for ``run``/``demo`` (errors become ``UsageError``)."""
+    from pipeline.alerts import AuditLog
+    from pipeline.runtime import HealthMonitor
+
     from pipeline.inference import load_model
     from pipeline.runtime import compose
     from pipeline.sources import open_source
@@ -155,10 +174,14 @@ def _open_pipeline(args, config):
         raise UsageError(f"--imgsz {imgsz}: this ONNX model has a fixed input of {model.input_size}")
     config.imgsz = imgsz
     try:
-        stages = compose(model, config, camera)
+        audit = AuditLog(audit_path, _identity(model, config)) if audit_path else None
+        stages = compose(model, config, camera, audit)
+        health = HealthMonitor(config, audit, source.fps)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    return source, model, stages
+    except OSError as error:
+        raise UsageError(f"cannot write audit log {audit_path}: {error.strerror}") from None
+    return source, model, stages, health
 
 
 def _camera(args):
@@ -189,13 +212,13 @@ def command_run(args) -> int:
     from pipeline.transport import Publisher
 
     config = load_config(args.config)
-    source, model, stages = _open_pipeline(args, config)
+    source, model, stages, health = _open_pipeline(args, config, args.audit_log)
     publisher = Publisher(args.publish)
     options = LiveOptions(frames=args.frames, realtime=args.realtime, video_encoding=args.video_encoding,
                           overlay_encoding=args.overlay_encoding)
     print(f"orsight: {source.name} -> {model.description} -> {args.publish}", file=sys.stderr)
     try:
-        summary = run_live(source, stages, publisher, options)
+        summary = run_live(source, stages, publisher, options, health=health)
     finally:
         publisher.close()
         source.close()
@@ -233,7 +256,7 @@ def command_demo(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     args.fps = 30.0
-    source, model, stages = _open_pipeline(args, load_config(None))
+    source, model, stages, health = _open_pipeline(args, load_config(None), out / "audit.jsonl")
     socket_dir = tempfile.mkdtemp(prefix="orsight-demo-")
     endpoint = f"ipc://{socket_dir}/live.sock"
     publisher = Publisher(endpoint)
@@ -244,7 +267,7 @@ def command_demo(args) -> int:
     try:
         if not publisher.wait_for_subscriber(timeout=30):
             raise UsageError("the display process did not subscribe within 30 s")
-        live = run_live(source, stages, publisher, LiveOptions(frames=args.frames, realtime=True))
+        live = run_live(source, stages, publisher, LiveOptions(frames=args.frames, realtime=True), health=health)
         display.wait(timeout=60)
     finally:
         if display.poll() is None:
@@ -266,7 +289,7 @@ def command_demo(args) -> int:
     print(f"{'fps capture / AI':38s} {summary['fps_capture']} / {summary['fps_ai']}")
     print(f"{'alerts raised':38s} {summary['alerts_raised']}")
     _print_delays(summary)
-    print(f"wrote {out / 'display.mp4'} and {out / 'summary.json'}")
+    print(f"wrote {out / 'display.mp4'}, {out / 'summary.json'} and {out / 'audit.jsonl'}")
     return 0
 
 

@@ -36,13 +36,20 @@ def _stale_alert(video: Message) -> AlertEvent:
                       message="AI STALE")
 
 
-def _packet_from(video: Message, mask: Message | None) -> FramePacket:
-    """A frame packet rebuilt from the wire: the raw frame, and the mask's results if fresh."""
+def _alerts_from(header: dict) -> list[AlertEvent]:
+    return [AlertEvent(**{**a, "location": tuple(a["location"]) if a["location"] else None})
+            for a in header.get("active_alerts", [])]
+
+
+def _packet_from(video: Message, mask: Message | None, status: Message | None) -> FramePacket:
+    """A frame packet rebuilt from the wire: the raw frame, the mask's results if fresh, and the
+    publisher's health alerts (its ``ai_stale`` aside: the display judges staleness itself)."""
     image = decode_image(video).copy()
     packet = FramePacket(frame_id=video.header["frame_id"], source=video.header["stream"], image=image,
                          t_capture_ns=video.header["t_capture_ns"], t_capture_mono_ns=0)
+    health = [a for a in _alerts_from(status.header) if a.rule != "ai_stale"] if status else []
     if mask is None:
-        packet.active_alerts = [_stale_alert(video)]
+        packet.active_alerts = health + [_stale_alert(video)]
         return packet
     names = tuple(c["name"] for c in mask.header["classes"])
     roles = tuple(c["role"] for c in mask.header["classes"])
@@ -57,8 +64,7 @@ def _packet_from(video: Message, mask: Message | None) -> FramePacket:
         instrument_point=tuple(near["instrument_point"]) if near["instrument_point"] else None,
         vessel_point=tuple(near["vessel_point"]) if near["vessel_point"] else None,
         mm_per_px=near["mm_per_px"])
-    packet.active_alerts = [AlertEvent(**{**a, "location": tuple(a["location"]) if a["location"] else None})
-                            for a in mask.header["active_alerts"]]
+    packet.active_alerts = _alerts_from(mask.header) + health
     return packet
 
 
@@ -84,7 +90,7 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
             fresh = mask is not None and \
                 (video.header["t_capture_ns"] - mask.header["t_capture_ns"]) / 1e6 <= stale_ms
             stale_frames += not fresh
-            packet = _packet_from(video, mask if fresh else None)
+            packet = _packet_from(video, mask if fresh else None, status)
             scene = packet.image
             for annotator in annotators:
                 scene = annotator.annotate(scene, packet)

@@ -86,6 +86,7 @@ class OnnxSegmentationModel(SegmentationModel):
         self.input_size = int(inputs[0].shape[-1]) if isinstance(inputs[0].shape[-1], int) else \
             int(ast.literal_eval(meta.get("imgsz", "[640, 640]"))[-1])
         self.description = f"{Path(path).name} (onnxruntime)"
+        self.path = Path(path)
 
     def forward(self, tensor: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {self.input_name: tensor})
@@ -111,6 +112,7 @@ class TorchSegmentationModel(SegmentationModel):
         self.names = _parse_names(repr(yolo.model.names))
         self.input_size = int(getattr(yolo.model, "args", {}).get("imgsz", input_size) or input_size)
         self.description = f"{Path(path).name} (torch {device})"
+        self.path = Path(path)
 
     def forward(self, tensor: np.ndarray) -> list[np.ndarray]:
         with self.torch.inference_mode():

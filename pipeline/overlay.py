@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import math
 import time
 
 import cv2
@@ -108,23 +107,24 @@ class ProximityAnnotator:
 
 
 class BannerAnnotator:
-    """A banner row per active alert across the top; high priority flashes, the rest are steady."""
+    """A banner row per active alert across the top, by priority (IEC 60601-1-8 style):
+    high: red, fast flash; medium: yellow, slow flash; low: steady."""
 
-    def __init__(self, flash_hz: float = 2.0):
-        self.flash_hz = flash_hz
+    FLASH_HZ = {"high": 2.0, "medium": 0.6, "low": 0.0}
 
     def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
         scale = _text_scale(scene)
         height = int(44 * scale)
+        now = time.monotonic()
         for row, alert in enumerate(packet.active_alerts):
-            text, priority, colour = alert.message or alert.rule, alert.priority, PRIORITY_COLOURS[alert.priority]
+            colour, hz = PRIORITY_COLOURS[alert.priority], self.FLASH_HZ[alert.priority]
+            lit = hz == 0 or (now * hz) % 1.0 < 0.6  # on 60 % of each flash period
             top = row * height
-            flash_on = priority != "high" or math.sin(time.monotonic() * 2 * math.pi * self.flash_hz) > -0.3
-            if flash_on:
+            if lit:
                 cv2.rectangle(scene, (0, top), (scene.shape[1], top + height), colour, -1)
-            text_colour = (255, 255, 255) if priority == "high" else (0, 0, 0)
-            cv2.putText(scene, text.upper(), (int(12 * scale), top + int(31 * scale)), FONT, 0.9 * scale,
-                        text_colour if flash_on else colour, 2, cv2.LINE_AA)
+            text_colour = ((255, 255, 255) if alert.priority == "high" else (0, 0, 0)) if lit else colour
+            cv2.putText(scene, f"{alert.priority.upper()}: {(alert.message or alert.rule).upper()}",
+                        (int(12 * scale), top + int(31 * scale)), FONT, 0.9 * scale, text_colour, 2, cv2.LINE_AA)
         return scene
 
 

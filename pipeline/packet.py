@@ -93,6 +93,9 @@ class AlertEvent:
     distance_px: float | None = None
     location: tuple[int, int] | None = None
     message: str = ""
+    t_start_ns: int = 0  # capture time at which the alert was raised
+    t_end_ns: int | None = None  # set on the ``cleared`` event
+    distance_mm: float | None = None
 
 
 @dataclass

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from pipeline.analysis import closest_pair
+from pipeline.packet import Segmentation
 
 NAMES = ("instrument", "vessel")
 INSTRUMENT, VESSEL = 1, 2  # class-map values (class index + 1)
@@ -30,6 +31,13 @@ class PhantomTruth:
 
     class_map: np.ndarray  # (H, W) uint8: 0 background, 1 instrument, 2 vessel
     fov: tuple[float, float, float]  # (cx, cy, radius) of the endoscope's circle
+
+    def segmentation(self) -> Segmentation:
+        """The ground truth as a model result (a perfect model's output), with one instance per class."""
+        masks = np.stack([self.class_map == INSTRUMENT, self.class_map == VESSEL])
+        boxes = np.array([[*np.argwhere(m)[:, ::-1].min(0), *np.argwhere(m)[:, ::-1].max(0) + 1] if m.any()
+                          else [0, 0, 0, 0] for m in masks], np.float32)
+        return Segmentation(self.class_map, NAMES, NAMES, masks, np.array([0, 1]), np.ones(2, np.float32), boxes)
 
     @cached_property
     def distance_px(self) -> float:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from calibration.camera import CameraModel
-from pipeline.alerts import ProximityAlert
+from pipeline.alerts import CLINICAL_RULES, HEALTH_RULES, AlertEngine, Alerts, AuditLog, Observation, build_rules
 from pipeline.analysis import Analyse
 from pipeline.overlay import Overlay
 from pipeline.packet import FramePacket
@@ -37,10 +37,8 @@ class PipelineConfig:
     iou: float = 0.7
     crop_to_fov: bool = True
     mm_per_px: float | None = None
-    alert_enter_px: float = 40.0
-    alert_exit_px: float = 60.0
-    alert_k: int = 3
-    alert_n: int = 5
+    alerts: dict[str, dict] = field(default_factory=dict)  # rule name -> its parameters (pipeline/alerts.py)
+    stale_ms: float = 120.0  # segmentation older than this is stale (ai_stale, clinical alerts suppressed)
     roles: dict[str, str] = field(default_factory=dict)  # class name -> instrument|vessel|other
     overlay_view: str = "original"  # with a calibration: draw on the original or the undistorted picture
 
@@ -55,10 +53,11 @@ class LiveOptions:
     overlay_encoding: str = "jpeg"
     jpeg_quality: int = 85
     heartbeat_s: float = 1.0
+    health_tick_s: float = 0.04  # how often the health rules are checked
     reconnect_max_s: float = 5.0
 
 
-def compose(model, config: PipelineConfig, camera: CameraModel | None = None) -> list:
+def compose(model, config: PipelineConfig, camera: CameraModel | None = None, audit: AuditLog | None = None) -> list:
     """The AI path in data-flow order: each item is a stage ``packet -> packet``.
 
     With a ``camera`` model the frame is undistorted first and the results are mapped back
@@ -70,7 +69,7 @@ def compose(model, config: PipelineConfig, camera: CameraModel | None = None) ->
         LetterboxPreprocess(config.imgsz or model.input_size, crop_to_fov=config.crop_to_fov),
         model,
         Analyse(mm_per_px),
-        ProximityAlert(config.alert_enter_px, config.alert_exit_px, config.alert_k, config.alert_n),
+        Alerts(build_rules(CLINICAL_RULES, config.alerts), audit, config.stale_ms),
         Overlay(),
         *([Redistort(camera, config.overlay_view)] if camera else []),
     ]
@@ -116,6 +115,9 @@ class LiveStats:
 
     captured: int = 0
     analysed: int = 0
+    started_ns: int = field(default_factory=time.monotonic_ns)
+    last_capture_ns: int | None = None  # monotonic time of the newest capture
+    last_result_ns: int | None = None  # monotonic time of the newest published result
     errors: int = 0
     alerts_raised: int = 0
     state: str = "starting"
@@ -146,6 +148,29 @@ def _publish_results(publisher: Publisher, packet: FramePacket, options: LiveOpt
         publisher.send("alert", {**dataclasses.asdict(event), **common})
 
 
+class HealthMonitor:
+    """Health rules (ai_stale, capture_lost, low_fps, model_error) evaluated by the runtime's main thread."""
+
+    def __init__(self, config: PipelineConfig, audit: AuditLog | None, source_fps: float):
+        self.engine = AlertEngine(build_rules(HEALTH_RULES, config.alerts), audit)
+        self.source_fps = source_fps
+        self.errors_seen = 0
+
+    def observe(self, stats: "LiveStats", fps_ai: float | None = None) -> list:
+        """Transitions now; ``fps_ai`` (once a second) feeds ``low_fps``."""
+        now = time.monotonic_ns()
+        flowing = stats.last_capture_ns is not None and now - stats.last_capture_ns < 500e6
+        age = (now - (stats.last_result_ns or stats.started_ns)) / 1e6 if flowing else None
+        new_error = stats.last_error if stats.errors > self.errors_seen else None
+        self.errors_seen = stats.errors
+        observation = Observation(
+            time.time_ns(), stats.captured - 1, ai_age_ms=age,
+            capture_lost=stats.last_error if stats.state == "capture_lost" else None,
+            fps_ratio=None if fps_ai is None or not flowing else fps_ai / self.source_fps,
+            model_error=new_error)
+        return self.engine.update(observation)
+
+
 def _reconnect(source: Source, publisher: Publisher, stats: LiveStats, stop: threading.Event,
                max_wait: float, error: Exception) -> None:
     """Report the lost source on ``status`` and retry with exponential backoff until it returns."""
@@ -165,8 +190,13 @@ def _reconnect(source: Source, publisher: Publisher, stats: LiveStats, stop: thr
 
 
 def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOptions,
-             stop: threading.Event | None = None) -> dict:
-    """Run the live path until the source ends, ``options.frames`` are captured or ``stop`` is set."""
+             stop: threading.Event | None = None, health: HealthMonitor | None = None) -> dict:
+    """Run the live path until the source ends, ``options.frames`` are captured or ``stop`` is set.
+
+    ``health`` (default: all health rules with default settings) is checked every
+    ``options.health_tick_s``; its transitions go out on ``alert`` and its active alerts on ``status``.
+    """
+    health = health or HealthMonitor(PipelineConfig(), None, source.fps)
     stop = stop or threading.Event()
     slot = LatestSlot(newest_wins=source.live or options.realtime)
     stats = LiveStats(state="running")
@@ -190,6 +220,7 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
                 packet = FramePacket.capture(item[0], stats.captured, source.name, truth=item[1])
                 publisher.send_image("video", packet.image, options.video_encoding, options.jpeg_quality,
                                      frame_id=packet.frame_id, t_capture_ns=packet.t_capture_ns, fps=source.fps)
+                stats.last_capture_ns = time.monotonic_ns()
                 slot.put(packet)
                 stats.captured += 1
         except SourceError as error:
@@ -208,6 +239,7 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
                 stats.last_error = f"{type(error).__name__}: {error}"
                 continue
             _publish_results(publisher, packet, options)
+            stats.last_result_ns = time.monotonic_ns()
             stats.analysed += 1
             stats.alerts_raised += sum(event.state == "raised" for event in packet.alerts)
             stats.add_timings(packet.timings_ms)
@@ -216,15 +248,22 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
                threading.Thread(target=analyse, name="orsight-ai", daemon=True)]
     for thread in threads:
         thread.start()
-    last = (time.monotonic(), 0, 0)
+    last, rates = (time.monotonic(), 0, 0), (0.0, 0.0)
     try:
         while any(thread.is_alive() for thread in threads):
-            threads[1].join(timeout=options.heartbeat_s)
+            threads[1].join(timeout=options.health_tick_s)
             now = time.monotonic()
-            elapsed = max(now - last[0], 1e-9)
-            rates = ((stats.captured - last[1]) / elapsed, (stats.analysed - last[2]) / elapsed)
-            last = (now, stats.captured, stats.analysed)
-            publisher.send("status", _status_fields(stats, slot, source, rates))
+            fps_ai = None
+            if now - last[0] >= options.heartbeat_s:
+                elapsed = now - last[0]
+                rates = ((stats.captured - last[1]) / elapsed, (stats.analysed - last[2]) / elapsed)
+                last, fps_ai = (now, stats.captured, stats.analysed), rates[1]
+            events = health.observe(stats, fps_ai)
+            for event in events:
+                publisher.send("alert", dataclasses.asdict(event))
+            stats.alerts_raised += sum(event.state == "raised" for event in events)
+            if fps_ai is not None or events:
+                publisher.send("status", _status_fields(stats, slot, source, rates, health.engine.active))
     except KeyboardInterrupt:
         stop.set()
         for thread in threads:
@@ -232,13 +271,15 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
     if stats.state == "running":
         stats.state = "ended"
     summary = _summary(stats, slot, source, time.monotonic() - started)
-    publisher.send("status", {**_status_fields(stats, slot, source, (0.0, 0.0)), "state": stats.state,
+    publisher.send("status", {**_status_fields(stats, slot, source, (0.0, 0.0), []), "state": stats.state,
                               "final": True})
     return summary
 
 
-def _status_fields(stats: LiveStats, slot: LatestSlot, source: Source, rates: tuple[float, float]) -> dict:
+def _status_fields(stats: LiveStats, slot: LatestSlot, source: Source, rates: tuple[float, float],
+                   active_alerts: list) -> dict:
     return {"state": stats.state, "source": source.name, "t_capture_ns": time.time_ns(),
+            "active_alerts": [dataclasses.asdict(a) for a in active_alerts],
             "fps_capture": round(rates[0], 2), "fps_ai": round(rates[1], 2), "frames_captured": stats.captured,
             "frames_analysed": stats.analysed, "drops": slot.drops, "errors": stats.errors,
             "last_error": stats.last_error,

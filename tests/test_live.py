@@ -121,3 +121,45 @@ def test_lost_camera_is_reported_and_retried(untrained_models, free_tcp_endpoint
     lost = [m.header for m in states if m.header["state"] == "capture_lost"]
     assert lost and "camera" in lost[0]["error"] and lost[0]["retry_in_s"] > 0
     assert source.reopens == 3 and summary["frames_captured"] == 20 and summary["state"] == "ended"
+
+
+class StallingModel(SlowModel):
+    """The real model, which hangs for 0.6 s once, at frame 15."""
+
+    def __call__(self, packet):
+        if packet.frame_id == 15:
+            time.sleep(0.6)
+        return self.model(packet)
+
+
+def test_stalled_model_raises_ai_stale_and_clears_it(untrained_models, free_tcp_endpoint):
+    model = load_model(untrained_models["onnx"])
+    stages = compose(model, PipelineConfig())
+    stages[1] = StallingModel(model)
+    publisher = Publisher(free_tcp_endpoint)
+    receiver = Receiver(free_tcp_endpoint, topics=("alert",)).start()
+    seen, stop = [], threading.Event()
+
+    def watch():
+        message = None
+        while not stop.is_set():
+            newer = receiver.wait_newer("alert", message, timeout=0.05)
+            if newer is not None:
+                seen.append(newer.header)
+                message = newer
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        assert publisher.wait_for_subscriber(timeout=10)
+        time.sleep(0.2)
+        watcher.start()
+        summary = run_live(open_source("phantom", size=(640, 360), fps=30), stages, publisher,
+                           LiveOptions(frames=60, realtime=True))
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        receiver.stop()
+        publisher.close()
+    stale = [(h["state"], h["priority"]) for h in seen if h["rule"] == "ai_stale"]
+    assert stale[0] == ("raised", "medium") and stale[-1][0] == "cleared"
+    assert summary["alerts_raised"] >= 1 and summary["drops"] > 5
