@@ -90,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--scope-id", default="")
     calibrate.add_argument("--camera-id", default="")
     calibrate.add_argument("--out", required=True)
+    replay = commands.add_parser("replay", help="analyse recorded videos, every frame")
+    replay.add_argument("videos", nargs="+", metavar="VIDEO")
+    replay.add_argument("--out", required=True, help="one folder per video is written here")
+    replay.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="distribute over Ray (a cluster ADDRESS, or a local Ray without one)")
+    replay.add_argument("--model", default=None)
+    replay.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    replay.add_argument("--batch", type=int, default=None, help="frames per forward pass (default: 1 CPU, 8 CUDA)")
+    replay.add_argument("--chunk-frames", type=int, default=None, help="analyse in chunks of about N frames")
+    replay.add_argument("--config", default=None)
+    replay.add_argument("--no-progress", action="store_true")
     scale = commands.add_parser("scale", help="mm per pixel from a reference object of known length")
     scale.add_argument("--points", required=True, help="X1,Y1,X2,Y2: the reference's ends in the image")
     scale.add_argument("--length-mm", type=float, required=True)
@@ -324,6 +335,27 @@ def command_calibrate(args) -> int:
     return 0
 
 
+def command_replay(args) -> int:
+    from pipeline.inference import load_model
+    from pipeline.replay import ReplayOptions, replay_videos
+
+    config = load_config(args.config)
+    device = resolve_device(args.device)
+    load_model(args.model, device="cpu")  # a wrong model file fails here, before any work
+    options = ReplayOptions(batch=args.batch or (8 if device == "cuda" else 1), chunk_frames=args.chunk_frames,
+                            device=device, progress=not args.no_progress, config=config)
+    use_ray = args.ray is not None
+    summaries, errors = replay_videos(args.videos, args.out, args.model, options, use_ray=use_ray,
+                                      ray_address=None if args.ray in (None, "local") else args.ray)
+    for summary in summaries:
+        flag = " PARTIAL" if summary["partial"] else ""
+        print(f"{summary['video']}: {summary['frames_analysed']} frames at {summary['throughput_fps']} frames/s, "
+              f"alerts {summary['alerts_raised']}{flag}")
+    for video, error in errors.items():
+        print(f"orsight: error: {video}: {error}", file=sys.stderr)
+    return EXIT_BAD_INPUT if errors else 0
+
+
 def command_scale(args) -> int:
     from calibration.camera import CameraModel, scale_from_reference
 
@@ -343,14 +375,15 @@ def command_scale(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from pipeline.inference import ModelError
+    from pipeline.replay import ReplayError
     from pipeline.sources import SourceError
 
     args = build_parser().parse_args(argv)
     commands = {"run": command_run, "display": command_display, "demo": command_demo,
-                "calibrate": command_calibrate, "scale": command_scale}
+                "calibrate": command_calibrate, "scale": command_scale, "replay": command_replay}
     try:
         return commands[args.command](args)
-    except (UsageError, SourceError, ModelError, TransportError, CalibrationError) as error:
+    except (UsageError, SourceError, ModelError, TransportError, CalibrationError, ReplayError) as error:
         print(f"orsight: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

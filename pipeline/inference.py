@@ -46,15 +46,25 @@ class SegmentationModel:
     def forward(self, tensor: np.ndarray) -> list[np.ndarray]:
         raise NotImplementedError
 
+    max_batch: int | None = None  # largest batch one forward pass takes (None: any)
+
     def __call__(self, packet: FramePacket) -> FramePacket:
-        with timed(packet, "infer"):
-            outputs = self.forward(packet.tensor)
-        with timed(packet, "masks"):
-            if not all(np.isfinite(o).all() for o in outputs[:2]):
-                raise ModelError("model output contains NaN or infinity")
-            packet.segmentation = decode_segmentation(outputs, packet.geometry, self.names, self.roles,
-                                                      self.conf, self.iou)
-        return packet
+        return self.infer_batch([packet])[0]
+
+    def infer_batch(self, packets: list[FramePacket]) -> list[FramePacket]:
+        """Run several preprocessed packets through one forward pass and decode each."""
+        with timed(packets[0], "infer"):
+            batch = packets[0].tensor if len(packets) == 1 else np.concatenate([p.tensor for p in packets])
+            outputs = self.forward(batch)
+        for index, packet in enumerate(packets):
+            packet.timings_ms["infer"] = packets[0].timings_ms["infer"] / len(packets)
+            with timed(packet, "masks"):
+                own = [output[index:index + 1] for output in outputs[:2]]
+                if not all(np.isfinite(o).all() for o in own):
+                    raise ModelError("model output contains NaN or infinity")
+                packet.segmentation = decode_segmentation(own, packet.geometry, self.names, self.roles,
+                                                          self.conf, self.iou)
+        return packets
 
 
 def _parse_names(text: str) -> tuple[str, ...]:
@@ -82,6 +92,7 @@ class OnnxSegmentationModel(SegmentationModel):
         if len(inputs) != 1 or len(self.session.get_outputs()) < 2 or "names" not in meta:
             raise ModelError(f"{path} is not an ultralytics segmentation model (needs names, boxes and prototypes)")
         self.input_name = inputs[0].name
+        self.max_batch = inputs[0].shape[0] if isinstance(inputs[0].shape[0], int) else None
         self.names = _parse_names(meta["names"])
         self.input_size = int(inputs[0].shape[-1]) if isinstance(inputs[0].shape[-1], int) else \
             int(ast.literal_eval(meta.get("imgsz", "[640, 640]"))[-1])

@@ -6,8 +6,6 @@
 """
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 
@@ -115,7 +113,7 @@ class BannerAnnotator:
     def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
         scale = _text_scale(scene)
         height = int(44 * scale)
-        now = time.monotonic()
+        now = packet.t_capture_ns / 1e9  # flash phase follows the video's own clock (replays repeat exactly)
         for row, alert in enumerate(packet.active_alerts):
             colour, hz = PRIORITY_COLOURS[alert.priority], self.FLASH_HZ[alert.priority]
             lit = hz == 0 or (now * hz) % 1.0 < 0.6  # on 60 % of each flash period

@@ -1,0 +1,397 @@
+"""Replay analysis of recorded videos: every frame, in order, as fast as the hardware allows.
+
+Two phases, the same stages as the live path with a different scheduler:
+
+1. *analyse* (parallel by chunk): decode -> preprocess -> infer (batched) -> masks -> analysis
+   -> one deterministic record per frame (instances with polygons, minimum distance).
+2. *finalise* (in frame order): alerts over the records -> overlay drawn from the records ->
+   annotated MP4, ``frames.jsonl``, ``alerts.jsonl``, ``report.html``, ``summary.json``.
+
+In one process the phases overlap (decode thread, model on the main thread, finalise thread);
+with ``chunk_frames`` or Ray, chunks (cut at keyframes) are analysed apart, and the finalise
+pass decodes the video once more. The records, and so every output, are identical either way.
+
+    summary = replay_video("case12.mp4", "out/", model_path=None, options=ReplayOptions())
+"""
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.alerts import CLINICAL_RULES, Alerts, build_rules
+from pipeline.analysis import Analyse
+from pipeline.inference import load_model
+from pipeline.overlay import Overlay
+from pipeline.packet import FramePacket, Proximity, Segmentation
+from pipeline.preprocess import LetterboxPreprocess
+from pipeline.runtime import PipelineConfig
+
+OUTPUTS = ("annotated.mp4", "frames.jsonl", "alerts.jsonl", "report.html", "summary.json")
+
+
+class ReplayError(Exception):
+    """A video cannot be analysed at all."""
+
+
+@dataclass
+class ReplayOptions:
+    batch: int = 1  # frames per forward pass (CPU: 1; more needs a model with a dynamic batch)
+    chunk_frames: int | None = None  # analyse in chunks of about this many frames (cut at keyframes)
+    device: str = "cpu"
+    threads: int | None = None  # ONNX Runtime intra-op threads
+    progress: bool = True
+    config: PipelineConfig = field(default_factory=PipelineConfig)
+
+
+@dataclass
+class VideoInfo:
+    path: str
+    fps: float
+    frame_count: int  # as the container claims
+    size: tuple[int, int]
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Frame rate, claimed frame count and size; :class:`ReplayError` when it cannot be read."""
+    if not Path(path).is_file():
+        raise ReplayError(f"no such video: {path}")
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    ok, frame = capture.read() if capture.isOpened() else (False, None)
+    info = VideoInfo(str(path), capture.get(cv2.CAP_PROP_FPS) or 30.0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+                     (frame.shape[1], frame.shape[0]) if ok else (0, 0))
+    capture.release()
+    if not ok:
+        raise ReplayError(f"cannot read video {path}: not a video, or no decodable frame")
+    return info
+
+
+def read_frames(path: str, start: int = 0, stop: int | None = None):
+    """(index, BGR image) from ``start`` up to ``stop`` (exclusive) or the last readable frame."""
+    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    if start:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+    index = start
+    try:
+        while stop is None or index < stop:
+            ok, image = capture.read()
+            if not ok:
+                return
+            yield index, image
+            index += 1
+    finally:
+        capture.release()
+
+
+def keyframes(path: str) -> list[int]:
+    """Indices of the video's keyframes (from the container's packets, nothing decoded)."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or 30)
+        start = stream.start_time or 0
+        found = [round(float((packet.pts - start) * stream.time_base) * rate)
+                 for packet in container.demux(stream) if packet.is_keyframe and packet.pts is not None]
+    return sorted(set(found))
+
+
+def plan_chunks(path: str, frame_count: int, chunk_frames: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering every frame, each start on a keyframe where possible."""
+    try:
+        starts = keyframes(path)
+    except Exception:  # no keyframe index: fall back to frame-accurate seeking anywhere
+        starts = list(range(0, frame_count, chunk_frames))
+    cuts = sorted({0, *(next((k for k in starts if k >= target), target)
+                        for target in range(chunk_frames, frame_count, chunk_frames))} - {frame_count})
+    cuts = [c for c in cuts if c < frame_count]
+    return list(zip(cuts, cuts[1:] + [frame_count]))
+
+
+# ---- phase 1: analyse -------------------------------------------------------------------
+def frame_record(packet: FramePacket, fps: float) -> dict:
+    """The deterministic per-frame result: instances (class, score, box, area, polygons), distance."""
+    segmentation, proximity = packet.segmentation, packet.proximity
+    instances = []
+    for mask, cls, score, box in zip(segmentation.masks, segmentation.class_ids, segmentation.scores,
+                                     segmentation.boxes):
+        contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        instances.append({"class": segmentation.names[cls], "class_id": int(cls), "score": round(float(score), 4),
+                          "box": [round(float(v), 1) for v in box], "area": int(mask.sum()),
+                          "polygons": [c.reshape(-1).tolist() for c in contours if len(c) >= 3]})
+    distance = proximity.distance_px
+    return {"frame": packet.frame_id, "t_s": round(packet.frame_id / fps, 6), "instances": instances,
+            "distance_px": None if not np.isfinite(distance) else round(float(distance), 2),
+            "instrument_point": proximity.instrument_point, "vessel_point": proximity.vessel_point}
+
+
+class Analyser:
+    """Phase 1 for one model: frames -> records (and the analysed packets, for the overlap)."""
+
+    def __init__(self, model_path, options: ReplayOptions):
+        config = options.config
+        self.model = load_model(model_path, device=options.device, threads=options.threads, conf=config.conf,
+                                iou=config.iou, roles=config.roles)
+        if options.batch > 1 and self.model.max_batch is not None and self.model.max_batch < options.batch:
+            raise ReplayError(f"--batch {options.batch}: this model takes batches of {self.model.max_batch}; "
+                              "export it with a dynamic batch")
+        self.batch = options.batch
+        self.preprocess = LetterboxPreprocess(config.imgsz or self.model.input_size, config.crop_to_fov)
+        self.analyse = Analyse(config.mm_per_px)
+
+    def run(self, frames, fps: float, source: str):
+        """Yield ``(packet, record)`` in frame order for ``(index, image)`` frames."""
+        pending = []
+        for index, image in frames:
+            packet = FramePacket(index, source, image, int(index / fps * 1e9), time.monotonic_ns())
+            packet = self.preprocess(packet)
+            packet.tensor = packet.tensor.copy() if self.batch > 1 else packet.tensor
+            pending.append(packet)
+            if len(pending) == self.batch:
+                yield from self._flush(pending, fps)
+                pending = []
+        if pending:
+            yield from self._flush(pending, fps)
+
+    def _flush(self, packets, fps):
+        for packet in self.model.infer_batch(packets):
+            packet = self.analyse(packet)
+            yield packet, frame_record(packet, fps)
+
+
+def analyse_chunk(path: str, start: int, stop: int, fps: float, model_path, options: ReplayOptions) -> list[dict]:
+    """Phase 1 for one chunk: the records of frames ``start``..``stop - 1`` (fewer if truncated)."""
+    analyser = Analyser(model_path, options)
+    return [record for _, record in analyser.run(read_frames(path, start, stop), fps, path)]
+
+
+# ---- phase 2: finalise ------------------------------------------------------------------
+def segmentation_from_record(record: dict, size: tuple[int, int], names, roles) -> Segmentation:
+    """Rasterise a record's polygons back into a class map (higher score drawn last, wins)."""
+    width, height = size
+    class_map = np.zeros((height, width), np.uint8)
+    instances = sorted(record["instances"], key=lambda i: i["score"])
+    for instance in instances:
+        polygons = [np.array(p, np.int32).reshape(-1, 2) for p in instance["polygons"]]
+        cv2.fillPoly(class_map, polygons, instance["class_id"] + 1)
+    return Segmentation(class_map, names, roles, np.zeros((0, height, width), bool),
+                        np.array([i["class_id"] for i in instances], int),
+                        np.array([i["score"] for i in instances], np.float32),
+                        np.array([i["box"] for i in instances], np.float32).reshape(-1, 4))
+
+
+class Finaliser:
+    """Phase 2 for one video: alerts in frame order, overlays from the records, outputs written."""
+
+    def __init__(self, work: Path, info: VideoInfo, names, roles, config: PipelineConfig):
+        self.work, self.info, self.names, self.roles = work, info, names, roles
+        self.alerts = Alerts(build_rules(CLINICAL_RULES, config.alerts), stale_ms=float("inf"))
+        self.overlay = Overlay()
+        self.writer = cv2.VideoWriter(str(work / "annotated.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), info.fps,
+                                      info.size)
+        if not self.writer.isOpened():
+            raise ReplayError(f"cannot write {work / 'annotated.mp4'}")
+        self.frames_file = open(work / "frames.jsonl", "w")
+        self.alerts_file = open(work / "alerts.jsonl", "w")
+        self.timeline: list[dict] = []
+        self.series = {"t_s": [], "instrument": [], "vessel": [], "distance_px": []}
+
+    def add(self, image: np.ndarray, record: dict) -> None:
+        packet = FramePacket(record["frame"], self.info.path, image, int(record["t_s"] * 1e9), 0)
+        packet.segmentation = segmentation_from_record(record, self.info.size, self.names, self.roles)
+        packet.proximity = Proximity(record["distance_px"] if record["distance_px"] is not None else float("inf"),
+                                     _point(record["instrument_point"]), _point(record["vessel_point"]))
+        packet = self.overlay(self.alerts(packet))
+        self.writer.write(packet.overlay)
+        self.frames_file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        for event in packet.alerts:
+            line = {**asdict(event), "t_s": round(event.t_capture_ns / 1e9, 6)}
+            self.alerts_file.write(json.dumps(line, separators=(",", ":")) + "\n")
+            self.timeline.append(line)
+        area = {role: sum(i["area"] for i in record["instances"] if self.roles[i["class_id"]] == role)
+                for role in ("instrument", "vessel")}
+        self.series["t_s"].append(record["t_s"])
+        self.series["instrument"].append(area["instrument"] / (self.info.size[0] * self.info.size[1]))
+        self.series["vessel"].append(area["vessel"] / (self.info.size[0] * self.info.size[1]))
+        self.series["distance_px"].append(record["distance_px"])
+
+    def close(self) -> None:
+        self.writer.release()
+        self.frames_file.close()
+        self.alerts_file.close()
+
+
+def _point(value):
+    return tuple(value) if value is not None else None
+
+
+# ---- one video, start to end ------------------------------------------------------------
+def _overlapped(path: str, info: VideoInfo, analyser: Analyser, finaliser: Finaliser, bar) -> tuple[int, list]:
+    """Single process: decode thread -> model (this thread) -> finalise thread, all overlapped."""
+    decoded: queue.Queue = queue.Queue(maxsize=16)
+    analysed: queue.Queue = queue.Queue(maxsize=16)
+    done_at: list[float] = []
+    failure: list[BaseException] = []
+
+    def decode():
+        for item in read_frames(path):
+            decoded.put(item)
+        decoded.put(None)
+
+    def finalise():
+        try:
+            while (item := analysed.get()) is not None:
+                finaliser.add(*item)
+                done_at.append(time.perf_counter())
+                bar.update(1)
+        except BaseException as error:  # reported by the main thread
+            failure.append(error)
+            while analysed.get() is not None:
+                pass
+
+    threads = [threading.Thread(target=decode, daemon=True), threading.Thread(target=finalise, daemon=True)]
+    for thread in threads:
+        thread.start()
+    frames = iter(decoded.get, None)
+    count = 0
+    try:
+        for packet, record in analyser.run(frames, info.fps, path):
+            analysed.put((packet.image, record))
+            count += 1
+    finally:
+        analysed.put(None)
+        for thread in threads:
+            thread.join()
+    if failure:
+        raise failure[0]
+    return count, done_at
+
+
+def _finalise_from_records(path: str, records: list[dict], finaliser: Finaliser, bar) -> list[float]:
+    """Chunked runs: decode the video once more, in order, pairing each frame with its record."""
+    done_at = []
+    for (index, image), record in zip(read_frames(path), records):
+        finaliser.add(image, record)
+        done_at.append(time.perf_counter())
+        bar.update(1)
+    return done_at
+
+
+def replay_video(path: str | Path, out: str | Path, model_path=None, options: ReplayOptions | None = None,
+                 records: list[dict] | None = None) -> dict:
+    """Analyse one video into ``out/<name>/``; ``records`` from chunked analysis skip phase 1.
+
+    Outputs are written in ``out/<name>.partial/`` and renamed when complete; a complete
+    earlier result is kept (resume), a leftover partial one is redone.
+    """
+    from tqdm import tqdm
+
+    options = options or ReplayOptions()
+    path = str(path)
+    info = probe(path)
+    final = Path(out) / Path(path).stem
+    if (final / "summary.json").is_file():
+        return {**json.loads((final / "summary.json").read_text()), "resumed": True}
+    work = final.with_name(final.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    analyser = Analyser(model_path, options) if records is None else None
+    names, roles = _classes(analyser, model_path, options)
+    finaliser = Finaliser(work, info, names, roles, options.config)
+    started = time.perf_counter()
+    with tqdm(total=info.frame_count or None, unit="frame", desc=Path(path).name, disable=not options.progress,
+              leave=False) as bar:
+        try:
+            if records is None:
+                count, done_at = _overlapped(path, info, analyser, finaliser, bar)
+            else:
+                done_at = _finalise_from_records(path, records, finaliser, bar)
+                count = len(done_at)
+        finally:
+            finaliser.close()
+    seconds = time.perf_counter() - started
+    summary = _summary(info, count, seconds, finaliser, model_path, options)
+    from pipeline.report import write_report
+
+    write_report(work / "report.html", summary, finaliser.series, finaliser.timeline, done_at, started,
+                 options.config)
+    (work / "summary.json").write_text(json.dumps(summary, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    work.rename(final)
+    return summary
+
+
+def _classes(analyser: Analyser | None, model_path, options: ReplayOptions):
+    model = analyser.model if analyser is not None else load_model(model_path, device="cpu", roles=options.config.roles)
+    return model.names, model.roles
+
+
+def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, model_path, options) -> dict:
+    partial = info.frame_count > 0 and count < info.frame_count
+    distances = [d for d in finaliser.series["distance_px"] if d is not None]
+    raised = [a for a in finaliser.timeline if a["state"] == "raised"]
+    return {
+        "video": info.path, "fps": info.fps, "size": list(info.size), "frames_claimed": info.frame_count,
+        "frames_analysed": count, "partial": partial,
+        "error": f"truncated: read {count} of {info.frame_count} frames" if partial else None,
+        "duration_s": round(count / info.fps, 3), "seconds": round(seconds, 3),
+        "throughput_fps": round(count / max(seconds, 1e-9), 2),
+        "frames_with_instrument": int(sum(a > 0 for a in finaliser.series["instrument"])),
+        "frames_with_vessel": int(sum(a > 0 for a in finaliser.series["vessel"])),
+        "min_distance_px": min(distances) if distances else None,
+        "alerts_raised": {rule: sum(a["rule"] == rule for a in raised) for rule in CLINICAL_RULES},
+        "model": str(model_path or "shipped default"), "batch": options.batch,
+        "chunk_frames": options.chunk_frames,
+    }
+
+
+# ---- many videos: chunks, optionally on a Ray cluster ---------------------------------
+RAY_CHUNK_FRAMES = 300
+
+
+def replay_videos(videos: list[str], out: str | Path, model_path=None, options: ReplayOptions | None = None,
+                  use_ray: bool = False, ray_address: str | None = None) -> tuple[list[dict], dict[str, str]]:
+    """Analyse every video; returns the summaries and ``{video: error}`` for those that failed.
+
+    With ``use_ray`` the chunks of all videos are analysed as Ray tasks (locally started Ray
+    without an address; GPU tasks ask for a GPU each), then each video is finalised here.
+    """
+    options = options or ReplayOptions()
+    summaries, errors, pending = [], {}, []
+    if use_ray:
+        import ray
+
+        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        task = ray.remote(num_cpus=1, num_gpus=1 if options.device == "cuda" else 0)(analyse_chunk)
+    for video in videos:
+        try:
+            info = probe(video)
+        except ReplayError as error:
+            errors[video] = str(error)
+            continue
+        chunk_frames = options.chunk_frames or (RAY_CHUNK_FRAMES if use_ray else None)
+        if not chunk_frames or (Path(out) / Path(video).stem / "summary.json").is_file():
+            pending.append((video, None))
+            continue
+        chunks = plan_chunks(video, max(info.frame_count, 1), chunk_frames)
+        quiet = ReplayOptions(**{**options.__dict__, "progress": False})
+        if use_ray:
+            pending.append((video, [task.remote(video, a, b, info.fps, model_path, quiet) for a, b in chunks]))
+        else:
+            pending.append((video, [analyse_chunk(video, a, b, info.fps, model_path, quiet) for a, b in chunks]))
+    for video, parts in pending:
+        if parts is not None and use_ray:
+            parts = ray.get(parts)
+        records = None if parts is None else [record for part in parts for record in part]
+        summary = replay_video(video, out, model_path, options, records=records)
+        summaries.append(summary)
+        if summary["partial"]:
+            errors[video] = summary["error"]
+    return summaries, errors
