@@ -101,6 +101,41 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--chunk-frames", type=int, default=None, help="analyse in chunks of about N frames")
     replay.add_argument("--config", default=None)
     replay.add_argument("--no-progress", action="store_true")
+    dataset = commands.add_parser("dataset", help="make training datasets (written outside the repo)")
+    dataset_kinds = dataset.add_subparsers(dest="kind", required=True, parser_class=Parser)
+    convert = dataset_kinds.add_parser("convert", help="SRC/{train,val}/{images,masks} -> YOLO segmentation")
+    convert.add_argument("source")
+    convert.add_argument("--out", required=True)
+    convert.add_argument("--mapping", default="6:0,3:1", help="mask value:class index pairs (default Endoscapes)")
+    convert.add_argument("--ignore", default="7,255", help="mask values to ignore")
+    convert.add_argument("--colours", default=None, help="YAML of R,G,B: value for colour-coded masks")
+    convert.add_argument("--imgsz", type=int, default=480)
+    phantom = dataset_kinds.add_parser("phantom", help="render a labelled phantom dataset")
+    phantom.add_argument("--n", type=int, default=600)
+    phantom.add_argument("--out", required=True)
+    phantom.add_argument("--imgsz", type=int, default=320)
+    train = commands.add_parser("train", help="train a segmentation model (ultralytics)")
+    train.add_argument("--data", required=True, help="data.yaml from `orsight dataset`")
+    train.add_argument("--out", required=True, help="run folder (outside the repo)")
+    train.add_argument("--arch", default="yolo26n-seg")
+    train.add_argument("--imgsz", type=int, default=320)
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--batch", type=int, default=None)
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    train.add_argument("--resume", action="store_true")
+    evaluation = commands.add_parser("eval", help="per-class IoU/Dice, mask mAP and speed on labelled frames")
+    evaluation.add_argument("--data", required=True, help="folder with images/ and masks/")
+    evaluation.add_argument("--model", default=None)
+    evaluation.add_argument("--mapping", default="6:0,3:1")
+    evaluation.add_argument("--ignore", default="7,255")
+    evaluation.add_argument("--json", default=None)
+    export = commands.add_parser("export", help=".pt -> ONNX (and TensorRT where present)")
+    export.add_argument("--model", required=True)
+    export.add_argument("--imgsz", type=int, required=True)
+    export.add_argument("--out", required=True)
+    export.add_argument("--opset", type=int, default=None)
+    export.add_argument("--dynamic", action="store_true", help="dynamic batch (for replay --batch)")
+    export.add_argument("--tensorrt", action="store_true", help="also build a TensorRT engine")
     scale = commands.add_parser("scale", help="mm per pixel from a reference object of known length")
     scale.add_argument("--points", required=True, help="X1,Y1,X2,Y2: the reference's ends in the image")
     scale.add_argument("--length-mm", type=float, required=True)
@@ -356,6 +391,86 @@ def command_replay(args) -> int:
     return EXIT_BAD_INPUT if errors else 0
 
 
+def _pairs(text: str, what: str) -> dict[int, int]:
+    try:
+        return {int(a): int(b) for a, b in (pair.split(":") for pair in text.split(",") if pair)}
+    except ValueError:
+        raise UsageError(f"{what} must be VALUE:CLASS pairs separated by commas, not {text!r}") from None
+
+
+def _values(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v)
+    except ValueError:
+        raise UsageError(f"{what} must be numbers separated by commas, not {text!r}") from None
+
+
+def command_dataset(args) -> int:
+    from pipeline.training.dataset import convert_masks, write_phantom_dataset
+
+    if args.kind == "phantom":
+        path = write_phantom_dataset(args.out, n=args.n, size=args.imgsz)
+    else:
+        colours = None
+        if args.colours:
+            table = yaml.safe_load(Path(args.colours).read_text())
+            colours = {tuple(int(v) for v in str(k).split(",")): int(v) for k, v in table.items()}
+        try:
+            path = convert_masks(args.source, args.out, _pairs(args.mapping, "--mapping"),
+                                 _values(args.ignore, "--ignore"), size=args.imgsz, colours=colours)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    print(f"wrote {path}")
+    return 0
+
+
+def command_train(args) -> int:
+    from pipeline.training.train import train
+
+    if not Path(args.data).is_file() and not args.resume:
+        raise UsageError(f"no such dataset file: {args.data}")
+    try:
+        best = train(args.data, args.out, args.arch, args.imgsz, args.epochs, args.batch,
+                     resolve_device(args.device), resume=args.resume)
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    print(f"best weights: {best}")
+    return 0
+
+
+def command_eval(args) -> int:
+    from pipeline.inference import load_model
+    from pipeline.training.evaluate import evaluate
+
+    model = load_model(args.model)
+    try:
+        report = evaluate(args.data, model, _pairs(args.mapping, "--mapping"), _values(args.ignore, "--ignore"))
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(str(error)) from None
+    print(f"{report['frames']} frames, {report['model']}, input {report['input_size']}")
+    print(f"{'class':12s} {'IoU':>7s} {'Dice':>7s} {'frame IoU':>10s} {'frames':>7s}")
+    for name, c in report["classes"].items():
+        iou, dice, frame_iou = (f"{v:.3f}" if v is not None else "-" for v in (c["iou"], c["dice"], c["frame_mean_iou"]))
+        print(f"{name:12s} {iou:>7s} {dice:>7s} {frame_iou:>10s} {c['frames_with_class']:7d}")
+    print(f"mask mAP50-95 {report['mask_map50_95']:.3f}  mAP50 {report['mask_map50']:.3f}  "
+          f"inference {report['ms_per_frame']:.1f} ms/frame")
+    if args.json:
+        write_json(args.json, report)
+    return 0
+
+
+def command_export(args) -> int:
+    from pipeline.training.export import export_onnx, export_tensorrt
+
+    if not Path(args.model).is_file():
+        raise UsageError(f"model file not found: {args.model}")
+    out = export_onnx(args.model, args.imgsz, args.out, opset=args.opset, dynamic=args.dynamic)
+    print(f"wrote {out}")
+    if args.tensorrt:
+        print(f"wrote {export_tensorrt(args.model, args.imgsz, Path(args.out).with_suffix('.engine'))}")
+    return 0
+
+
 def command_scale(args) -> int:
     from calibration.camera import CameraModel, scale_from_reference
 
@@ -380,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     commands = {"run": command_run, "display": command_display, "demo": command_demo,
-                "calibrate": command_calibrate, "scale": command_scale, "replay": command_replay}
+                "calibrate": command_calibrate, "scale": command_scale, "replay": command_replay,
+                "dataset": command_dataset, "train": command_train, "eval": command_eval, "export": command_export}
     try:
         return commands[args.command](args)
     except (UsageError, SourceError, ModelError, TransportError, CalibrationError, ReplayError) as error:

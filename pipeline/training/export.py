@@ -19,3 +19,19 @@ def export_onnx(pt: str | Path, imgsz: int, out: str | Path, opset: int | None =
     if Path(exported).resolve() != out.resolve():
         shutil.move(exported, out)
     return out
+
+
+def export_tensorrt(pt: str | Path, imgsz: int, out: str | Path) -> Path:
+    """A TensorRT engine (fp16) where TensorRT and a CUDA device exist; a clear error otherwise."""
+    from pipeline.inference import ModelError
+    from pipeline.yolo import YOLO
+
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        raise ModelError("TensorRT is not installed here (pip install tensorrt, on a CUDA machine)") from None
+    exported = YOLO(str(pt), task="segment").export(format="engine", imgsz=imgsz, half=True, device=0,
+                                                    verbose=False)
+    out = Path(out)
+    shutil.move(exported, out)
+    return out

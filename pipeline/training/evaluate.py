@@ -1,0 +1,107 @@
+"""Evaluation on labelled frames through the pipeline's own preprocess, model and mask code.
+
+    report = evaluate("endoscapes/val", load_model("best.onnx"))
+    # report["classes"]["vessel"]["iou"], report["mask_map50_95"], report["ms_per_frame"]
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.packet import FramePacket
+from pipeline.preprocess import LetterboxPreprocess
+from pipeline.training.dataset import ENDOSCAPES_IGNORE, ENDOSCAPES_MAPPING, IGNORE, remap_mask
+
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+
+
+def _match(pred_masks, pred_cls, true_masks, true_cls) -> np.ndarray:
+    """(n_pred, 10) true-positive flags: greedy by score (predictions come sorted), per IoU threshold."""
+    tp = np.zeros((len(pred_masks), len(IOU_THRESHOLDS)), bool)
+    if not len(pred_masks) or not len(true_masks):
+        return tp
+    p = pred_masks.reshape(len(pred_masks), -1).astype(np.float32)
+    t = true_masks.reshape(len(true_masks), -1).astype(np.float32)
+    inter = p @ t.T
+    iou = inter / (p.sum(1)[:, None] + t.sum(1)[None, :] - inter + 1e-9)
+    iou[pred_cls[:, None] != true_cls[None, :]] = 0
+    for k, threshold in enumerate(IOU_THRESHOLDS):
+        taken = np.zeros(len(true_masks), bool)
+        for i in range(len(pred_masks)):
+            candidates = np.where(~taken & (iou[i] >= threshold))[0]
+            if len(candidates):
+                j = candidates[np.argmax(iou[i, candidates])]
+                taken[j], tp[i, k] = True, True
+    return tp
+
+
+def _instances(class_map: np.ndarray, classes: int):
+    """Ground-truth instances: one per connected region of each class."""
+    masks, cls = [], []
+    for c in range(classes):
+        count, labels = cv2.connectedComponents((class_map == c + 1).astype(np.uint8))
+        for region in range(1, count):
+            masks.append(labels == region)
+            cls.append(c)
+    return np.array(masks, bool).reshape(-1, *class_map.shape), np.array(cls, int)
+
+
+def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
+             ignore: tuple[int, ...] = ENDOSCAPES_IGNORE) -> dict:
+    """Per class IoU and Dice over the whole set (ignore pixels excluded), per-frame mean IoU,
+    mask mAP50-95 and inference time; ``folder`` holds ``images/`` and ``masks/``."""
+    from ultralytics.utils.metrics import ap_per_class
+
+    folder = Path(folder)
+    mapping = ENDOSCAPES_MAPPING if mapping is None else mapping
+    images = sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not images:
+        raise ValueError(f"no images in {folder / 'images'}")
+    classes = len(model.names)
+    preprocess = LetterboxPreprocess(model.input_size)
+    inter, union, pred_sum, true_sum = (np.zeros(classes) for _ in range(4))
+    frame_iou = [[] for _ in range(classes)]
+    tps, confs, pred_classes, target_classes, infer_ms = [], [], [], [], []
+    for index, path in enumerate(images):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        raw = cv2.imread(str(folder / "masks" / (path.stem + ".png")), cv2.IMREAD_UNCHANGED)
+        if image is None or raw is None:
+            raise ValueError(f"cannot read {path.name} or its mask")
+        truth = remap_mask(raw, mapping, ignore)
+        preprocess.redetect()  # every frame is a different recording
+        packet = model(preprocess(FramePacket.capture(image, index, str(path))))
+        infer_ms.append(packet.timings_ms["infer"])
+        segmentation = packet.segmentation
+        valid = truth != IGNORE
+        for c in range(classes):
+            p, t = (segmentation.class_map == c + 1) & valid, (truth == c + 1) & valid
+            i, u = np.logical_and(p, t).sum(), np.logical_or(p, t).sum()
+            inter[c] += i
+            union[c] += u
+            pred_sum[c] += p.sum()
+            true_sum[c] += t.sum()
+            if u:
+                frame_iou[c].append(i / u)
+        true_masks, true_cls = _instances(np.where(valid, truth, 0), classes)
+        masks = segmentation.masks & valid
+        tps.append(_match(masks, segmentation.class_ids, true_masks, true_cls))
+        confs.append(segmentation.scores)
+        pred_classes.append(segmentation.class_ids)
+        target_classes.append(true_cls)
+    tp, conf = np.concatenate(tps), np.concatenate(confs)
+    ap = ap_per_class(tp, conf, np.concatenate(pred_classes), np.concatenate(target_classes))[5] \
+        if len(tp) else np.zeros((0, 10))
+    report = {"frames": len(images), "model": model.description, "input_size": model.input_size, "classes": {}}
+    for c, name in enumerate(model.names):
+        report["classes"][name] = {
+            "iou": float(inter[c] / union[c]) if union[c] else None,
+            "dice": float(2 * inter[c] / (pred_sum[c] + true_sum[c])) if pred_sum[c] + true_sum[c] else None,
+            "frame_mean_iou": float(np.mean(frame_iou[c])) if frame_iou[c] else None,
+            "frames_with_class": int(sum(1 for _ in frame_iou[c]))}
+    report["mask_map50_95"] = float(ap.mean()) if ap.size else 0.0
+    report["mask_map50"] = float(ap[:, 0].mean()) if ap.size else 0.0
+    report["ms_per_frame"] = float(np.median(infer_ms))
+    return report
