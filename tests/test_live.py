@@ -37,6 +37,41 @@ def test_every_header_follows_the_protocol(untrained_models, free_tcp_endpoint, 
     assert result["counts"]["overlay"] == 40 and result["counts"]["status"] >= 1
 
 
+def _run_and_listen(endpoint, source, stages, options, topics=("video", "overlay", "mask", "alert", "status")):
+    """Run the live path on ``endpoint`` with a subscriber that logs every message of ``topics``.
+
+    Returns the run summary, the receiver (counts, delays) and the headers received, in order.
+    """
+    publisher = Publisher(endpoint)
+    receiver = Receiver(endpoint, topics=topics).start()
+    headers, stop = [], threading.Event()
+
+    def listen():  # the receiver keeps the newest message per topic; pick up each new one
+        newest = {}
+        while not stop.is_set():
+            for topic in topics:
+                message = receiver.newest(topic)
+                if message is not None and message is not newest.get(topic):
+                    newest[topic] = message
+                    headers.append(message.header)
+            time.sleep(0.002)
+
+    listener = threading.Thread(target=listen, daemon=True)
+    try:
+        assert publisher.wait_for_subscriber(timeout=10)
+        time.sleep(0.2)
+        listener.start()
+        started = time.monotonic()
+        summary = run_live(source, stages, publisher, options)
+        summary["wall_s"] = time.monotonic() - started
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        receiver.stop()
+        publisher.close()
+    return summary, receiver, headers
+
+
 class SlowModel:
     """The real model behind a 200 ms sleep: the AI runs at under 5 fps."""
 
@@ -48,27 +83,39 @@ class SlowModel:
         return self.model(packet)
 
 
-def test_slow_model_never_holds_up_the_video(untrained_models, free_tcp_endpoint):
+def _stages_with(model_wrapper, untrained_models):
     model = load_model(untrained_models["onnx"])
     stages = compose(model, PipelineConfig())
-    stages[1] = SlowModel(model)
-    publisher = Publisher(free_tcp_endpoint)
-    receiver = Receiver(free_tcp_endpoint).start()
-    try:
-        assert publisher.wait_for_subscriber(timeout=10)
-        time.sleep(0.2)
-        started = time.monotonic()
-        summary = run_live(open_source("phantom", size=(1280, 720), fps=30), stages, publisher,
-                           LiveOptions(frames=60, realtime=True))
-        seconds = time.monotonic() - started
-        time.sleep(0.3)
-    finally:
-        receiver.stop()
-        publisher.close()
+    stages[1] = model_wrapper(model)
+    return stages
+
+
+def test_slow_model_never_holds_up_the_video(untrained_models, free_tcp_endpoint):
+    summary, receiver, _ = _run_and_listen(free_tcp_endpoint, open_source("phantom", size=(1280, 720), fps=30),
+                                           _stages_with(SlowModel, untrained_models),
+                                           LiveOptions(frames=60, realtime=True))
     assert receiver.counts["video"] == 60  # every frame passed through
-    assert seconds < 3.0  # at the source's 30 fps, not the model's 5 fps
+    assert summary["wall_s"] < 3.0  # at the source's 30 fps, not the model's 5 fps
     assert summary["frames_analysed"] <= 15 and summary["drops"] >= 40
     assert np.median(receiver.delays_ms["video"]) < 20  # passthrough does not wait ~200 ms for the AI
+
+
+class StallingModel(SlowModel):
+    """The real model, which hangs for 0.6 s once, at frame 15."""
+
+    def __call__(self, packet):
+        if packet.frame_id == 15:
+            time.sleep(0.6)
+        return self.model(packet)
+
+
+def test_stalled_model_raises_ai_stale_and_clears_it(untrained_models, free_tcp_endpoint):
+    summary, _, headers = _run_and_listen(free_tcp_endpoint, open_source("phantom", size=(640, 360), fps=30),
+                                          _stages_with(StallingModel, untrained_models),
+                                          LiveOptions(frames=60, realtime=True), topics=("alert",))
+    stale = [(h["state"], h["priority"]) for h in headers if h["rule"] == "ai_stale"]
+    assert stale[0] == ("raised", "medium") and stale[-1][0] == "cleared"
+    assert summary["alerts_raised"] >= 1 and summary["drops"] > 5
 
 
 class FlakyCamera(PhantomSource):
@@ -92,74 +139,11 @@ class FlakyCamera(PhantomSource):
 
 
 def test_lost_camera_is_reported_and_retried(untrained_models, free_tcp_endpoint):
-    model = load_model(untrained_models["onnx"])
-    publisher = Publisher(free_tcp_endpoint)
-    receiver = Receiver(free_tcp_endpoint, topics=("status",)).start()
-    states = []
-    watcher_stop = threading.Event()
-
-    def watch():
-        message = None
-        while not watcher_stop.is_set():
-            message = receiver.wait_newer("status", message, timeout=0.1) or message
-            if message is not None and (not states or states[-1] is not message):
-                states.append(message)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    try:
-        assert publisher.wait_for_subscriber(timeout=10)
-        time.sleep(0.2)
-        watcher.start()
-        source = FlakyCamera()
-        summary = run_live(source, compose(model, PipelineConfig()), publisher,
-                           LiveOptions(frames=20, reconnect_max_s=0.5))
-        time.sleep(0.3)
-    finally:
-        watcher_stop.set()
-        receiver.stop()
-        publisher.close()
-    lost = [m.header for m in states if m.header["state"] == "capture_lost"]
+    source = FlakyCamera()
+    stages = compose(load_model(untrained_models["onnx"]), PipelineConfig())
+    summary, _, headers = _run_and_listen(free_tcp_endpoint, source, stages,
+                                          LiveOptions(frames=20, reconnect_max_s=0.5), topics=("status", "alert"))
+    lost = [h for h in headers if h["topic"] == "status" and h["state"] == "capture_lost"]
     assert lost and "camera" in lost[0]["error"] and lost[0]["retry_in_s"] > 0
+    assert ("capture_lost", "raised") in [(h["rule"], h["state"]) for h in headers if h["topic"] == "alert"]
     assert source.reopens == 3 and summary["frames_captured"] == 20 and summary["state"] == "ended"
-
-
-class StallingModel(SlowModel):
-    """The real model, which hangs for 0.6 s once, at frame 15."""
-
-    def __call__(self, packet):
-        if packet.frame_id == 15:
-            time.sleep(0.6)
-        return self.model(packet)
-
-
-def test_stalled_model_raises_ai_stale_and_clears_it(untrained_models, free_tcp_endpoint):
-    model = load_model(untrained_models["onnx"])
-    stages = compose(model, PipelineConfig())
-    stages[1] = StallingModel(model)
-    publisher = Publisher(free_tcp_endpoint)
-    receiver = Receiver(free_tcp_endpoint, topics=("alert",)).start()
-    seen, stop = [], threading.Event()
-
-    def watch():
-        message = None
-        while not stop.is_set():
-            newer = receiver.wait_newer("alert", message, timeout=0.05)
-            if newer is not None:
-                seen.append(newer.header)
-                message = newer
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    try:
-        assert publisher.wait_for_subscriber(timeout=10)
-        time.sleep(0.2)
-        watcher.start()
-        summary = run_live(open_source("phantom", size=(640, 360), fps=30), stages, publisher,
-                           LiveOptions(frames=60, realtime=True))
-        time.sleep(0.3)
-    finally:
-        stop.set()
-        receiver.stop()
-        publisher.close()
-    stale = [(h["state"], h["priority"]) for h in seen if h["rule"] == "ai_stale"]
-    assert stale[0] == ("raised", "medium") and stale[-1][0] == "cleared"
-    assert summary["alerts_raised"] >= 1 and summary["drops"] > 5
