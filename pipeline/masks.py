@@ -66,7 +66,9 @@ def decode_segmentation(outputs: list[np.ndarray], geometry: Geometry, names: tu
         return Segmentation(class_map, names, roles, np.zeros((0, height, width), bool), class_ids.astype(int),
                             scores, np.zeros((0, 4), np.float32))
     _, nm, mh, mw = protos.shape
-    logits = (coefficients @ protos[0].reshape(nm, -1)).reshape(-1, mh, mw).astype(np.float32)
+    # float64: the same result whatever BLAS threading a process has (replay chunks must agree)
+    logits = (coefficients.astype(np.float64) @ protos[0].reshape(nm, -1).astype(np.float64))
+    logits = logits.reshape(-1, mh, mw).astype(np.float32)
     # To input pixels, then zero each instance outside its box (as ultralytics' retina masks).
     input_w, input_h = geometry.input_size
     logits = cv2.resize(logits.transpose(1, 2, 0), (input_w, input_h), interpolation=cv2.INTER_LINEAR)

@@ -41,16 +41,19 @@ def plan_geometry(source_size: tuple[int, int], crop: tuple[int, int, int, int],
 
 
 class LetterboxPreprocess:
-    """CPU preprocess stage; ``crop_to_fov`` detects the field of view on the first frame.
+    """CPU preprocess stage; ``crop_to_fov`` detects the field of view on the first frame
+    (or takes ``fov``, a circle known in advance).
 
     The tensor is a buffer reused frame after frame: the model reads it before the next call.
     """
 
-    def __init__(self, input_size: int, crop_to_fov: bool = True, dtype=np.float32):
+    def __init__(self, input_size: int, crop_to_fov: bool = True, dtype=np.float32,
+                 fov: tuple[float, float, float] | None = None):
         self.input_size = input_size
         self.crop_to_fov = crop_to_fov
         self.dtype = dtype
-        self.fov: tuple[float, float, float] | None = None
+        self.fixed_fov = fov  # a known circle (e.g. one per recording): never re-detected
+        self.fov: tuple[float, float, float] | None = fov
         self._geometry: Geometry | None = None
         self._canvas = np.full((input_size, input_size, 3), PAD_VALUE, np.uint8)
         self._tensor = np.empty((1, 3, input_size, input_size), dtype)
@@ -62,7 +65,7 @@ class LetterboxPreprocess:
     def _geometry_for(self, image: np.ndarray) -> Geometry:
         height, width = image.shape[:2]
         if self._geometry is None or self._geometry.source_size != (width, height):
-            self.fov = detect_fov(image) if self.crop_to_fov else None
+            self.fov = self.fixed_fov or (detect_fov(image) if self.crop_to_fov else None)
             self._geometry = plan_geometry((width, height), fov_crop(self.fov, width, height), self.input_size,
                                            self.fov)
             self._canvas[:] = PAD_VALUE

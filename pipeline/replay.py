@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from calibration.fov import detect_fov
 from pipeline.alerts import CLINICAL_RULES, Alerts, build_rules
 from pipeline.analysis import Analyse
 from pipeline.inference import load_model
@@ -57,16 +58,21 @@ class VideoInfo:
     fps: float
     frame_count: int  # as the container claims
     size: tuple[int, int]
+    fov: tuple[float, float, float] | None = None  # endoscope circle, detected once per recording
 
 
 def probe(path: str | Path) -> VideoInfo:
-    """Frame rate, claimed frame count and size; :class:`ReplayError` when it cannot be read."""
+    """Frame rate, claimed frame count, size and field of view; :class:`ReplayError` when unreadable.
+
+    The field of view is detected once, on the first frame, and used for every chunk, so that
+    every frame is cropped the same way however the video is split.
+    """
     if not Path(path).is_file():
         raise ReplayError(f"no such video: {path}")
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     ok, frame = capture.read() if capture.isOpened() else (False, None)
     info = VideoInfo(str(path), capture.get(cv2.CAP_PROP_FPS) or 30.0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
-                     (frame.shape[1], frame.shape[0]) if ok else (0, 0))
+                     (frame.shape[1], frame.shape[0]) if ok else (0, 0), detect_fov(frame) if ok else None)
     capture.release()
     if not ok:
         raise ReplayError(f"cannot read video {path}: not a video, or no decodable frame")
@@ -135,7 +141,7 @@ def frame_record(packet: FramePacket, fps: float) -> dict:
 class Analyser:
     """Phase 1 for one model: frames -> records (and the analysed packets, for the overlap)."""
 
-    def __init__(self, model_path, options: ReplayOptions):
+    def __init__(self, model_path, options: ReplayOptions, fov: tuple[float, float, float] | None = None):
         config = options.config
         self.model = load_model(model_path, device=options.device, threads=options.threads, conf=config.conf,
                                 iou=config.iou, roles=config.roles)
@@ -143,7 +149,8 @@ class Analyser:
             raise ReplayError(f"--batch {options.batch}: this model takes batches of {self.model.max_batch}; "
                               "export it with a dynamic batch")
         self.batch = options.batch
-        self.preprocess = LetterboxPreprocess(config.imgsz or self.model.input_size, config.crop_to_fov)
+        self.preprocess = LetterboxPreprocess(config.imgsz or self.model.input_size, config.crop_to_fov,
+                                              fov=fov if config.crop_to_fov else None)
         self.analyse = Analyse(config.mm_per_px)
 
     def run(self, frames, fps: float, source: str):
@@ -166,10 +173,10 @@ class Analyser:
             yield packet, frame_record(packet, fps)
 
 
-def analyse_chunk(path: str, start: int, stop: int, fps: float, model_path, options: ReplayOptions) -> list[dict]:
+def analyse_chunk(info: VideoInfo, start: int, stop: int, model_path, options: ReplayOptions) -> list[dict]:
     """Phase 1 for one chunk: the records of frames ``start``..``stop - 1`` (fewer if truncated)."""
-    analyser = Analyser(model_path, options)
-    return [record for _, record in analyser.run(read_frames(path, start, stop), fps, path)]
+    analyser = Analyser(model_path, options, info.fov)
+    return [record for _, record in analyser.run(read_frames(info.path, start, stop), info.fps, info.path)]
 
 
 # ---- phase 2: finalise ------------------------------------------------------------------
@@ -302,7 +309,7 @@ def replay_video(path: str | Path, out: str | Path, model_path=None, options: Re
     work = final.with_name(final.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    analyser = Analyser(model_path, options) if records is None else None
+    analyser = Analyser(model_path, options, info.fov) if records is None else None
     names, roles = _classes(analyser, model_path, options)
     finaliser = Finaliser(work, info, names, roles, options.config)
     started = time.perf_counter()
@@ -383,9 +390,9 @@ def replay_videos(videos: list[str], out: str | Path, model_path=None, options: 
         chunks = plan_chunks(video, max(info.frame_count, 1), chunk_frames)
         quiet = ReplayOptions(**{**options.__dict__, "progress": False})
         if use_ray:
-            pending.append((video, [task.remote(video, a, b, info.fps, model_path, quiet) for a, b in chunks]))
+            pending.append((video, [task.remote(info, a, b, model_path, quiet) for a, b in chunks]))
         else:
-            pending.append((video, [analyse_chunk(video, a, b, info.fps, model_path, quiet) for a, b in chunks]))
+            pending.append((video, [analyse_chunk(info, a, b, model_path, quiet) for a, b in chunks]))
     for video, parts in pending:
         if parts is not None and use_ray:
             parts = ray.get(parts)
