@@ -56,8 +56,8 @@ def _packet_from(video: Message, mask: Message | None, status: Message | None) -
     class_map = decode_image(mask)
     if class_map.shape != image.shape[:2]:
         class_map = cv2.resize(class_map, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
-    packet.segmentation = Segmentation(class_map, names, roles, np.zeros((0, 1, 1), bool), np.zeros(0, int),
-                                       np.zeros(0, np.float32), np.zeros((0, 4), np.float32))
+    packet.segmentation = Segmentation(class_map, names, roles, np.zeros(0, int), np.zeros(0, np.float32),
+                                       np.zeros((0, 4), np.float32))
     near = mask.header["proximity"]
     packet.proximity = Proximity(
         distance_px=near["distance_px"] if near["distance_px"] is not None else float("inf"),

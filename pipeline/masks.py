@@ -10,8 +10,6 @@ The second output is the mask prototypes ``(1, nm, mh, mw)``.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import cv2
 import numpy as np
 
@@ -40,18 +38,6 @@ def _candidates(predictions: np.ndarray, num_classes: int, num_coefficients: int
     return boxes, scores, class_ids, p[:, 4 + num_classes:]
 
 
-@lru_cache(maxsize=4)
-def inside_fov(geometry: Geometry) -> np.ndarray | None:
-    """Boolean (H, W) mask of source pixels inside the endoscope's circle (``None``: no circle)."""
-    if geometry.fov is None:
-        return None
-    width, height = geometry.source_size
-    inside = np.zeros((height, width), np.uint8)
-    cx, cy, r = geometry.fov
-    cv2.circle(inside, (round(cx - 0.5), round(cy - 0.5)), round(r), 1, -1)
-    return inside.astype(bool)
-
-
 def decode_segmentation(outputs: list[np.ndarray], geometry: Geometry, names: tuple[str, ...],
                         roles: tuple[str, ...], conf: float = 0.25, iou: float = 0.7,
                         max_instances: int = 50) -> Segmentation:
@@ -61,10 +47,9 @@ def decode_segmentation(outputs: list[np.ndarray], geometry: Geometry, names: tu
     order = np.argsort(-scores)[:max_instances]
     boxes, scores, class_ids, coefficients = boxes[order], scores[order], class_ids[order], coefficients[order]
     width, height = geometry.source_size
-    class_map = np.zeros((height, width), np.uint8)
     if len(scores) == 0:
-        return Segmentation(class_map, names, roles, np.zeros((0, height, width), bool), class_ids.astype(int),
-                            scores, np.zeros((0, 4), np.float32))
+        return Segmentation(np.zeros((height, width), np.uint8), names, roles, class_ids.astype(int), scores,
+                            np.zeros((0, 4), np.float32), np.zeros((0, 1, 1), np.float32), geometry)
     _, nm, mh, mw = protos.shape
     # float64: the same result whatever BLAS threading a process has (replay chunks must agree)
     logits = (coefficients.astype(np.float64) @ protos[0].reshape(nm, -1).astype(np.float64))
@@ -72,25 +57,25 @@ def decode_segmentation(outputs: list[np.ndarray], geometry: Geometry, names: tu
     # To input pixels, then zero each instance outside its box (as ultralytics' retina masks).
     input_w, input_h = geometry.input_size
     logits = cv2.resize(logits.transpose(1, 2, 0), (input_w, input_h), interpolation=cv2.INTER_LINEAR)
-    logits = logits.reshape(input_h, input_w, -1)
-    xs, ys = np.arange(input_w) + 0.5, np.arange(input_h) + 0.5
-    inside = ((xs[None, :, None] >= boxes[:, 0]) & (xs[None, :, None] < boxes[:, 2])
-              & (ys[:, None, None] >= boxes[:, 1]) & (ys[:, None, None] < boxes[:, 3]))
-    logits[~inside] = -100.0
-    # Cut out the part that shows the source crop and scale it to the crop.
-    x0, y0, x1, y1 = geometry.content_box()
-    cx, cy, cw, ch = geometry.crop
-    content = np.ascontiguousarray(logits[y0:y1, x0:x1])
-    upsampled = cv2.resize(content, (cw, ch), interpolation=cv2.INTER_LINEAR).reshape(ch, cw, -1)
-    winner = upsampled.argmax(axis=2)
-    foreground = upsampled.max(axis=2) > 0  # logit 0 = probability 0.5
-    class_map[cy:cy + ch, cx:cx + cw] = np.where(foreground, class_ids[winner] + 1, 0)
-    masks = np.zeros((len(scores), height, width), bool)
-    masks[:, cy:cy + ch, cx:cx + cw] = (upsampled > 0).transpose(2, 0, 1)
-    inside = inside_fov(geometry)
-    if inside is not None:  # nothing is seen outside the endoscope's circle
-        class_map *= inside
-        masks &= inside
+    logits = logits.reshape(input_h, input_w, -1).transpose(2, 0, 1)
+    # A pixel belongs to the box when its centre does: columns ceil(x0 - 0.5) .. ceil(x1 - 0.5) - 1.
+    edges = np.clip(np.ceil(boxes - 0.5), 0, [input_w, input_h, input_w, input_h]).astype(int)
+    logits = np.ascontiguousarray(logits)
+    for instance, (x0, y0, x1, y1) in zip(logits, edges):
+        instance[:y0], instance[y1:], instance[:, :x0], instance[:, x1:] = -100.0, -100.0, -100.0, -100.0
+    # One map per class (its strongest instance), then only those few channels to source pixels.
+    per_class = np.full((input_h, input_w, len(names)), -100.0, np.float32)
+    for cls in np.unique(class_ids):
+        per_class[..., cls] = logits[class_ids == cls].max(axis=0)
+    source = geometry.input_to_source(per_class, fill=-100.0)
+    class_map = np.zeros((height, width), np.uint8)
+    best = np.zeros((height, width), np.float32)  # a pixel needs a logit above 0 (probability 0.5)
+    for cls in range(len(names)):
+        channel = source[..., cls]
+        class_map[channel > best] = cls + 1
+        np.maximum(best, channel, out=best)
+    class_map *= geometry.inside_fov()  # nothing is seen outside the endoscope's circle
     source_boxes = geometry.to_source(boxes.reshape(-1, 2, 2)).reshape(-1, 4)
     source_boxes = np.clip(source_boxes, 0, [width, height, width, height])
-    return Segmentation(class_map, names, roles, masks, class_ids.astype(int), scores.astype(np.float32), source_boxes)
+    return Segmentation(class_map, names, roles, class_ids.astype(int), scores.astype(np.float32), source_boxes,
+                        logits, geometry)

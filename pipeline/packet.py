@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+import cv2
 import numpy as np
 
 BACKGROUND = 0  # value of a class map pixel that belongs to no class
+
+
+@lru_cache(maxsize=4)
+def _inside_circle(size: tuple[int, int], circle: tuple[float, float, float] | None) -> np.ndarray:
+    width, height = size
+    if circle is None:
+        return np.ones((height, width), bool)
+    inside = np.zeros((height, width), np.uint8)
+    cx, cy, r = circle
+    cv2.circle(inside, (round(cx - 0.5), round(cy - 0.5)), round(r), 1, -1)
+    return inside.astype(bool)
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,22 @@ class Geometry:
         origin = np.array(self.crop[:2], np.float32)
         return (xy - offset) / self.scale + origin
 
+    def input_to_source(self, stack: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        """(h, w, C) float input-space maps -> (H, W, C) source pixels (bilinear; ``fill`` outside the crop)."""
+        x0, y0, x1, y1 = self.content_box()
+        cx, cy, cw, ch = self.crop
+        channels = stack.shape[2]
+        content = np.ascontiguousarray(stack[y0:y1, x0:x1])
+        resized = cv2.resize(content, (cw, ch), interpolation=cv2.INTER_LINEAR).reshape(ch, cw, channels)
+        width, height = self.source_size
+        out = np.full((height, width, channels), fill, np.float32)
+        out[cy:cy + ch, cx:cx + cw] = resized
+        return out
+
+    def inside_fov(self) -> np.ndarray:
+        """Boolean (H, W): source pixels inside the endoscope's circle (all, without one)."""
+        return _inside_circle(self.source_size, self.fov)
+
     def content_box(self) -> tuple[int, int, int, int]:
         """Input-space ``(x0, y0, x1, y1)`` covered by the cropped image (not padding)."""
         width = round(self.crop[2] * self.scale)
@@ -49,16 +78,36 @@ class Segmentation:
     """Model result in source pixels: a per-class map plus the instances behind it.
 
     ``class_map[y, x]`` is ``BACKGROUND`` or ``class index + 1``. ``names[i]`` is class i's
-    name and ``roles[i]`` what it is (``instrument``, ``vessel`` or ``other``).
+    name and ``roles[i]`` what it is (``instrument``, ``vessel`` or ``other``). Instance masks
+    are kept at model-input resolution (``instance_logits``) and mapped to source pixels only
+    when :attr:`masks` is first read.
     """
 
     class_map: np.ndarray  # (H, W) uint8
     names: tuple[str, ...]
     roles: tuple[str, ...]
-    masks: np.ndarray  # (N, H, W) bool, one per instance
     class_ids: np.ndarray  # (N,) int
     scores: np.ndarray  # (N,) float
-    boxes: np.ndarray  # (N, 4) float, x0 y0 x1 y1
+    boxes: np.ndarray  # (N, 4) float, x0 y0 x1 y1 in source pixels
+    instance_logits: np.ndarray | None = None  # (N, h, w) model-input pixels; > 0 inside the instance
+    geometry: Geometry | None = None
+    source_masks: np.ndarray | None = None  # (N, H, W) bool, once known in source pixels
+
+    @property
+    def masks(self) -> np.ndarray:
+        """(N, H, W) bool instance masks in source pixels."""
+        if self.source_masks is None:
+            height, width = self.class_map.shape
+            if self.instance_logits is None or not len(self.instance_logits):
+                self.source_masks = np.zeros((0, height, width), bool)
+            else:
+                logits = self.geometry.input_to_source(self.instance_logits.transpose(1, 2, 0), fill=-100.0)
+                self.source_masks = (logits > 0).transpose(2, 0, 1) & self.geometry.inside_fov()
+        return self.source_masks
+
+    @masks.setter
+    def masks(self, value: np.ndarray) -> None:
+        self.source_masks = value
 
     def role_mask(self, role: str) -> np.ndarray:
         """Boolean (H, W) mask of every pixel whose class has ``role``."""

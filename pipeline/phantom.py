@@ -37,7 +37,8 @@ class PhantomTruth:
         masks = np.stack([self.class_map == INSTRUMENT, self.class_map == VESSEL])
         boxes = np.array([[*np.argwhere(m)[:, ::-1].min(0), *np.argwhere(m)[:, ::-1].max(0) + 1] if m.any()
                           else [0, 0, 0, 0] for m in masks], np.float32)
-        return Segmentation(self.class_map, NAMES, NAMES, masks, np.array([0, 1]), np.ones(2, np.float32), boxes)
+        return Segmentation(self.class_map, NAMES, NAMES, np.array([0, 1]), np.ones(2, np.float32), boxes,
+                            source_masks=masks)
 
     @cached_property
     def distance_px(self) -> float:

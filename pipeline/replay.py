@@ -123,15 +123,22 @@ def plan_chunks(path: str, frame_count: int, chunk_frames: int) -> list[tuple[in
 
 # ---- phase 1: analyse -------------------------------------------------------------------
 def frame_record(packet: FramePacket, fps: float) -> dict:
-    """The deterministic per-frame result: instances (class, score, box, area, polygons), distance."""
+    """The deterministic per-frame result: instances (class, score, box, area, polygons), distance.
+
+    Polygons are traced at model-input resolution (where the masks are made) and mapped to
+    source pixels; the area is the instance's pixel count in source pixels.
+    """
     segmentation, proximity = packet.segmentation, packet.proximity
+    geometry = segmentation.geometry
     instances = []
-    for mask, cls, score, box in zip(segmentation.masks, segmentation.class_ids, segmentation.scores,
-                                     segmentation.boxes):
-        contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    for index, (cls, score, box) in enumerate(zip(segmentation.class_ids, segmentation.scores, segmentation.boxes)):
+        inside = (segmentation.instance_logits[index] > 0).astype(np.uint8)
+        contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        polygons = [np.round(geometry.to_source(c.reshape(-1, 2) + 0.5) - 0.5).astype(int).reshape(-1).tolist()
+                    for c in contours if len(c) >= 3]
         instances.append({"class": segmentation.names[cls], "class_id": int(cls), "score": round(float(score), 4),
-                          "box": [round(float(v), 1) for v in box], "area": int(mask.sum()),
-                          "polygons": [c.reshape(-1).tolist() for c in contours if len(c) >= 3]})
+                          "box": [round(float(v), 1) for v in box],
+                          "area": int(round(inside.sum() / geometry.scale**2)), "polygons": polygons})
     distance = proximity.distance_px
     return {"frame": packet.frame_id, "t_s": round(packet.frame_id / fps, 6), "instances": instances,
             "distance_px": None if not np.isfinite(distance) else round(float(distance), 2),
@@ -188,8 +195,7 @@ def segmentation_from_record(record: dict, size: tuple[int, int], names, roles) 
     for instance in instances:
         polygons = [np.array(p, np.int32).reshape(-1, 2) for p in instance["polygons"]]
         cv2.fillPoly(class_map, polygons, instance["class_id"] + 1)
-    return Segmentation(class_map, names, roles, np.zeros((0, height, width), bool),
-                        np.array([i["class_id"] for i in instances], int),
+    return Segmentation(class_map, names, roles, np.array([i["class_id"] for i in instances], int),
                         np.array([i["score"] for i in instances], np.float32),
                         np.array([i["box"] for i in instances], np.float32).reshape(-1, 4))
 

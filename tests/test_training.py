@@ -53,9 +53,9 @@ class FixedModel:
         height, width = packet.image.shape[:2]
         class_map = np.zeros((height, width), np.uint8)
         class_map[:, : width // 2] = 1
-        packet.segmentation = Segmentation(class_map, self.names, self.roles, (class_map == 1)[None],
-                                           np.array([0]), np.array([0.9], np.float32),
-                                           np.array([[0, 0, width // 2, height]], np.float32))
+        packet.segmentation = Segmentation(class_map, self.names, self.roles, np.array([0]),
+                                           np.array([0.9], np.float32), np.array([[0, 0, width // 2, height]], float),
+                                           source_masks=(class_map == 1)[None])
         packet.timings_ms["infer"] = 1.0
         return packet
 

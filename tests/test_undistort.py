@@ -30,8 +30,9 @@ def test_redistort_puts_results_back_on_the_original_picture():
     original = (560, 420)
     packet = Undistort(PINHOLE)(FramePacket.capture(_dot_frame(original), 0, "test"))
     class_map = (packet.image[..., 0] > 100).astype(np.uint8)  # a perfect segmentation of the dot
-    packet.segmentation = Segmentation(class_map, ("instrument",), ("instrument",), class_map[None].astype(bool),
-                                       np.array([0]), np.array([0.9], np.float32), np.array([[0, 0, 1, 1]], float))
+    packet.segmentation = Segmentation(class_map, ("instrument",), ("instrument",), np.array([0]),
+                                       np.array([0.9], np.float32), np.array([[0, 0, 1, 1]], float),
+                                       source_masks=class_map[None].astype(bool))
     point = tuple(int(v) for v in PINHOLE.undistort_points([original])[0].round())
     packet.proximity = Proximity(3.0, point, point)
     packet.overlay = packet.image.copy()
