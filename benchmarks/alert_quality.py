@@ -1,0 +1,105 @@
+"""Alert quality on the phantom: detection delay (frames) and false alerts per minute.
+
+Every frame goes through the live path's stages (preprocess, model, analysis, alerts) in
+order, timed by the video clock (30 fps), with the model's masks and, as a reference, with
+the ground-truth masks (a perfect model).
+
+* ``approach``: for each approach, frames from the true distance crossing the advisory /
+  warning threshold to the alert being raised / escalated, and from leaving to clearing.
+* ``default`` (busy scene): alerts raised per minute, and false ones (no true instrument-vessel
+  gap under advisory + exit margin within +-k frames of the raise) per minute.
+
+    python benchmarks/alert_quality.py [--minutes 2] [--model PATH] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.alerts import CLINICAL_RULES, Alerts, VesselProximity, build_rules
+from pipeline.analysis import Analyse
+from pipeline.inference import load_model
+from pipeline.packet import FramePacket
+from pipeline.phantom import PhantomScene
+from pipeline.preprocess import LetterboxPreprocess
+
+SIZE, FPS = (1280, 720), 30.0
+
+
+def run(scene: PhantomScene, frames: int, model) -> tuple[list[float], list[tuple]]:
+    """True distance per frame and alert events ``(frame, rule, state, priority)``."""
+    preprocess = LetterboxPreprocess(model.input_size) if model else None
+    analyse, alerts = Analyse(), Alerts(build_rules(CLINICAL_RULES))
+    truth_distance, events = [], []
+    for frame in range(frames):
+        image, truth = scene.render(frame)
+        packet = FramePacket(frame, "phantom", image, int(frame / FPS * 1e9), 0)
+        if model:
+            packet = model(preprocess(packet))
+        else:
+            packet.segmentation = truth.segmentation()
+        packet = alerts(analyse(packet))
+        truth_distance.append(truth.distance_px)
+        events += [(frame, e.rule, e.state, e.priority) for e in packet.alerts]
+    return truth_distance, events
+
+
+def approach_delays(distance, events, period) -> list[dict]:
+    rule = VesselProximity()
+    rows = []
+    for start in range(0, len(distance) - period + 1, period):
+        window = [e for e in events if start <= e[0] < start + period and e[1] == "vessel_proximity"]
+        crossed = next((f for f in range(start, start + period) if distance[f] < rule.advisory_px), None)
+        warned = next((f for f in range(start, start + period) if distance[f] < rule.warning_px), None)
+        raised = next((e[0] for e in window if e[2] == "raised"), None)
+        high = next((e[0] for e in window if e[3] == "high"), None)
+        left = next((f for f in range(warned or start, start + period)
+                     if distance[f] > rule.advisory_px + rule.exit_margin_px), None)
+        cleared = next((e[0] for e in window if e[2] == "cleared"), None)
+        rows.append({"raised_after": None if None in (raised, crossed) else raised - crossed,
+                     "high_after": None if None in (high, warned) else high - warned,
+                     "cleared_after": None if None in (cleared, left) else cleared - left,
+                     "raises": sum(e[2] == "raised" for e in window)})
+    return rows
+
+
+def false_alerts(distance, events, k=4) -> tuple[int, int]:
+    limit = VesselProximity().advisory_px + VesselProximity().exit_margin_px
+    raised = [e for e in events if e[2] == "raised"]
+    false = [e for e in raised if min(distance[max(0, e[0] - k):e[0] + k + 1]) >= limit]
+    return len(raised), len(false)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=2.0)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    model = load_model(args.model)
+    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                          "python": platform.python_version()}, "model": model.description,
+              "input": f"phantom {SIZE[0]}x{SIZE[1]} @ {FPS:g} fps, every frame"}
+    approach = PhantomScene(*SIZE, fps=FPS, scenario="approach", seed=0)
+    period = approach.approach_events()["period"]
+    busy = PhantomScene(*SIZE, fps=FPS, scenario="default", seed=1)
+    frames = int(args.minutes * 60 * FPS)
+    for label, which in (("model", model), ("ground truth masks", None)):
+        distance, events = run(approach, 3 * period, which)
+        rows = approach_delays(distance, events, period)
+        busy_distance, busy_events = run(busy, frames, which)
+        raised, false = false_alerts(busy_distance, busy_events)
+        result[label] = {"approach": rows, "default_alerts_per_min": round(raised / args.minutes, 2),
+                         "default_false_alerts_per_min": round(false / args.minutes, 2)}
+        print(label, json.dumps(result[label]), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
