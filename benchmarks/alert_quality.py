@@ -19,7 +19,6 @@ import os
 import platform
 from pathlib import Path
 
-import numpy as np
 
 from pipeline.alerts import CLINICAL_RULES, Alerts, VesselProximity, build_rules
 from pipeline.analysis import Analyse

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from pipeline.inference import load_model
 from pipeline.packet import FramePacket

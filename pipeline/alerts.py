@@ -192,9 +192,9 @@ class LowFps(Rule):
 
 @dataclass
 class ModelError(Rule):
-    """The model raised an exception or gave NaN output: medium; clears after ``n`` good checks."""
+    """The model raised an exception or gave NaN output: medium; shown at least ``min_on_s``."""
 
-    n: int = 3
+    min_on_s: float = 1.0
     name = "model_error"
 
     def check(self, observation, current):

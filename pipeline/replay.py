@@ -290,7 +290,7 @@ def _overlapped(path: str, info: VideoInfo, analyser: Analyser, finaliser: Final
 def _finalise_from_records(path: str, records: list[dict], finaliser: Finaliser, bar) -> list[float]:
     """Chunked runs: decode the video once more, in order, pairing each frame with its record."""
     done_at = []
-    for (index, image), record in zip(read_frames(path), records):
+    for (_, image), record in zip(read_frames(path), records):
         finaliser.add(image, record)
         done_at.append(time.perf_counter())
         bar.update(1)

@@ -27,7 +27,7 @@ def model_from_yaml(arch: str = "yolo26n-seg", names: tuple[str, ...] = ("instru
     comes from the installed package, never from a hub.
     """
     family, scale_and_task = arch[len("yolo"):].split("-", 1) if "-" in arch else (arch[len("yolo"):], "")
-    version, scale = family[:-1], family[-1]
+    version = family[:-1]  # "26n" -> "26"; the scale letter stays in the file name below
     base = ARCHITECTURES / version / f"yolo{version}{'-' + scale_and_task if scale_and_task else ''}.yaml"
     if not base.exists():
         raise ValueError(f"unknown architecture {arch!r}: no {base.name} in ultralytics")

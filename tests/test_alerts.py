@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.alerts import (AiStale, AlertEngine, Alerts, AuditLog, CaptureLost, LowFps, ModelError, Observation,
+from pipeline.alerts import (AiStale, AlertEngine, Alerts, CaptureLost, LowFps, ModelError, Observation,
                              VesselContact, VesselProximity, build_rules)
 from pipeline.analysis import Analyse
 from pipeline.packet import FramePacket, Proximity
@@ -63,7 +63,7 @@ def test_contact_rule_and_ids_and_updates():
 
 
 def test_health_rules():
-    rules = [AiStale(threshold_ms=120), CaptureLost(), LowFps(min_fraction=0.5, k=1, n=1), ModelError(n=2, k=1)]
+    rules = [AiStale(threshold_ms=120), CaptureLost(), LowFps(min_fraction=0.5, k=1, n=1), ModelError(min_on_s=0)]
     engine = AlertEngine(rules)
     events = engine.update(Observation(0, ai_age_ms=300, capture_lost="unplugged", fps_ratio=0.2,
                                        model_error="NaN output"))

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from pipeline.inference import load_model
 from pipeline.runtime import LiveOptions, PipelineConfig, compose, run_live

@@ -28,7 +28,7 @@ def test_masks_lie_inside_the_field_of_view_and_outside_is_black(size):
 
 def test_instruments_move_and_their_pixels_are_grey_metal():
     scene = PhantomScene(640, 360)
-    (first, truth_first), (later, truth_later) = scene.render(0), scene.render(45)
+    (first, truth_first), (_, truth_later) = scene.render(0), scene.render(45)
     assert not np.array_equal(truth_first.class_map == INSTRUMENT, truth_later.class_map == INSTRUMENT)
     metal = first[truth_first.class_map == INSTRUMENT].astype(int)
     assert np.abs(metal[:, 0] - metal[:, 2]).mean() < 20  # grey, unlike the red tissue
