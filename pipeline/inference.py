@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import os
+import time
 from functools import cached_property
 from pathlib import Path
 
@@ -49,22 +50,27 @@ class SegmentationModel:
     max_batch: int | None = None  # largest batch one forward pass takes (None: any)
 
     def __call__(self, packet: FramePacket) -> FramePacket:
-        return self.infer_batch([packet])[0]
+        return self.decode(self.forward_batch([packet])[0])
 
-    def infer_batch(self, packets: list[FramePacket]) -> list[FramePacket]:
-        """Run several preprocessed packets through one forward pass and decode each."""
-        with timed(packets[0], "infer"):
-            batch = packets[0].tensor if len(packets) == 1 else np.concatenate([p.tensor for p in packets])
-            outputs = self.forward(batch)
+    def forward_batch(self, packets: list[FramePacket]) -> list[FramePacket]:
+        """One forward pass over several preprocessed packets; each gets its own ``outputs``."""
+        started = time.perf_counter()
+        batch = packets[0].tensor if len(packets) == 1 else np.concatenate([p.tensor for p in packets])
+        outputs = self.forward(batch)
+        share = (time.perf_counter() - started) * 1e3 / len(packets)
         for index, packet in enumerate(packets):
-            packet.timings_ms["infer"] = packets[0].timings_ms["infer"] / len(packets)
-            with timed(packet, "masks"):
-                own = [output[index:index + 1] for output in outputs[:2]]
-                if not all(np.isfinite(o).all() for o in own):
-                    raise ModelError("model output contains NaN or infinity")
-                packet.segmentation = decode_segmentation(own, packet.geometry, self.names, self.roles,
-                                                          self.conf, self.iou)
+            packet.outputs = [output[index:index + 1] for output in outputs[:2]]
+            packet.timings_ms["infer"] = share
         return packets
+
+    def decode(self, packet: FramePacket) -> FramePacket:
+        """Raw ``outputs`` -> ``segmentation`` in source pixels."""
+        with timed(packet, "masks"):
+            if not all(np.isfinite(o).all() for o in packet.outputs):
+                raise ModelError("model output contains NaN or infinity")
+            packet.segmentation = decode_segmentation(packet.outputs, packet.geometry, self.names, self.roles,
+                                                      self.conf, self.iou)
+        return packet
 
 
 def _parse_names(text: str) -> tuple[str, ...]:

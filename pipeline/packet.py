@@ -158,6 +158,7 @@ class FramePacket:
     t_capture_mono_ns: int  # monotonic, for in-process timings
     geometry: Geometry | None = None
     tensor: np.ndarray | None = None  # model input, (1, 3, h, w) float
+    outputs: list[np.ndarray] | None = None  # raw model outputs (predictions, mask prototypes)
     segmentation: Segmentation | None = None
     proximity: Proximity | None = None
     alerts: list[AlertEvent] = field(default_factory=list)  # transitions this frame

@@ -160,24 +160,31 @@ class Analyser:
                                               fov=fov if config.crop_to_fov else None)
         self.analyse = Analyse(config.mm_per_px)
 
-    def run(self, frames, fps: float, source: str):
-        """Yield ``(packet, record)`` in frame order for ``(index, image)`` frames."""
+    def prepare(self, index: int, image: np.ndarray, fps: float, source: str) -> FramePacket:
+        """Preprocess one frame (its own tensor: packets wait in queues)."""
+        packet = self.preprocess(FramePacket(index, source, image, int(index / fps * 1e9), time.monotonic_ns()))
+        packet.tensor = packet.tensor.copy()
+        return packet
+
+    def batches(self, packets):
+        """Forward passes over batches of prepared packets; yields the packets in order."""
         pending = []
-        for index, image in frames:
-            packet = FramePacket(index, source, image, int(index / fps * 1e9), time.monotonic_ns())
-            packet = self.preprocess(packet)
-            packet.tensor = packet.tensor.copy() if self.batch > 1 else packet.tensor
+        for packet in packets:
             pending.append(packet)
             if len(pending) == self.batch:
-                yield from self._flush(pending, fps)
+                yield from self.model.forward_batch(pending)
                 pending = []
         if pending:
-            yield from self._flush(pending, fps)
+            yield from self.model.forward_batch(pending)
 
-    def _flush(self, packets, fps):
-        for packet in self.model.infer_batch(packets):
-            packet = self.analyse(packet)
-            yield packet, frame_record(packet, fps)
+    def describe(self, packet: FramePacket, fps: float) -> dict:
+        """Masks, analysis and the frame's record, from the model's outputs."""
+        return frame_record(self.analyse(self.model.decode(packet)), fps)
+
+    def run(self, frames, fps: float, source: str):
+        """Yield ``(packet, record)`` in frame order for ``(index, image)`` frames, one after another."""
+        for packet in self.batches(self.prepare(index, image, fps, source) for index, image in frames):
+            yield packet, self.describe(packet, fps)
 
 
 def analyse_chunk(info: VideoInfo, start: int, stop: int, model_path, options: ReplayOptions) -> list[dict]:
@@ -247,39 +254,47 @@ def _point(value):
 
 # ---- one video, start to end ------------------------------------------------------------
 def _overlapped(path: str, info: VideoInfo, analyser: Analyser, finaliser: Finaliser, bar) -> tuple[int, list]:
-    """Single process: decode thread -> model (this thread) -> finalise thread, all overlapped."""
-    decoded: queue.Queue = queue.Queue(maxsize=16)
-    analysed: queue.Queue = queue.Queue(maxsize=16)
+    """Single process, three threads: decode + preprocess | model (this thread) | masks, analysis,
+    alerts, overlay, encode. The model's thread does nothing but the model."""
+    prepared: queue.Queue = queue.Queue(maxsize=16)
+    inferred: queue.Queue = queue.Queue(maxsize=16)
     done_at: list[float] = []
     failure: list[BaseException] = []
 
     def decode():
-        for item in read_frames(path):
-            decoded.put(item)
-        decoded.put(None)
+        try:
+            for index, image in read_frames(path):
+                prepared.put(analyser.prepare(index, image, info.fps, path))
+        except BaseException as error:  # reported by the main thread
+            failure.append(error)
+        prepared.put(None)
 
     def finalise():
         try:
-            while (item := analysed.get()) is not None:
-                finaliser.add(*item)
+            while (packet := inferred.get()) is not None:
+                finaliser.add(packet.image, analyser.describe(packet, info.fps))
                 done_at.append(time.perf_counter())
                 bar.update(1)
         except BaseException as error:  # reported by the main thread
             failure.append(error)
-            while analysed.get() is not None:
+            while inferred.get() is not None:
                 pass
 
     threads = [threading.Thread(target=decode, daemon=True), threading.Thread(target=finalise, daemon=True)]
     for thread in threads:
         thread.start()
-    frames = iter(decoded.get, None)
     count = 0
     try:
-        for packet, record in analyser.run(frames, info.fps, path):
-            analysed.put((packet.image, record))
+        for packet in analyser.batches(iter(prepared.get, None)):
+            inferred.put(packet)
             count += 1
     finally:
-        analysed.put(None)
+        inferred.put(None)
+        while threads[0].is_alive():  # a failed model must not leave the decoder blocked on a full queue
+            try:
+                prepared.get(timeout=0.1)
+            except queue.Empty:
+                pass
         for thread in threads:
             thread.join()
     if failure:
