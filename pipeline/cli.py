@@ -220,7 +220,7 @@ def _open_pipeline(args, config, audit_path=None):
     config.imgsz = imgsz
     try:
         audit = AuditLog(audit_path, _identity(model, config)) if audit_path else None
-        stages = compose(model, config, camera, audit)
+        stages = compose(model, config, camera, audit, device)
         health = HealthMonitor(config, audit, source.fps)
     except ValueError as error:
         raise UsageError(str(error)) from None

@@ -9,6 +9,7 @@ way, so an exported ``.onnx`` and the ``.pt`` it came from give the same masks.
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import time
 from functools import cached_property
@@ -55,8 +56,10 @@ class SegmentationModel:
     def forward_batch(self, packets: list[FramePacket]) -> list[FramePacket]:
         """One forward pass over several preprocessed packets; each gets its own ``outputs``."""
         started = time.perf_counter()
-        batch = packets[0].tensor if len(packets) == 1 else np.concatenate([p.tensor for p in packets])
-        outputs = self.forward(batch)
+        batch = packets[0].tensor if len(packets) == 1 else _stack([p.tensor for p in packets])
+        # A device tensor is consumed with its producer's CUDA stream current (DLPack orders on it).
+        with packets[0].stream if packets[0].stream is not None else contextlib.nullcontext():
+            outputs = self.forward(batch)
         share = (time.perf_counter() - started) * 1e3 / len(packets)
         for index, packet in enumerate(packets):
             packet.outputs = [output[index:index + 1] for output in outputs[:2]]
@@ -71,6 +74,15 @@ class SegmentationModel:
             packet.segmentation = decode_segmentation(packet.outputs, packet.geometry, self.names, self.roles,
                                                       self.conf, self.iou)
         return packet
+
+
+def _stack(tensors: list):
+    """Concatenate host (NumPy) or device (CuPy) tensors along the batch axis."""
+    if isinstance(tensors[0], np.ndarray):
+        return np.concatenate(tensors)
+    import cupy
+
+    return cupy.concatenate(tensors)
 
 
 def _parse_names(text: str) -> tuple[str, ...]:
@@ -105,8 +117,21 @@ class OnnxSegmentationModel(SegmentationModel):
         self.description = f"{Path(path).name} (onnxruntime)"
         self.path = Path(path)
 
-    def forward(self, tensor: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, {self.input_name: tensor})
+    def forward(self, tensor) -> list[np.ndarray]:
+        if isinstance(tensor, np.ndarray):
+            return self.session.run(None, {self.input_name: tensor})
+        # A CuPy device tensor: bound by pointer, no copy. ONNX Runtime runs on its own stream,
+        # so the producer's stream is waited for first (the one synchronisation of this path).
+        tensor.__cuda_array_interface__  # noqa: B018  (fails early for anything but a CUDA array)
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+        binding = self.session.io_binding()
+        binding.bind_input(self.input_name, "cuda", 0, tensor.dtype, list(tensor.shape), tensor.data.ptr)
+        for output in self.session.get_outputs():
+            binding.bind_output(output.name, "cpu")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
 
 
 class TorchSegmentationModel(SegmentationModel):
@@ -131,9 +156,12 @@ class TorchSegmentationModel(SegmentationModel):
         self.description = f"{Path(path).name} (torch {device})"
         self.path = Path(path)
 
-    def forward(self, tensor: np.ndarray) -> list[np.ndarray]:
+    def forward(self, tensor) -> list[np.ndarray]:
+        """``tensor``: NumPy, or a CUDA array (CuPy) taken over by DLPack without a copy; DLPack
+        makes torch's stream wait for the producer's current stream, so nothing blocks the host."""
+        x = self.torch.from_numpy(tensor) if isinstance(tensor, np.ndarray) else self.torch.from_dlpack(tensor)
         with self.torch.inference_mode():
-            predictions, protos = self.module(self.torch.from_numpy(tensor).to(self.device))[0]
+            predictions, protos = self.module(x.to(self.device, non_blocking=True))[0]
         return [predictions.float().cpu().numpy(), protos.float().cpu().numpy()]
 
 

@@ -159,6 +159,7 @@ class FramePacket:
     geometry: Geometry | None = None
     tensor: np.ndarray | None = None  # model input, (1, 3, h, w) float
     outputs: list[np.ndarray] | None = None  # raw model outputs (predictions, mask prototypes)
+    stream: object | None = None  # CUDA stream that produces ``tensor`` (device preprocessing only)
     segmentation: Segmentation | None = None
     proximity: Proximity | None = None
     alerts: list[AlertEvent] = field(default_factory=list)  # transitions this frame

@@ -57,16 +57,24 @@ class LiveOptions:
     reconnect_max_s: float = 5.0
 
 
-def compose(model, config: PipelineConfig, camera: CameraModel | None = None, audit: AuditLog | None = None) -> list:
+def compose(model, config: PipelineConfig, camera: CameraModel | None = None, audit: AuditLog | None = None,
+            device: str = "cpu") -> list:
     """The AI path in data-flow order: each item is a stage ``packet -> packet``.
 
     With a ``camera`` model the frame is undistorted first and the results are mapped back
     onto the original picture last; its scale gives distances in millimetres.
     """
     mm_per_px = config.mm_per_px or (camera.mm_per_px if camera else None)
+    size = config.imgsz or model.input_size
+    if device == "cuda":  # one fused kernel; the frame crosses to the GPU once
+        from pipeline.cuda_preprocess import CudaLetterboxPreprocess
+
+        preprocess = CudaLetterboxPreprocess(size, config.crop_to_fov)
+    else:
+        preprocess = LetterboxPreprocess(size, crop_to_fov=config.crop_to_fov)
     return [
-        *([Undistort(camera)] if camera else []),
-        LetterboxPreprocess(config.imgsz or model.input_size, crop_to_fov=config.crop_to_fov),
+        *([Undistort(camera)] if camera else []),  # the overlay needs the straightened picture itself
+        preprocess,
         model,
         Analyse(mm_per_px),
         Alerts(build_rules(CLINICAL_RULES, config.alerts), audit, config.stale_ms),

@@ -1,0 +1,99 @@
+"""The fused CUDA preprocess: its arithmetic against the CPU stage everywhere, the kernel on CUDA."""
+import site
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.cuda_preprocess import kernel_source, reference_letterbox
+from pipeline.packet import FramePacket
+from pipeline.phantom import PhantomScene
+from pipeline.preprocess import LetterboxPreprocess
+from pipeline.undistort import Undistort
+from tests.test_calibration import PINHOLE
+
+CUDA_INCLUDE_DIRS = [Path(p) / "nvidia" / v / "include" for p in site.getsitepackages() for v in ("cu13", "cu12")]
+FRAMES = [("phantom 1920x1080", PhantomScene(1920, 1080).render(5)[0]),
+          ("phantom 854x480", PhantomScene(854, 480, seed=2).render(9)[0]),
+          ("phantom 720x720", PhantomScene(720, 720, seed=3).render(1)[0]),
+          ("random 333x517", np.random.default_rng(0).integers(0, 256, (517, 333, 3), dtype=np.uint8)),
+          ("random 1280x400", np.random.default_rng(1).integers(0, 256, (400, 1280, 3), dtype=np.uint8))]
+
+
+def _cuda_available() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+@pytest.mark.parametrize("name, image", FRAMES, ids=[f[0] for f in FRAMES])
+@pytest.mark.parametrize("size", [320, 640])
+def test_kernel_arithmetic_matches_the_cpu_stage(name, image, size):
+    cpu = LetterboxPreprocess(size)(FramePacket.capture(image, 0, name))
+    twin = reference_letterbox(image, cpu.geometry)
+    assert twin.shape == cpu.tensor.shape and np.abs(twin - cpu.tensor).max() <= 1 / 255
+
+
+def test_kernel_arithmetic_with_undistortion_matches_undistort_then_letterbox():
+    image = np.random.default_rng(2).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    image = (image // 32 * 32).astype(np.uint8)  # flat patches: the CPU path's intermediate rounding stays small
+    cpu = LetterboxPreprocess(320)(Undistort(PINHOLE)(FramePacket.capture(image, 0, "x")))
+    twin = reference_letterbox(image, cpu.geometry, maps=PINHOLE.undistort_maps())
+    assert np.abs(twin - cpu.tensor).max() <= 1.5 / 255
+
+
+def test_fov_masking_blanks_only_outside_the_circle():
+    image = PhantomScene(1280, 720).render(0)[0]
+    geometry = LetterboxPreprocess(320)(FramePacket.capture(image, 0, "x")).geometry
+    masked = reference_letterbox(image, geometry, mask_fov=True)
+    plain = reference_letterbox(image, geometry)
+    assert masked[0, :, 160, 160].tolist() == plain[0, :, 160, 160].tolist()
+    assert masked[0, :, 2, 2].max() == 0  # a corner of the square crop lies outside the circle
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_kernel_compiles_with_nvrtc(dtype):
+    nvrtc = pytest.importorskip("cupy_backends.cuda.libs.nvrtc", reason="CuPy (the gpu extra) is not installed")
+    try:
+        program = nvrtc.createProgram(kernel_source(dtype), "letterbox.cu", [], [])
+    except Exception as error:  # the NVRTC library itself is missing
+        pytest.skip(f"NVRTC unavailable: {error}")
+    headers = [f"-I{path}" for path in CUDA_INCLUDE_DIRS if (path / "cuda_fp16.h").is_file()]
+    if dtype == "float16" and not headers:
+        pytest.skip("no CUDA headers (cuda_fp16.h) here")
+    try:
+        nvrtc.compileProgram(program, ["--gpu-architecture=compute_80", "-default-device", *headers])
+    except Exception:
+        pytest.fail(nvrtc.getProgramLog(program))
+    ptx = nvrtc.getPTX(program)
+    assert "letterbox" in (ptx.decode() if isinstance(ptx, bytes) else ptx)
+
+
+@pytest.mark.skipif(not _cuda_available(), reason="no CUDA device")
+@pytest.mark.parametrize("name, image", FRAMES, ids=[f[0] for f in FRAMES])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_gpu_preprocess_matches_the_cpu_stage(name, image, dtype):
+    from pipeline.cuda_preprocess import CudaLetterboxPreprocess
+
+    cpu = LetterboxPreprocess(320)(FramePacket.capture(image, 0, name))
+    gpu = CudaLetterboxPreprocess(320, dtype=dtype)
+    for _ in range(3):  # both staging slots, and reuse of the first
+        tensor = gpu(FramePacket.capture(image, 0, name)).tensor
+    gpu.stream.synchronize()
+    tolerance = 1 / 255 if dtype == "float32" else 1 / 255 + 1e-3
+    assert np.abs(tensor.get().astype(np.float32) - cpu.tensor).max() <= tolerance
+
+
+@pytest.mark.skipif(not _cuda_available(), reason="no CUDA device")
+def test_gpu_preprocess_with_undistortion_matches_the_cpu_path():
+    from pipeline.cuda_preprocess import CudaLetterboxPreprocess
+
+    image = (np.random.default_rng(2).integers(0, 256, (480, 640, 3), dtype=np.uint8) // 32 * 32).astype(np.uint8)
+    cpu = LetterboxPreprocess(320)(Undistort(PINHOLE)(FramePacket.capture(image, 0, "x")))
+    gpu = CudaLetterboxPreprocess(320, maps=PINHOLE.undistort_maps(), fov=cpu.geometry.fov)
+    tensor = gpu(FramePacket.capture(image, 0, "x")).tensor
+    gpu.stream.synchronize()
+    assert np.abs(tensor.get() - cpu.tensor).max() <= 1.5 / 255
