@@ -24,7 +24,7 @@ from pipeline.overlay import Overlay
 from pipeline.packet import FramePacket
 from pipeline.preprocess import LetterboxPreprocess
 from pipeline.sources import Source, SourceError, SourceLost
-from pipeline.transport import Publisher
+from pipeline.transport import MASK_ENCODING, Publisher
 from pipeline.undistort import Redistort, Undistort
 
 
@@ -146,7 +146,7 @@ def _publish_results(publisher: Publisher, packet: FramePacket, options: LiveOpt
     classes = [{"value": i + 1, "name": n, "role": r} for i, (n, r) in enumerate(zip(segmentation.names,
                                                                                     segmentation.roles))]
     distance = None if proximity.distance_px == float("inf") else round(proximity.distance_px, 2)
-    publisher.send_image("mask", segmentation.class_map, "png", classes=classes,
+    publisher.send_image("mask", segmentation.class_map, MASK_ENCODING, classes=classes,
                          proximity={"distance_px": distance, "distance_mm": proximity.distance_mm,
                                     "mm_per_px": proximity.mm_per_px,
                                     "instrument_point": proximity.instrument_point,

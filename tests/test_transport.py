@@ -6,7 +6,7 @@ import pytest
 from pipeline.transport import Publisher, Receiver, TransportError, decode_image, encode_image
 
 
-@pytest.mark.parametrize("encoding", ["raw-bgr8", "png", "jpeg"])
+@pytest.mark.parametrize("encoding", ["raw-bgr8", "png", "jpeg", "zlib"])
 def test_image_round_trip_over_loopback(free_tcp_endpoint, encoding):
     publisher = Publisher(free_tcp_endpoint)
     receiver = Receiver(free_tcp_endpoint, topics=("video",)).start()
