@@ -9,6 +9,7 @@ frame is shown at once, with the newest mask drawn over it if that mask was capt
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -41,6 +42,17 @@ def _alerts_from(header: dict) -> list[AlertEvent]:
             for a in header.get("active_alerts", [])]
 
 
+@lru_cache(maxsize=2)
+def _segmentation_from(mask: Message, shape: tuple[int, int]) -> Segmentation:
+    """The mask message as a segmentation (decoded once per message, shown over many frames)."""
+    names = tuple(c["name"] for c in mask.header["classes"])
+    roles = tuple(c["role"] for c in mask.header["classes"])
+    class_map = decode_image(mask)
+    if class_map.shape != shape:
+        class_map = cv2.resize(class_map, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return Segmentation(class_map, names, roles, np.zeros(0, int), np.zeros(0, np.float32), np.zeros((0, 4)))
+
+
 def _packet_from(video: Message, mask: Message | None, status: Message | None) -> FramePacket:
     """A frame packet rebuilt from the wire: the raw frame, the mask's results if fresh, and the
     publisher's health alerts (its ``ai_stale`` aside: the display judges staleness itself)."""
@@ -51,13 +63,7 @@ def _packet_from(video: Message, mask: Message | None, status: Message | None) -
     if mask is None:
         packet.active_alerts = health + [_stale_alert(video)]
         return packet
-    names = tuple(c["name"] for c in mask.header["classes"])
-    roles = tuple(c["role"] for c in mask.header["classes"])
-    class_map = decode_image(mask)
-    if class_map.shape != image.shape[:2]:
-        class_map = cv2.resize(class_map, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
-    packet.segmentation = Segmentation(class_map, names, roles, np.zeros(0, int), np.zeros(0, np.float32),
-                                       np.zeros((0, 4), np.float32))
+    packet.segmentation = _segmentation_from(mask, image.shape[:2])
     near = mask.header["proximity"]
     packet.proximity = Proximity(
         distance_px=near["distance_px"] if near["distance_px"] is not None else float("inf"),

@@ -94,7 +94,7 @@ class Publisher:
         self.socket.close()
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: each message is one event
 class Message:
     """One received message, stamped with its wall-clock receive time."""
 
