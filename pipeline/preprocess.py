@@ -40,6 +40,18 @@ def plan_geometry(source_size: tuple[int, int], crop: tuple[int, int, int, int],
                     fov=fov)
 
 
+def letterbox(image: np.ndarray, geometry: Geometry, out: np.ndarray | None = None,
+              interpolation: int = cv2.INTER_LINEAR, pad=PAD_VALUE) -> np.ndarray:
+    """The crop of ``image`` resized into the input canvas (``out`` reused when given; its bars
+    are filled only when it is new). Masks pass ``INTER_NEAREST`` and their own ``pad``."""
+    x, y, w, h = geometry.crop
+    x0, y0, x1, y1 = geometry.content_box()
+    if out is None:
+        out = np.full((geometry.input_size[1], geometry.input_size[0], *image.shape[2:]), pad, image.dtype)
+    out[y0:y1, x0:x1] = cv2.resize(image[y:y + h, x:x + w], (x1 - x0, y1 - y0), interpolation=interpolation)
+    return out
+
+
 class LetterboxPreprocess:
     """CPU preprocess stage; ``crop_to_fov`` detects the field of view on the first frame
     (or takes ``fov``, a circle known in advance).
@@ -74,10 +86,7 @@ class LetterboxPreprocess:
     def __call__(self, packet: FramePacket) -> FramePacket:
         with timed(packet, "preprocess"):
             geometry = self._geometry_for(packet.image)
-            x, y, w, h = geometry.crop
-            x0, y0, x1, y1 = geometry.content_box()
-            self._canvas[y0:y1, x0:x1] = cv2.resize(packet.image[y:y + h, x:x + w], (x1 - x0, y1 - y0),
-                                                    interpolation=cv2.INTER_LINEAR)
+            letterbox(packet.image, geometry, self._canvas)
             rgb = self._canvas[..., ::-1].transpose(2, 0, 1)
             np.multiply(rgb, self.dtype(1 / 255), out=self._tensor[0], casting="unsafe")
             packet.geometry = geometry

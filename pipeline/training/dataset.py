@@ -17,7 +17,7 @@ import yaml
 
 from pipeline.phantom import NAMES, PhantomScene, SCENARIOS
 from calibration.fov import detect_fov
-from pipeline.preprocess import fov_crop
+from pipeline.preprocess import fov_crop, letterbox, plan_geometry
 
 ENDOSCAPES_MAPPING = {6: 0, 3: 1}  # tool -> instrument (class 0), cystic artery -> vessel (class 1)
 ENDOSCAPES_IGNORE = (7, 255)
@@ -118,10 +118,13 @@ def coco_to_index(annotations: dict, image_id: int, size: tuple[int, int]) -> np
 
 def write_sample(out: Path, split: str, name: str, image: np.ndarray, class_map: np.ndarray, size: int,
                  names: tuple[str, ...]) -> None:
-    """One converted sample: FOV-cropped, resized image; YOLO polygons; semantic mask (255 = ignore)."""
-    x, y, w, h = fov_crop(detect_fov(image), image.shape[1], image.shape[0])
-    image = cv2.resize(image[y:y + h, x:x + w], (size, size), interpolation=cv2.INTER_AREA)
-    class_map = cv2.resize(class_map[y:y + h, x:x + w], (size, size), interpolation=cv2.INTER_NEAREST)
+    """One converted sample: the field-of-view square letterboxed as the pipeline does; YOLO
+    polygons; the class mask (class index + 1, 255 = ignore)."""
+    fov = detect_fov(image)
+    geometry = plan_geometry((image.shape[1], image.shape[0]), fov_crop(fov, image.shape[1], image.shape[0]), size,
+                             fov)
+    image = letterbox(image, geometry)  # exactly what the pipeline's preprocess feeds the model
+    class_map = letterbox(class_map, geometry, interpolation=cv2.INTER_NEAREST, pad=0)
     for folder in ("images", "labels", "masks"):
         (out / folder / split).mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out / "images" / split / f"{name}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
