@@ -5,5 +5,8 @@ import os
 # network. Set before anything imports ultralytics (see pipeline/yolo.py for the rest).
 os.environ["YOLO_OFFLINE"] = "1"
 os.environ["YOLO_AUTOINSTALL"] = "false"
+# OpenCV's capture back-ends print warnings of their own; errors reach the user as one line.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg inside OpenCV: quiet
 
 __version__ = "0.1.0"

@@ -18,6 +18,8 @@ def orsight(*args, timeout=240):
     (["run", "--source", "/dev/video42"], "no such video device"),
     (["run", "--device", "cuda"], "no CUDA device"),
     (["run", "--frames", "many"], "invalid int value"),
+    (["run", "--source", "7"], "cannot open camera 7"),
+    (["run", "--source", "rtsp://127.0.0.1:9/none"], "cannot open rtsp://"),
 ])
 def test_bad_input_is_one_line_and_status_2(args, words):
     result = orsight(*args)
