@@ -67,14 +67,14 @@ def decode_segmentation(outputs: list[np.ndarray], geometry: Geometry, names: tu
     per_class = np.full((input_h, input_w, len(names)), -100.0, np.float32)
     for cls in np.unique(class_ids):
         per_class[..., cls] = logits[class_ids == cls].max(axis=0)
-    source = geometry.input_to_source(per_class, fill=-100.0)
-    class_map = np.zeros((height, width), np.uint8)
-    best = np.zeros((height, width), np.float32)  # a pixel needs a logit above 0 (probability 0.5)
-    for cls in range(len(names)):
-        channel = source[..., cls]
-        class_map[channel > best] = cls + 1
-        np.maximum(best, channel, out=best)
-    class_map *= geometry.inside_fov()  # nothing is seen outside the endoscope's circle
+    channels = cv2.split(geometry.input_to_crop(per_class))
+    label, best = np.ones(channels[0].shape, np.uint8), channels[0]
+    for cls, channel in enumerate(channels[1:], start=2):
+        label = np.where(channel > best, np.uint8(cls), label)
+        best = np.maximum(best, channel)
+    # A pixel needs a logit above 0 (probability 0.5), and nothing is seen outside the endoscope's circle.
+    label = np.where((best > 0) & geometry.inside_fov(crop_only=True), label, np.uint8(0))
+    class_map = geometry.crop_to_source(label)
     source_boxes = geometry.to_source(boxes.reshape(-1, 2, 2)).reshape(-1, 4)
     source_boxes = np.clip(source_boxes, 0, [width, height, width, height])
     return Segmentation(class_map, names, roles, class_ids.astype(int), scores.astype(np.float32), source_boxes,

@@ -20,10 +20,10 @@ def _text_scale(scene: np.ndarray) -> float:
 
 
 def _colour_table(roles: tuple[str, ...]) -> np.ndarray:
-    """(256, 3) uint8 lookup: class-map value -> BGR colour of its role."""
-    table = np.zeros((256, 3), np.uint8)
+    """(256, 1, 3) uint8 lookup for cv2.LUT: class-map value -> BGR colour of its role."""
+    table = np.zeros((256, 1, 3), np.uint8)
     for index, role in enumerate(roles):
-        table[index + 1] = ROLE_COLOURS[role]
+        table[index + 1, 0] = ROLE_COLOURS[role]
     return table
 
 
@@ -37,15 +37,15 @@ class MaskAnnotator:
         segmentation = packet.segmentation
         if segmentation is None:
             return scene
-        covered = segmentation.class_map > 0
-        if not covered.any():
+        rows, cols = np.nonzero(segmentation.class_map.any(axis=1))[0], np.nonzero(segmentation.class_map.any(axis=0))[0]
+        if not len(rows):
             return scene
-        ys, xs = np.nonzero(covered.any(axis=1))[0], np.nonzero(covered.any(axis=0))[0]
-        y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1  # blend only the covered box
+        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1  # blend only the covered box
+        class_map = segmentation.class_map[y0:y1, x0:x1]
         region = scene[y0:y1, x0:x1]
-        colours = _colour_table(segmentation.roles)[segmentation.class_map[y0:y1, x0:x1]]
+        colours = cv2.LUT(cv2.merge([class_map, class_map, class_map]), _colour_table(segmentation.roles))
         blended = cv2.addWeighted(region, 1 - self.opacity, colours, self.opacity, 0)
-        np.copyto(region, blended, where=covered[y0:y1, x0:x1, None])
+        np.copyto(region, blended, where=(class_map > 0)[..., None])
         return scene
 
 

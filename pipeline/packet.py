@@ -50,21 +50,31 @@ class Geometry:
         origin = np.array(self.crop[:2], np.float32)
         return (xy - offset) / self.scale + origin
 
-    def input_to_source(self, stack: np.ndarray, fill: float = 0.0) -> np.ndarray:
-        """(h, w, C) float input-space maps -> (H, W, C) source pixels (bilinear; ``fill`` outside the crop)."""
+    def input_to_crop(self, stack: np.ndarray) -> np.ndarray:
+        """(h, w, C) float input-space maps -> (crop height, crop width, C), bilinear."""
         x0, y0, x1, y1 = self.content_box()
-        cx, cy, cw, ch = self.crop
-        channels = stack.shape[2]
+        _, _, cw, ch = self.crop
         content = np.ascontiguousarray(stack[y0:y1, x0:x1])
-        resized = cv2.resize(content, (cw, ch), interpolation=cv2.INTER_LINEAR).reshape(ch, cw, channels)
+        return cv2.resize(content, (cw, ch), interpolation=cv2.INTER_LINEAR).reshape(ch, cw, stack.shape[2])
+
+    def crop_to_source(self, crop: np.ndarray, fill=0) -> np.ndarray:
+        """An array over the crop placed into a source-sized one (``fill`` elsewhere)."""
+        cx, cy, cw, ch = self.crop
         width, height = self.source_size
-        out = np.full((height, width, channels), fill, np.float32)
-        out[cy:cy + ch, cx:cx + cw] = resized
+        out = np.full((height, width, *crop.shape[2:]), fill, crop.dtype)
+        out[cy:cy + ch, cx:cx + cw] = crop
         return out
 
-    def inside_fov(self) -> np.ndarray:
-        """Boolean (H, W): source pixels inside the endoscope's circle (all, without one)."""
-        return _inside_circle(self.source_size, self.fov)
+    def input_to_source(self, stack: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        """(h, w, C) float input-space maps -> (H, W, C) source pixels (bilinear; ``fill`` outside the crop)."""
+        return self.crop_to_source(self.input_to_crop(stack), fill)
+
+    def inside_fov(self, crop_only: bool = False) -> np.ndarray:
+        """Boolean (H, W): source pixels inside the endoscope's circle (all, without one);
+        ``crop_only``: just the crop's window of it."""
+        inside = _inside_circle(self.source_size, self.fov)
+        cx, cy, cw, ch = self.crop
+        return inside[cy:cy + ch, cx:cx + cw] if crop_only else inside
 
     def content_box(self) -> tuple[int, int, int, int]:
         """Input-space ``(x0, y0, x1, y1)`` covered by the cropped image (not padding)."""
