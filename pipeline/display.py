@@ -42,6 +42,13 @@ def _alerts_from(header: dict) -> list[AlertEvent]:
             for a in header.get("active_alerts", [])]
 
 
+def fresh_mask(video: Message, mask: Message | None, stale_ms: float = STALE_MS) -> Message | None:
+    """``mask`` if it was captured at most ``stale_ms`` before the ``video`` frame shown, else None."""
+    if mask is None or (video.header["t_capture_ns"] - mask.header["t_capture_ns"]) / 1e6 > stale_ms:
+        return None
+    return mask
+
+
 @lru_cache(maxsize=2)
 def _segmentation_from(mask: Message, shape: tuple[int, int]) -> Segmentation:
     """The mask message as a segmentation (decoded once per message, shown over many frames)."""
@@ -92,11 +99,9 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
                 break
             video = newer
             started = time.perf_counter()
-            mask = receiver.newest("mask")
-            fresh = mask is not None and \
-                (video.header["t_capture_ns"] - mask.header["t_capture_ns"]) / 1e6 <= stale_ms
-            stale_frames += not fresh
-            packet = _packet_from(video, mask if fresh else None, status)
+            mask = fresh_mask(video, receiver.newest("mask"), stale_ms)
+            stale_frames += mask is None
+            packet = _packet_from(video, mask, status)
             scene = packet.image
             for annotator in annotators:
                 scene = annotator.annotate(scene, packet)

@@ -1,0 +1,48 @@
+"""The display's compositing rules, on messages as they come off the wire."""
+import numpy as np
+
+from pipeline.display import _packet_from, fresh_mask
+from pipeline.overlay import BannerAnnotator, MaskAnnotator
+from pipeline.transport import Message, encode_image
+
+T0 = 1_700_000_000_000_000_000
+
+
+def _video(t_ns):
+    image = np.full((60, 80, 3), 90, np.uint8)
+    header = {"stream": "orsight", "frame_id": 7, "t_capture_ns": t_ns, "shape": [60, 80, 3], "dtype": "uint8",
+              "encoding": "raw-bgr8", "fps": 30.0}
+    return Message("video", header, [bytes(encode_image(image, "raw-bgr8"))], t_ns + 1_000_000)
+
+
+def _mask(t_ns, alerts=()):
+    class_map = np.zeros((60, 80), np.uint8)
+    class_map[10:30, 10:30] = 1
+    header = {"stream": "orsight", "frame_id": 5, "t_capture_ns": t_ns, "shape": [60, 80], "dtype": "uint8",
+              "encoding": "zlib", "classes": [{"value": 1, "name": "instrument", "role": "instrument"},
+                                               {"value": 2, "name": "vessel", "role": "vessel"}],
+              "proximity": {"distance_px": None, "distance_mm": None, "mm_per_px": None, "instrument_point": None,
+                            "vessel_point": None}, "active_alerts": list(alerts)}
+    return Message("mask", header, [encode_image(class_map, "zlib")], t_ns + 50_000_000)
+
+
+def test_a_mask_older_than_120_ms_is_hidden_and_ai_stale_shown():
+    video = _video(T0)
+    assert fresh_mask(video, _mask(T0 - 100_000_000)) is not None
+    assert fresh_mask(video, _mask(T0 - 121_000_000)) is None
+    packet = _packet_from(video, None, None)
+    assert packet.segmentation is None and [a.rule for a in packet.active_alerts] == ["ai_stale"]
+    scene = BannerAnnotator().annotate(packet.image.copy(), packet)
+    banner = np.all(np.abs(scene[:25].astype(int) - (0, 215, 255)) < 5, axis=2)  # medium: yellow
+    assert banner.sum() > 50 and (scene[40:] == 90).all()
+
+
+def test_a_fresh_mask_is_drawn_over_the_raw_frame_with_its_alerts():
+    alert = {"alert_id": 3, "rule": "vessel_contact", "state": "raised", "priority": "high", "frame_id": 5,
+             "t_capture_ns": T0, "distance_px": 0.0, "location": [20, 20], "message": "instrument touching vessel",
+             "t_start_ns": T0, "t_end_ns": None, "distance_mm": None}
+    video, mask = _video(T0), _mask(T0 - 60_000_000, [alert])
+    packet = _packet_from(video, fresh_mask(video, mask), None)
+    assert [a.rule for a in packet.active_alerts] == ["vessel_contact"]
+    scene = MaskAnnotator().annotate(packet.image.copy(), packet)
+    assert scene[20, 20].tolist() != [90, 90, 90] and scene[50, 70].tolist() == [90, 90, 90]
