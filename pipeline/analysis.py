@@ -18,10 +18,11 @@ def closest_pair(instrument: np.ndarray, vessel: np.ndarray) -> Proximity:
 
     Exact Euclidean distance transform over the two masks' joint bounding box only.
     """
+    either = instrument | vessel
+    rows, cols = np.flatnonzero(either.any(axis=1)), np.flatnonzero(either.any(axis=0))
     if not instrument.any() or not vessel.any():
         return Proximity(math.inf)
-    ys, xs = np.nonzero(instrument | vessel)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     instrument, vessel = instrument[y0:y1, x0:x1], vessel[y0:y1, x0:x1]
     to_vessel = cv2.distanceTransform((~vessel).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     masked = np.where(instrument, to_vessel, np.inf)

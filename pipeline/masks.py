@@ -64,10 +64,10 @@ def decode_segmentation(outputs: list[np.ndarray], geometry: Geometry, names: tu
     for instance, (x0, y0, x1, y1) in zip(logits, edges):
         instance[:y0], instance[y1:], instance[:, :x0], instance[:, x1:] = -100.0, -100.0, -100.0, -100.0
     # One map per class (its strongest instance), then only those few channels to source pixels.
-    per_class = np.full((input_h, input_w, len(names)), -100.0, np.float32)
-    for cls in np.unique(class_ids):
-        per_class[..., cls] = logits[class_ids == cls].max(axis=0)
-    channels = cv2.split(geometry.input_to_crop(per_class))
+    channels = [geometry.input_to_crop(logits[class_ids == cls].max(axis=0)[..., None])[..., 0]
+                if (class_ids == cls).any() else None for cls in range(len(names))]
+    missing = np.full(next(c.shape for c in channels if c is not None), -100.0, np.float32)
+    channels = [missing if c is None else c for c in channels]
     label, best = np.ones(channels[0].shape, np.uint8), channels[0]
     for cls, channel in enumerate(channels[1:], start=2):
         label = np.where(channel > best, np.uint8(cls), label)

@@ -121,8 +121,9 @@ class Segmentation:
 
     def role_mask(self, role: str) -> np.ndarray:
         """Boolean (H, W) mask of every pixel whose class has ``role``."""
-        values = [i + 1 for i, r in enumerate(self.roles) if r == role]
-        return np.isin(self.class_map, values)
+        table = np.zeros(256, np.uint8)
+        table[[i + 1 for i, r in enumerate(self.roles) if r == role]] = 1
+        return cv2.LUT(self.class_map, table).view(bool)
 
 
 @dataclass
