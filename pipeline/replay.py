@@ -221,6 +221,7 @@ class Finaliser:
         self.frames_file = open(work / "frames.jsonl", "w")
         self.alerts_file = open(work / "alerts.jsonl", "w")
         self.timeline: list[dict] = []
+        self.overlapped = True  # False: the records came from chunks analysed elsewhere
         self.series = {"t_s": [], "instrument": [], "vessel": [], "distance_px": []}
 
     def add(self, image: np.ndarray, record: dict) -> None:
@@ -337,6 +338,7 @@ def replay_video(path: str | Path, out: str | Path, model_path=None, options: Re
     with tqdm(total=info.frame_count or None, unit="frame", desc=Path(path).name, disable=not options.progress,
               leave=False) as bar:
         try:
+            finaliser.overlapped = records is None
             if records is None:
                 count, done_at = _overlapped(path, info, analyser, finaliser, bar)
             else:
@@ -376,7 +378,7 @@ def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, 
         "min_distance_px": min(distances) if distances else None,
         "alerts_raised": {rule: sum(a["rule"] == rule for a in raised) for rule in CLINICAL_RULES},
         "model": str(model_path or "shipped default"), "batch": options.batch,
-        "chunk_frames": options.chunk_frames,
+        "mode": "single process" if finaliser.overlapped else "chunks (seconds and throughput: the final pass only)",
     }
 
 
