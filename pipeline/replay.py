@@ -210,7 +210,7 @@ def segmentation_from_record(record: dict, size: tuple[int, int], names, roles) 
 class Finaliser:
     """Phase 2 for one video: alerts in frame order, overlays from the records, outputs written."""
 
-    def __init__(self, work: Path, info: VideoInfo, names, roles, config: PipelineConfig):
+    def __init__(self, work: Path, info: VideoInfo, names, roles, config: PipelineConfig, overlapped: bool = True):
         self.work, self.info, self.names, self.roles = work, info, names, roles
         self.alerts = Alerts(build_rules(CLINICAL_RULES, config.alerts), stale_ms=float("inf"))
         self.overlay = Overlay()
@@ -221,7 +221,7 @@ class Finaliser:
         self.frames_file = open(work / "frames.jsonl", "w")
         self.alerts_file = open(work / "alerts.jsonl", "w")
         self.timeline: list[dict] = []
-        self.overlapped = True  # False: the records came from chunks analysed elsewhere
+        self.overlapped = overlapped  # False: the records came from chunks analysed elsewhere
         self.series = {"t_s": [], "instrument": [], "vessel": [], "distance_px": []}
 
     def add(self, image: np.ndarray, record: dict) -> None:
@@ -333,12 +333,11 @@ def replay_video(path: str | Path, out: str | Path, model_path=None, options: Re
     work.mkdir(parents=True)
     analyser = Analyser(model_path, options, info.fov) if records is None else None
     names, roles = _classes(analyser, model_path, options)
-    finaliser = Finaliser(work, info, names, roles, options.config)
+    finaliser = Finaliser(work, info, names, roles, options.config, overlapped=records is None)
     started = time.perf_counter()
     with tqdm(total=info.frame_count or None, unit="frame", desc=Path(path).name, disable=not options.progress,
               leave=False) as bar:
         try:
-            finaliser.overlapped = records is None
             if records is None:
                 count, done_at = _overlapped(path, info, analyser, finaliser, bar)
             else:
