@@ -66,14 +66,28 @@ class SegmentationModel:
             packet.timings_ms["infer"] = share
         return packets
 
+    device_decoder = None  # a CudaMaskDecoder when the outputs stay on the GPU
+
     def decode(self, packet: FramePacket) -> FramePacket:
-        """Raw ``outputs`` -> ``segmentation`` in source pixels."""
+        """Raw ``outputs`` -> ``segmentation`` in source pixels (on the GPU when they are there)."""
         with timed(packet, "masks"):
-            if not all(np.isfinite(o).all() for o in packet.outputs):
+            if not all(bool(o.all()) for o in map(_isfinite, packet.outputs)):
                 raise ModelError("model output contains NaN or infinity")
-            packet.segmentation = decode_segmentation(packet.outputs, packet.geometry, self.names, self.roles,
-                                                      self.conf, self.iou)
+            if isinstance(packet.outputs[1], np.ndarray):
+                packet.segmentation = decode_segmentation(packet.outputs, packet.geometry, self.names, self.roles,
+                                                          self.conf, self.iou)
+            else:
+                packet.segmentation = self.device_decoder(packet.outputs, packet.geometry)
         return packet
+
+
+def _isfinite(array):
+    """Element-wise finiteness of a host (NumPy) or device (CuPy) array."""
+    if isinstance(array, np.ndarray):
+        return np.isfinite(array)
+    import cupy
+
+    return cupy.isfinite(array)
 
 
 def _stack(tensors: list):
@@ -162,6 +176,10 @@ class TorchSegmentationModel(SegmentationModel):
         x = self.torch.from_numpy(tensor) if isinstance(tensor, np.ndarray) else self.torch.from_dlpack(tensor)
         with self.torch.inference_mode():
             predictions, protos = self.module(x.to(self.device, non_blocking=True))[0]
+        if self.device_decoder is not None:  # outputs stay on the GPU, handed to CuPy by DLPack
+            import cupy
+
+            return [cupy.from_dlpack(predictions.float()), cupy.from_dlpack(protos.float())]
         return [predictions.float().cpu().numpy(), protos.float().cpu().numpy()]
 
 
@@ -175,5 +193,10 @@ def load_model(path: str | Path | None = None, device: str = "cpu", threads: int
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else None
         return OnnxSegmentationModel(path, threads=threads, providers=providers, **kw)
     if path.suffix == ".pt":
-        return TorchSegmentationModel(path, device=device, **kw)
+        model = TorchSegmentationModel(path, device=device, **kw)
+        if device == "cuda":
+            from pipeline.cuda_masks import CudaMaskDecoder
+
+            model.device_decoder = CudaMaskDecoder(model.names, model.roles, model.conf, model.iou)
+        return model
     raise ModelError(f"unsupported model file {path.name}: expected .onnx or .pt")

@@ -16,8 +16,15 @@ import numpy as np
 from pipeline.packet import Geometry, Segmentation
 
 
-def _candidates(predictions: np.ndarray, num_classes: int, num_coefficients: int, conf: float, iou: float):
-    """Boxes (input pixels, xyxy), scores, class ids and mask coefficients of kept instances."""
+def candidates(predictions: np.ndarray, num_classes: int, num_coefficients: int, conf: float, iou: float,
+               max_instances: int = 50):
+    """Kept instances, best first: boxes (input pixels, xyxy), scores, class ids, mask coefficients."""
+    boxes, scores, class_ids, coefficients = _filtered(predictions, num_classes, num_coefficients, conf, iou)
+    order = np.argsort(-scores, kind="stable")[:max_instances]
+    return boxes[order], scores[order], class_ids[order].astype(int), coefficients[order]
+
+
+def _filtered(predictions: np.ndarray, num_classes: int, num_coefficients: int, conf: float, iou: float):
     p = predictions[0]
     if p.shape[0] != 4 + num_classes + num_coefficients:  # end-to-end: (k, 6 + nm), already suppressed
         if p.shape[1] != 6 + num_coefficients:
@@ -43,9 +50,8 @@ def decode_segmentation(outputs: list[np.ndarray], geometry: Geometry, names: tu
                         max_instances: int = 50) -> Segmentation:
     """Instances with masks in source pixels, and the class map (highest-scoring instance wins)."""
     predictions, protos = np.asarray(outputs[0], np.float32), np.asarray(outputs[1], np.float32)
-    boxes, scores, class_ids, coefficients = _candidates(predictions, len(names), protos.shape[1], conf, iou)
-    order = np.argsort(-scores)[:max_instances]
-    boxes, scores, class_ids, coefficients = boxes[order], scores[order], class_ids[order], coefficients[order]
+    boxes, scores, class_ids, coefficients = candidates(predictions, len(names), protos.shape[1], conf, iou,
+                                                        max_instances)
     width, height = geometry.source_size
     if len(scores) == 0:
         return Segmentation(np.zeros((height, width), np.uint8), names, roles, class_ids.astype(int), scores,

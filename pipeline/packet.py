@@ -111,7 +111,9 @@ class Segmentation:
             if self.instance_logits is None or not len(self.instance_logits):
                 self.source_masks = np.zeros((0, height, width), bool)
             else:
-                logits = self.geometry.input_to_source(self.instance_logits.transpose(1, 2, 0), fill=-100.0)
+                logits = self.instance_logits
+                logits = logits if isinstance(logits, np.ndarray) else logits.get()  # device (CuPy) logits
+                logits = self.geometry.input_to_source(logits.transpose(1, 2, 0), fill=-100.0)
                 self.source_masks = (logits > 0).transpose(2, 0, 1) & self.geometry.inside_fov()
         return self.source_masks
 

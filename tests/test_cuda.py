@@ -1,4 +1,5 @@
-"""The fused CUDA preprocess: its arithmetic against the CPU stage everywhere, the kernel on CUDA."""
+"""The CUDA path: the fused preprocess's arithmetic against the CPU stage everywhere; the kernels
+compiled by NVRTC where CuPy is installed; preprocess and mask decoding on a GPU where there is one."""
 import site
 from pathlib import Path
 
@@ -54,22 +55,31 @@ def test_fov_masking_blanks_only_outside_the_circle():
     assert masked[0, :, 2, 2].max() == 0  # a corner of the square crop lies outside the circle
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_kernel_compiles_with_nvrtc(dtype):
+def _sources():
+    from pipeline.cuda_masks import RESIZE_SOURCE
+
+    return {"letterbox float32": (kernel_source("float32"), "letterbox"),
+            "letterbox float16": (kernel_source("float16"), "letterbox"),
+            "resize_planes": (RESIZE_SOURCE, "resize_planes")}
+
+
+@pytest.mark.parametrize("which", ["letterbox float32", "letterbox float16", "resize_planes"])
+def test_kernels_compile_with_nvrtc(which):
     nvrtc = pytest.importorskip("cupy_backends.cuda.libs.nvrtc", reason="CuPy (the gpu extra) is not installed")
+    source, name = _sources()[which]
     try:
-        program = nvrtc.createProgram(kernel_source(dtype), "letterbox.cu", [], [])
+        program = nvrtc.createProgram(source, "kernel.cu", [], [])
     except Exception as error:  # the NVRTC library itself is missing
         pytest.skip(f"NVRTC unavailable: {error}")
     headers = [f"-I{path}" for path in CUDA_INCLUDE_DIRS if (path / "cuda_fp16.h").is_file()]
-    if dtype == "float16" and not headers:
+    if "float16" in which and not headers:
         pytest.skip("no CUDA headers (cuda_fp16.h) here")
     try:
         nvrtc.compileProgram(program, ["--gpu-architecture=compute_80", "-default-device", *headers])
     except Exception:
         pytest.fail(nvrtc.getProgramLog(program))
     ptx = nvrtc.getPTX(program)
-    assert "letterbox" in (ptx.decode() if isinstance(ptx, bytes) else ptx)
+    assert name in (ptx.decode() if isinstance(ptx, bytes) else ptx)
 
 
 @pytest.mark.skipif(not _cuda_available(), reason="no CUDA device")
@@ -97,3 +107,25 @@ def test_gpu_preprocess_with_undistortion_matches_the_cpu_path():
     tensor = gpu(FramePacket.capture(image, 0, "x")).tensor
     gpu.stream.synchronize()
     assert np.abs(tensor.get() - cpu.tensor).max() <= 1.5 / 255
+
+
+@pytest.mark.skipif(not _cuda_available(), reason="no CUDA device")
+def test_device_mask_decoding_matches_the_cpu(untrained_models):
+    import cupy
+
+    from pipeline.cuda_masks import CudaMaskDecoder
+    from pipeline.inference import load_model
+    from pipeline.masks import decode_segmentation
+
+    model = load_model(untrained_models["onnx"], conf=0.002)
+    decoder = CudaMaskDecoder(model.names, model.roles, conf=0.002)
+    for name, image in FRAMES[:3]:
+        packet = LetterboxPreprocess(320)(FramePacket.capture(image, 0, name))
+        outputs = model.forward(packet.tensor)
+        cpu = decode_segmentation(outputs, packet.geometry, model.names, model.roles, conf=0.002)
+        gpu = decoder([cupy.asarray(o) for o in outputs], packet.geometry)
+        assert list(gpu.class_ids) == list(cpu.class_ids)
+        for value in (1, 2):
+            a, b = cpu.class_map == value, gpu.class_map == value
+            assert (a & b).sum() >= 0.99 * max((a | b).sum(), 1)
+        assert np.abs(gpu.masks.astype(int) - cpu.masks.astype(int)).mean() < 0.01
