@@ -31,7 +31,7 @@ from pipeline.packet import AlertEvent, FramePacket, Proximity, timed
 
 PRIORITIES = ("high", "medium", "low")
 PRIORITY_RANK = {"high": 3, "medium": 2, "low": 1, None: 0}
-ALERT_IDS = itertools.count(1)  # alert ids are unique within a process, across engines
+ALERT_IDS = itertools.count(1)  # live: alert ids are unique within a process, across engines
 
 
 @dataclass
@@ -263,8 +263,9 @@ class _RuleState:
 class AlertEngine:
     """Debounces rule readings into alert transitions; optionally logs each to an audit log."""
 
-    def __init__(self, rules: list[Rule], audit: AuditLog | None = None):
+    def __init__(self, rules: list[Rule], audit: AuditLog | None = None, ids=None):
         self.rules, self.audit = rules, audit
+        self.ids = ids or ALERT_IDS  # replay gives each video its own count: ids repeat exactly
         self.states = {rule.name: _RuleState(rule) for rule in rules}
 
     @property
@@ -321,7 +322,7 @@ class AlertEngine:
         if state.active is None:
             cooling = state.cleared_ns is not None and now - state.cleared_ns < rule.cooldown_s * 1e9
             if agreeing >= rule.k and reading.priority is not None and not cooling:
-                state.active = self._event(rule, reading, observation, "raised", next(ALERT_IDS), now)
+                state.active = self._event(rule, reading, observation, "raised", next(self.ids), now)
                 state.last_update_ns = now
                 return state.active
             return None
@@ -346,8 +347,8 @@ class Alerts:
     (suppressed), and must be raised afresh from new evidence.
     """
 
-    def __init__(self, rules: list[Rule], audit: AuditLog | None = None, stale_ms: float = 120.0):
-        self.engine = AlertEngine([r for r in rules if r.clinical], audit)
+    def __init__(self, rules: list[Rule], audit: AuditLog | None = None, stale_ms: float = 120.0, ids=None):
+        self.engine = AlertEngine([r for r in rules if r.clinical], audit, ids)
         self.stale_ns = stale_ms * 1e6
         self.previous_ns: int | None = None
 

@@ -15,6 +15,7 @@ pass decodes the video once more. The records, and so every output, are identica
 """
 from __future__ import annotations
 
+import itertools
 import json
 import queue
 import shutil
@@ -212,7 +213,7 @@ class Finaliser:
 
     def __init__(self, work: Path, info: VideoInfo, names, roles, config: PipelineConfig, overlapped: bool = True):
         self.work, self.info, self.names, self.roles = work, info, names, roles
-        self.alerts = Alerts(build_rules(CLINICAL_RULES, config.alerts), stale_ms=float("inf"))
+        self.alerts = Alerts(build_rules(CLINICAL_RULES, config.alerts), stale_ms=float("inf"), ids=itertools.count(1))
         self.overlay = Overlay()
         self.writer = cv2.VideoWriter(str(work / "annotated.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), info.fps,
                                       info.size)

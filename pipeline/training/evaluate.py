@@ -99,7 +99,7 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
             "iou": float(inter[c] / union[c]) if union[c] else None,
             "dice": float(2 * inter[c] / (pred_sum[c] + true_sum[c])) if pred_sum[c] + true_sum[c] else None,
             "frame_mean_iou": float(np.mean(frame_iou[c])) if frame_iou[c] else None,
-            "frames_with_class": int(sum(1 for _ in frame_iou[c]))}
+            "frames_scored": len(frame_iou[c])}  # frames where the class is in the truth or the prediction
     report["mask_map50_95"] = float(ap.mean()) if ap.size else 0.0
     report["mask_map50"] = float(ap[:, 0].mean()) if ap.size else 0.0
     report["ms_per_frame"] = float(np.median(infer_ms))
