@@ -9,7 +9,9 @@ model at full speed and slowed to 10 fps. Delays are capture -> display receive 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -26,32 +28,46 @@ from pipeline.transport import Publisher
 
 
 class PacedModel:
-    """The model, then a sleep so that each frame takes at least ``period`` seconds."""
+    """The model, held back so that it starts at most once per ``period``: the AI runs at 1/period fps."""
 
     def __init__(self, model, period: float):
-        self.model, self.period = model, period
+        self.model, self.period, self.next_start = model, period, 0.0
 
     def __call__(self, packet):
-        started = time.perf_counter()
-        packet = self.model(packet)
-        time.sleep(max(0.0, self.period - (time.perf_counter() - started)))
-        return packet
+        time.sleep(max(0.0, self.next_start - time.perf_counter()))
+        self.next_start = time.perf_counter() + self.period
+        return self.model(packet)
 
 
-def measure(model, endpoint: str, seconds: float, period: float | None, size=(1920, 1080), fps=30.0) -> dict:
+RECEIVE_ONLY = """
+import json, sys, time
+from pipeline.display import percentiles
+from pipeline.transport import Receiver
+receiver = Receiver(sys.argv[1], topics=("video", "overlay", "status")).start()
+while not ((s := receiver.newest("status")) and s.header.get("final")):
+    time.sleep(0.05)
+receiver.stop()
+json.dump({"received": receiver.counts, "passthrough_delay_ms": percentiles(receiver.delays_ms["video"]),
+           "annotation_delay_ms": percentiles(receiver.delays_ms["overlay"])}, open(sys.argv[2], "w"))
+"""
+
+
+def measure(model, endpoint: str, seconds: float, period: float | None, size=(1920, 1080), fps=30.0,
+            compose_display: bool = True, niceness: int = LiveOptions.ai_niceness) -> dict:
     stages = compose(model, PipelineConfig())
     if period:
         stages[1] = PacedModel(model, period)
     publisher = Publisher(endpoint)
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder) / "display.json"
-        display = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "display", "--connect", endpoint,
-                                    "--headless", "--summary", str(report)], stdout=subprocess.DEVNULL)
+        command = ["-m", "pipeline.cli", "display", "--connect", endpoint, "--headless", "--summary", str(report)] \
+            if compose_display else ["-c", RECEIVE_ONLY, endpoint, str(report)]
+        display = subprocess.Popen([sys.executable, *command], stdout=subprocess.DEVNULL)
         try:
             publisher.wait_for_subscriber(timeout=30)
             time.sleep(0.5)
             live = run_live(open_source("phantom:default", size=size, fps=fps), stages, publisher,
-                            LiveOptions(frames=int(seconds * fps), realtime=True))
+                            LiveOptions(frames=int(seconds * fps), realtime=True, ai_niceness=niceness))
             display.wait(timeout=60)
         finally:
             publisher.close()
@@ -59,6 +75,7 @@ def measure(model, endpoint: str, seconds: float, period: float | None, size=(19
                 display.kill()
         shown = json.loads(report.read_text())
     return {"endpoint": endpoint.split(":")[0], "model_speed": f"slowed to {1 / period:.0f} fps" if period else "full",
+            "subscriber": "orsight display (composites, same host)" if compose_display else "receiver only",
             "fps_capture": live["fps_capture"], "fps_ai": live["fps_ai"], "drops": live["drops"],
             "frames": live["frames_captured"], "received_video": shown["received"]["video"],
             "passthrough_ms": shown["passthrough_delay_ms"], "annotation_ms": shown["annotation_delay_ms"],
@@ -74,16 +91,15 @@ def main() -> None:
     model = load_model(args.model)
     socket_dir = tempfile.mkdtemp(prefix="orsight-bench-")
     rows = []
-    for endpoint in (f"ipc://{socket_dir}/live.sock", "tcp://127.0.0.1:5591"):
-        for period in (None, 0.1):
-            rows.append(measure(model, endpoint, args.seconds, period))
-            r = rows[-1]
-            print(f"{r['endpoint']:4s} {r['model_speed']:18s} fps {r['fps_capture']:5.1f}/{r['fps_ai']:5.1f} "
-                  f"drops {r['drops']:4d}  passthrough p50/p95/p99 {r['passthrough_ms']['p50']}/"
-                  f"{r['passthrough_ms']['p95']}/{r['passthrough_ms']['p99']} ms  annotation p50/p95/p99 "
-                  f"{r['annotation_ms']['p50']}/{r['annotation_ms']['p95']}/{r['annotation_ms']['p99']} ms",
-                  flush=True)
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": __import__("os").cpu_count(),
+    endpoints = (f"ipc://{socket_dir}/live.sock", "tcp://127.0.0.1:5591")
+    for compose_display, endpoint, period in itertools.product((True, False), endpoints, (None, 0.1)):
+        r = measure(model, endpoint, args.seconds, period, compose_display=compose_display)
+        rows.append(r)
+        print(f"{r['subscriber'][:14]:14s} {r['endpoint']:4s} {r['model_speed']:18s} fps {r['fps_capture']:5.1f}/"
+              f"{r['fps_ai']:5.1f} drops {r['drops']:4d}  passthrough p50/p95/p99 {r['passthrough_ms']['p50']}/"
+              f"{r['passthrough_ms']['p95']}/{r['passthrough_ms']['p99']} ms  annotation p50/p95/p99 "
+              f"{r['annotation_ms']['p50']}/{r['annotation_ms']['p95']}/{r['annotation_ms']['p99']} ms", flush=True)
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
                "model": model.description, "input": "phantom:default 1920x1080 @ 30 fps, realtime"}
     result = {"machine": machine, "rows": rows}

@@ -8,6 +8,7 @@ frame is shown at once, with the newest mask drawn over it if that mask was capt
 """
 from __future__ import annotations
 
+import sys
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -84,6 +85,7 @@ def _packet_from(video: Message, mask: Message | None, status: Message | None) -
 def run_display(endpoint: str, headless: bool = False, record: str | Path | None = None,
                 frames: int | None = None, stale_ms: float = STALE_MS, idle_timeout_s: float = 10.0) -> dict:
     """Show (or record) the stream until ``frames`` frames, the publisher's final status, or silence."""
+    sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))  # the receiver thread stamps arrivals promptly
     receiver = Receiver(endpoint).start()
     annotators = [MaskAnnotator(), ContourAnnotator(), ProximityAnnotator(), BannerAnnotator()]
     writer, shown, stale_frames, video = None, 0, 0, None

@@ -100,7 +100,7 @@ class Message:
 
     topic: str
     header: dict
-    payloads: list[bytes]
+    payloads: list[memoryview]
     t_receive_ns: int
 
     @property
@@ -162,12 +162,12 @@ class Receiver:
             batch = {}
             while True:  # take everything queued, keep the newest of each topic
                 try:
-                    frames = self.socket.recv_multipart(zmq.NOBLOCK)
+                    frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)  # payloads not copied
                 except zmq.Again:
                     break
                 received = time.time_ns()
-                topic = frames[0].decode()
-                message = Message(topic, json.loads(frames[1]), frames[2:], received)
+                topic = frames[0].bytes.decode()
+                message = Message(topic, json.loads(frames[1].bytes), [f.buffer for f in frames[2:]], received)
                 if "t_capture_ns" in message.header:
                     self.delays_ms[topic].append(message.delay_ms)
                 self.counts[topic] += 1
