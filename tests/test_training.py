@@ -90,10 +90,12 @@ def test_exported_onnx_gives_the_same_masks_as_the_pt(untrained_models, tmp_path
     from pipeline.packet import FramePacket
     from pipeline.preprocess import LetterboxPreprocess
 
+    beside = untrained_models["onnx"].read_bytes()  # an ONNX already next to the .pt
     result = subprocess.run([sys.executable, "-m", "pipeline.cli", "export", "--model", str(untrained_models["pt"]),
                              "--imgsz", "320", "--out", str(tmp_path / "m.onnx")], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
+    assert untrained_models["onnx"].read_bytes() == beside  # never overwritten by the export
     pt, onnx = load_model(untrained_models["pt"], conf=0.002), load_model(tmp_path / "m.onnx", conf=0.002)
     for frame in (0, 50):
         image = PhantomScene(640, 360).render(frame)[0]
