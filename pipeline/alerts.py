@@ -331,11 +331,13 @@ class AlertEngine:
             return self._end(state, observation, reading.message)
         priority = reading.priority or state.active.priority  # a dip below threshold is not a change
         escalated = PRIORITY_RANK[priority] != PRIORITY_RANK[state.active.priority]
+        current = self._event(rule, dataclasses.replace(reading, priority=priority), observation, "updated",
+                              state.active.alert_id, state.active.t_start_ns)
         if escalated or now - state.last_update_ns >= rule.update_every_s * 1e9:
-            state.active = self._event(rule, dataclasses.replace(reading, priority=priority), observation,
-                                       "updated", state.active.alert_id, state.active.t_start_ns)
-            state.last_update_ns = now
-            return state.active
+            state.active, state.last_update_ns = current, now
+            return current
+        # No event, but the active alert shown with each frame carries this frame's distance.
+        state.active = dataclasses.replace(current, state=state.active.state)
         return None
 
 
