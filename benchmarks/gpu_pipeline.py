@@ -44,7 +44,7 @@ def preprocess_comparison(image: np.ndarray, size: int = 640) -> dict:
     packet = FramePacket.capture(image, 0, "bench")
     fused(packet)  # geometry, staging buffers, kernel compiled
     device_frame = cupy.asarray(image)
-    geometry = fused.geometry
+    geometry = fused.plan.geometry
     x0, y0, x1, y1 = geometry.content_box()
     cx, cy, cw, ch = geometry.crop
 

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from calibration.fov import detect_fov
 from pipeline.packet import FramePacket, Geometry, timed
-from pipeline.preprocess import PAD_VALUE, fov_crop, plan_geometry
+from pipeline.preprocess import PAD_VALUE, GeometryPlan
 
 KERNEL_SOURCE = r"""
 // One pixel of the picture the letterbox samples: the frame itself, or the frame seen
@@ -150,24 +149,15 @@ class CudaLetterboxPreprocess:
                  mask_fov: bool = False, fov: tuple[float, float, float] | None = None):
         import cupy
 
-        self.cupy, self.input_size, self.crop_to_fov, self.mask_fov = cupy, input_size, crop_to_fov, mask_fov
+        self.cupy, self.input_size, self.mask_fov = cupy, input_size, mask_fov
         self.kernel = cupy.RawKernel(kernel_source(dtype), "letterbox")
         self.tensor = cupy.empty((1, 3, input_size, input_size), dtype)
         self.copy_stream = cupy.cuda.Stream(non_blocking=True)
         self.stream = cupy.cuda.Stream(non_blocking=True)  # the kernel's, and the model's
         self.maps = tuple(cupy.asarray(m, cupy.float32) for m in maps) if maps is not None else None
-        self.fixed_fov, self.fov, self.geometry = fov, fov, None
+        self.plan = GeometryPlan(input_size, crop_to_fov, fov)
         self.slots: list[dict] = []  # double-buffered pinned host + device frames
         self.turn = 0
-
-    def _geometry_for(self, image: np.ndarray) -> Geometry:
-        height, width = image.shape[:2]
-        if self.geometry is None or self.geometry.source_size != (width, height):
-            self.fov = self.fixed_fov or (detect_fov(image) if self.crop_to_fov else None)
-            self.geometry = plan_geometry((width, height), fov_crop(self.fov, width, height), self.input_size,
-                                          self.fov)
-            self.slots = [self._slot(image.nbytes, image.shape) for _ in range(2)]
-        return self.geometry
 
     def _slot(self, nbytes: int, shape) -> dict:
         pinned = self.cupy.cuda.alloc_pinned_memory(nbytes)
@@ -176,7 +166,9 @@ class CudaLetterboxPreprocess:
 
     def __call__(self, packet: FramePacket) -> FramePacket:
         with timed(packet, "preprocess"):
-            geometry = self._geometry_for(packet.image)
+            geometry, new = self.plan(packet.image)
+            if new:
+                self.slots = [self._slot(packet.image.nbytes, packet.image.shape) for _ in range(2)]
             slot = self.slots[self.turn]
             self.turn ^= 1
             if slot["uploaded"] is not None:

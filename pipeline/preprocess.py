@@ -52,6 +52,29 @@ def letterbox(image: np.ndarray, geometry: Geometry, out: np.ndarray | None = No
     return out
 
 
+class GeometryPlan:
+    """The geometry for frames of the current size; the field of view detected on the first frame
+    of each size (or ``fov``, a circle known in advance, never re-detected)."""
+
+    def __init__(self, input_size: int, crop_to_fov: bool = True, fov: tuple[float, float, float] | None = None):
+        self.input_size, self.crop_to_fov, self.fixed_fov = input_size, crop_to_fov, fov
+        self.fov: tuple[float, float, float] | None = fov
+        self.geometry: Geometry | None = None
+
+    def redetect(self) -> None:
+        """Forget the cached field of view; the next frame detects it again."""
+        self.geometry = None
+
+    def __call__(self, image: np.ndarray) -> tuple[Geometry, bool]:
+        """The geometry for ``image``, and whether it is new (a new size, or re-detected)."""
+        height, width = image.shape[:2]
+        if self.geometry is not None and self.geometry.source_size == (width, height):
+            return self.geometry, False
+        self.fov = self.fixed_fov or (detect_fov(image) if self.crop_to_fov else None)
+        self.geometry = plan_geometry((width, height), fov_crop(self.fov, width, height), self.input_size, self.fov)
+        return self.geometry, True
+
+
 class LetterboxPreprocess:
     """CPU preprocess stage; ``crop_to_fov`` detects the field of view on the first frame
     (or takes ``fov``, a circle known in advance).
@@ -61,31 +84,24 @@ class LetterboxPreprocess:
 
     def __init__(self, input_size: int, crop_to_fov: bool = True, dtype=np.float32,
                  fov: tuple[float, float, float] | None = None):
-        self.input_size = input_size
-        self.crop_to_fov = crop_to_fov
-        self.dtype = dtype
-        self.fixed_fov = fov  # a known circle (e.g. one per recording): never re-detected
-        self.fov: tuple[float, float, float] | None = fov
-        self._geometry: Geometry | None = None
+        self.input_size, self.dtype = input_size, dtype
+        self.plan = GeometryPlan(input_size, crop_to_fov, fov)
         self._canvas = np.full((input_size, input_size, 3), PAD_VALUE, np.uint8)
         self._tensor = np.empty((1, 3, input_size, input_size), dtype)
 
+    @property
+    def fov(self) -> tuple[float, float, float] | None:
+        return self.plan.fov
+
     def redetect(self) -> None:
         """Forget the cached field of view; the next frame detects it again."""
-        self._geometry = None
-
-    def _geometry_for(self, image: np.ndarray) -> Geometry:
-        height, width = image.shape[:2]
-        if self._geometry is None or self._geometry.source_size != (width, height):
-            self.fov = self.fixed_fov or (detect_fov(image) if self.crop_to_fov else None)
-            self._geometry = plan_geometry((width, height), fov_crop(self.fov, width, height), self.input_size,
-                                           self.fov)
-            self._canvas[:] = PAD_VALUE
-        return self._geometry
+        self.plan.redetect()
 
     def __call__(self, packet: FramePacket) -> FramePacket:
         with timed(packet, "preprocess"):
-            geometry = self._geometry_for(packet.image)
+            geometry, new = self.plan(packet.image)
+            if new:
+                self._canvas[:] = PAD_VALUE
             letterbox(packet.image, geometry, self._canvas)
             rgb = self._canvas[..., ::-1].transpose(2, 0, 1)
             np.multiply(rgb, self.dtype(1 / 255), out=self._tensor[0], casting="unsafe")

@@ -16,8 +16,7 @@ import numpy as np
 import yaml
 
 from pipeline.phantom import NAMES, PhantomScene, SCENARIOS
-from calibration.fov import detect_fov
-from pipeline.preprocess import fov_crop, letterbox, plan_geometry
+from pipeline.preprocess import GeometryPlan, letterbox
 
 ENDOSCAPES_MAPPING = {6: 0, 3: 1}  # tool -> instrument (class 0), cystic artery -> vessel (class 1)
 ENDOSCAPES_IGNORE = (7, 255)
@@ -120,9 +119,7 @@ def write_sample(out: Path, split: str, name: str, image: np.ndarray, class_map:
                  names: tuple[str, ...]) -> None:
     """One converted sample: the field-of-view square letterboxed as the pipeline does; YOLO
     polygons; the class mask (class index + 1, 255 = ignore)."""
-    fov = detect_fov(image)
-    geometry = plan_geometry((image.shape[1], image.shape[0]), fov_crop(fov, image.shape[1], image.shape[0]), size,
-                             fov)
+    geometry, _ = GeometryPlan(size)(image)
     image = letterbox(image, geometry)  # exactly what the pipeline's preprocess feeds the model
     class_map = letterbox(class_map, geometry, interpolation=cv2.INTER_NEAREST, pad=0)
     for folder in ("images", "labels", "masks"):
