@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from pathlib import Path
 
 
+from machine import describe_machine
 from pipeline.alerts import CLINICAL_RULES, Alerts, VesselProximity, build_rules
 from pipeline.analysis import Analyse
 from pipeline.inference import load_model
@@ -81,8 +80,7 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     model = load_model(args.model)
-    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "python": platform.python_version()}, "model": model.description,
+    result = {"machine": describe_machine(), "model": model.description,
               "input": f"phantom {SIZE[0]}x{SIZE[1]} @ {FPS:g} fps, every frame"}
     approach = PhantomScene(*SIZE, fps=FPS, scenario="approach", seed=0)
     period = approach.approach_events()["period"]

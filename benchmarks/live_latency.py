@@ -11,16 +11,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import onnxruntime
 
+from machine import describe_machine
 from pipeline.inference import load_model
 from pipeline.runtime import LiveOptions, PipelineConfig, compose, run_live
 from pipeline.sources import open_source
@@ -99,9 +97,7 @@ def main() -> None:
               f"{r['fps_ai']:5.1f} drops {r['drops']:4d}  passthrough p50/p95/p99 {r['passthrough_ms']['p50']}/"
               f"{r['passthrough_ms']['p95']}/{r['passthrough_ms']['p99']} ms  annotation p50/p95/p99 "
               f"{r['annotation_ms']['p50']}/{r['annotation_ms']['p95']}/{r['annotation_ms']['p99']} ms", flush=True)
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-               "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
-               "model": model.description, "input": "phantom:default 1920x1080 @ 30 fps, realtime"}
+    machine = describe_machine(model=model.description, input="phantom:default 1920x1080 @ 30 fps, realtime")
     result = {"machine": machine, "rows": rows}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import cv2
 
+from machine import describe_machine
 from pipeline.inference import load_model
 from pipeline.packet import FramePacket
 from pipeline.phantom import PhantomScene
@@ -72,8 +71,7 @@ def main() -> None:
     ray.shutdown()
     identical = (folder / "single/phantom/frames.jsonl").read_bytes() == (folder / "ray/phantom/frames.jsonl").read_bytes()
     result = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version()},
+        "machine": describe_machine(),
         "video": f"phantom:default {size[0]}x{size[1]}, {args.frames} frames, mp4v",
         "bare_model_fps": round(bare, 2), "replay_fps": single["throughput_fps"],
         "replay_over_bare": round(single["throughput_fps"] / bare, 3),

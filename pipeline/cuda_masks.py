@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.cuda_preprocess import KERNEL_SOURCE
-from pipeline.masks import candidates
+from pipeline.masks import candidates, crop_to_boxes
 from pipeline.packet import Geometry, Segmentation
 
 RESIZE_SOURCE = KERNEL_SOURCE.split('extern "C"')[0] + r"""
@@ -84,9 +84,7 @@ class CudaMaskDecoder:
         logits = logits.reshape(-1, mh, mw).astype(cupy.float32)
         input_w, input_h = geometry.input_size
         logits = self._resize(logits, (0, 0, mw, mh), (input_w, input_h))
-        edges = np.clip(np.ceil(boxes - 0.5), 0, [input_w, input_h, input_w, input_h]).astype(int)
-        for instance, (x0, y0, x1, y1) in zip(logits, edges):
-            instance[:y0], instance[y1:], instance[:, :x0], instance[:, x1:] = -100.0, -100.0, -100.0, -100.0
+        crop_to_boxes(logits, boxes)
         per_class = cupy.full((len(self.names), input_h, input_w), -100.0, cupy.float32)
         for cls in np.unique(class_ids):
             per_class[cls] = logits[cupy.asarray(class_ids == cls)].max(axis=0)

@@ -45,6 +45,17 @@ def _filtered(predictions: np.ndarray, num_classes: int, num_coefficients: int, 
     return boxes, scores, class_ids, p[:, 4 + num_classes:]
 
 
+def crop_to_boxes(logits, boxes: np.ndarray) -> None:
+    """Set each instance's logits (NumPy or CuPy, ``(N, h, w)``) outside its box to -100, in place.
+
+    A pixel belongs to the box when its centre does: columns ceil(x0 - 0.5) .. ceil(x1 - 0.5) - 1.
+    """
+    height, width = logits.shape[1:]
+    edges = np.clip(np.ceil(boxes - 0.5), 0, [width, height, width, height]).astype(int)
+    for instance, (x0, y0, x1, y1) in zip(logits, edges):
+        instance[:y0], instance[y1:], instance[:, :x0], instance[:, x1:] = -100.0, -100.0, -100.0, -100.0
+
+
 def decode_segmentation(outputs: list[np.ndarray], geometry: Geometry, names: tuple[str, ...],
                         roles: tuple[str, ...], conf: float = 0.25, iou: float = 0.7,
                         max_instances: int = 50) -> Segmentation:
@@ -64,16 +75,12 @@ def decode_segmentation(outputs: list[np.ndarray], geometry: Geometry, names: tu
     input_w, input_h = geometry.input_size
     logits = cv2.resize(logits.transpose(1, 2, 0), (input_w, input_h), interpolation=cv2.INTER_LINEAR)
     logits = logits.reshape(input_h, input_w, -1).transpose(2, 0, 1)
-    # A pixel belongs to the box when its centre does: columns ceil(x0 - 0.5) .. ceil(x1 - 0.5) - 1.
-    edges = np.clip(np.ceil(boxes - 0.5), 0, [input_w, input_h, input_w, input_h]).astype(int)
     logits = np.ascontiguousarray(logits)
-    for instance, (x0, y0, x1, y1) in zip(logits, edges):
-        instance[:y0], instance[y1:], instance[:, :x0], instance[:, x1:] = -100.0, -100.0, -100.0, -100.0
+    crop_to_boxes(logits, boxes)
     # One map per class (its strongest instance), then only those few channels to source pixels.
+    _, _, cw, ch = geometry.crop
     channels = [geometry.input_to_crop(logits[class_ids == cls].max(axis=0)[..., None])[..., 0]
-                if (class_ids == cls).any() else None for cls in range(len(names))]
-    missing = np.full(next(c.shape for c in channels if c is not None), -100.0, np.float32)
-    channels = [missing if c is None else c for c in channels]
+                if (class_ids == cls).any() else np.full((ch, cw), -100.0, np.float32) for cls in range(len(names))]
     label, best = np.ones(channels[0].shape, np.uint8), channels[0]
     for cls, channel in enumerate(channels[1:], start=2):
         label = np.where(channel > best, np.uint8(cls), label)

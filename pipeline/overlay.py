@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -19,6 +21,7 @@ def _text_scale(scene: np.ndarray) -> float:
     return max(0.45, scene.shape[0] / 1080)
 
 
+@lru_cache(maxsize=8)
 def _colour_table(roles: tuple[str, ...]) -> np.ndarray:
     """(256, 1, 3) uint8 lookup for cv2.LUT: class-map value -> BGR colour of its role."""
     table = np.zeros((256, 1, 3), np.uint8)

@@ -89,10 +89,6 @@ class LetterboxPreprocess:
         self._canvas = np.full((input_size, input_size, 3), PAD_VALUE, np.uint8)
         self._tensor = np.empty((1, 3, input_size, input_size), dtype)
 
-    @property
-    def fov(self) -> tuple[float, float, float] | None:
-        return self.plan.fov
-
     def redetect(self) -> None:
         """Forget the cached field of view; the next frame detects it again."""
         self.plan.redetect()
