@@ -22,7 +22,7 @@ from machine import describe_machine
 from pipeline.inference import load_model
 from pipeline.runtime import LiveOptions, PipelineConfig, compose, run_live
 from pipeline.sources import open_source
-from pipeline.transport import Publisher
+from pipeline.transport import Publisher, default_video_encoding
 
 
 class PacedModel:
@@ -51,7 +51,7 @@ json.dump({"received": receiver.counts, "passthrough_delay_ms": percentiles(rece
 
 
 def measure(model, endpoint: str, seconds: float, period: float | None, size=(1920, 1080), fps=30.0,
-            compose_display: bool = True, niceness: int = LiveOptions.ai_niceness) -> dict:
+            compose_display: bool = True) -> dict:
     stages = compose(model, PipelineConfig())
     if period:
         stages[1] = PacedModel(model, period)
@@ -65,14 +65,14 @@ def measure(model, endpoint: str, seconds: float, period: float | None, size=(19
             publisher.wait_for_subscriber(timeout=30)
             time.sleep(0.5)
             live = run_live(open_source("phantom:default", size=size, fps=fps), stages, publisher,
-                            LiveOptions(frames=int(seconds * fps), realtime=True, ai_niceness=niceness))
+                            LiveOptions(frames=int(seconds * fps), realtime=True))
             display.wait(timeout=60)
         finally:
             publisher.close()
             if display.poll() is None:
                 display.kill()
         shown = json.loads(report.read_text())
-    return {"endpoint": endpoint.split(":")[0], "model_speed": f"slowed to {1 / period:.0f} fps" if period else "full",
+    return {"endpoint": endpoint.split(":")[0], "video_encoding": default_video_encoding(endpoint), "model_speed": f"slowed to {1 / period:.0f} fps" if period else "full",
             "subscriber": "orsight display (composites, same host)" if compose_display else "receiver only",
             "fps_capture": live["fps_capture"], "fps_ai": live["fps_ai"], "drops": live["drops"],
             "frames": live["frames_captured"], "received_video": shown["received"]["video"],
@@ -93,7 +93,7 @@ def main() -> None:
     for compose_display, endpoint, period in itertools.product((True, False), endpoints, (None, 0.1)):
         r = measure(model, endpoint, args.seconds, period, compose_display=compose_display)
         rows.append(r)
-        print(f"{r['subscriber'][:14]:14s} {r['endpoint']:4s} {r['model_speed']:18s} fps {r['fps_capture']:5.1f}/"
+        print(f"{r['subscriber'][:14]:14s} {r['endpoint']:4s} {r['video_encoding']:8s} {r['model_speed']:18s} fps {r['fps_capture']:5.1f}/"
               f"{r['fps_ai']:5.1f} drops {r['drops']:4d}  passthrough p50/p95/p99 {r['passthrough_ms']['p50']}/"
               f"{r['passthrough_ms']['p95']}/{r['passthrough_ms']['p99']} ms  annotation p50/p95/p99 "
               f"{r['annotation_ms']['p50']}/{r['annotation_ms']['p95']}/{r['annotation_ms']['p99']} ms", flush=True)

@@ -53,8 +53,12 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
                         help="mm from scope to tissue: with --calibration, distances in mm")
     parser.add_argument("--overlay-view", choices=("original", "undistorted"), default=None,
                         help="with --calibration: draw the overlay on this picture (default original)")
-    parser.add_argument("--video-encoding", choices=ENCODINGS, default="raw-bgr8")
+    parser.add_argument("--video-encoding", choices=("auto", *ENCODINGS), default="auto",
+                        help="auto: shm-bgr8 (shared memory) on ipc://, raw-bgr8 elsewhere")
     parser.add_argument("--overlay-encoding", choices=ENCODINGS, default="jpeg")
+    parser.add_argument("--ai-priority", choices=("idle", "nice"), default="idle",
+                        help="idle: the AI thread runs on CPU time nothing else wants (SCHED_IDLE); "
+                             "nice: +10 (on hosts shared with other work)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch", type=int, default=None)
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     train.add_argument("--resume", action="store_true")
+    train.add_argument("--init", default=None, help="start from this .pt (e.g. phantom-pretrained) instead of scratch")
     evaluation = commands.add_parser("eval", help="per-class IoU/Dice, mask mAP and speed on labelled frames")
     evaluation.add_argument("--data", required=True, help="folder with images/ and masks/")
     evaluation.add_argument("--model", default=None)
@@ -260,7 +265,7 @@ def command_run(args) -> int:
     source, model, stages, health = _open_pipeline(args, config, args.audit_log)
     publisher = Publisher(args.publish)
     options = LiveOptions(frames=args.frames, realtime=args.realtime, video_encoding=args.video_encoding,
-                          overlay_encoding=args.overlay_encoding)
+                          overlay_encoding=args.overlay_encoding, ai_priority=args.ai_priority)
     print(f"orsight: {source.name} -> {model.description} -> {args.publish}", file=sys.stderr)
     try:
         summary = run_live(source, stages, publisher, options, health=health)
@@ -430,7 +435,7 @@ def command_train(args) -> int:
         raise UsageError(f"no such dataset file: {args.data}")
     try:
         best = train(args.data, args.out, args.arch, args.imgsz, args.epochs, args.batch,
-                     resolve_device(args.device), resume=args.resume)
+                     resolve_device(args.device), resume=args.resume, init=args.init)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
     print(f"best weights: {best}")

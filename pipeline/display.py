@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.overlay import BannerAnnotator, ContourAnnotator, MaskAnnotator, ProximityAnnotator
 from pipeline.packet import AlertEvent, FramePacket, Proximity, Segmentation
-from pipeline.transport import Message, Receiver, decode_image
+from pipeline.transport import SWITCH_INTERVAL_S, Message, Receiver, decode_image
 
 STALE_MS = 120.0
 WINDOW = "orsight"
@@ -64,7 +64,8 @@ def _segmentation_from(mask: Message, shape: tuple[int, int]) -> Segmentation:
 def _packet_from(video: Message, mask: Message | None, status: Message | None) -> FramePacket:
     """A frame packet rebuilt from the wire: the raw frame, the mask's results if fresh, and the
     publisher's health alerts (its ``ai_stale`` aside: the display judges staleness itself)."""
-    image = decode_image(video).copy()
+    image = decode_image(video)
+    image = image if image.flags.writeable else image.copy()  # drawn on below
     packet = FramePacket(frame_id=video.header["frame_id"], source=video.header["stream"], image=image,
                          t_capture_ns=video.header["t_capture_ns"], t_capture_mono_ns=0)
     health = [a for a in _alerts_from(status.header) if a.rule != "ai_stale"] if status else []
@@ -85,7 +86,7 @@ def _packet_from(video: Message, mask: Message | None, status: Message | None) -
 def run_display(endpoint: str, headless: bool = False, record: str | Path | None = None,
                 frames: int | None = None, stale_ms: float = STALE_MS, idle_timeout_s: float = 10.0) -> dict:
     """Show (or record) the stream until ``frames`` frames, the publisher's final status, or silence."""
-    sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))  # the receiver thread stamps arrivals promptly
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))  # the receiver stamps arrivals promptly
     receiver = Receiver(endpoint).start()
     annotators = [MaskAnnotator(), ContourAnnotator(), ProximityAnnotator(), BannerAnnotator()]
     writer, shown, stale_frames, video = None, 0, 0, None

@@ -26,7 +26,7 @@ from pipeline.overlay import Overlay
 from pipeline.packet import FramePacket
 from pipeline.preprocess import LetterboxPreprocess
 from pipeline.sources import Source, SourceError, SourceLost
-from pipeline.transport import MASK_ENCODING, Publisher
+from pipeline.transport import MASK_ENCODING, SWITCH_INTERVAL_S, Publisher, default_video_encoding
 from pipeline.undistort import Redistort, Undistort
 
 
@@ -51,12 +51,13 @@ class LiveOptions:
 
     frames: int | None = None  # stop after this many captured frames
     realtime: bool = False  # pace file and phantom sources at their native rate
-    video_encoding: str = "raw-bgr8"
+    video_encoding: str = "auto"  # auto: shm-bgr8 on ipc:// (same host), raw-bgr8 elsewhere
     overlay_encoding: str = "jpeg"
     jpeg_quality: int = 85
     heartbeat_s: float = 1.0
     health_tick_s: float = 0.04  # how often the health rules are checked
-    ai_niceness: int = 10  # the AI thread runs this much nicer than the capture thread (Linux)
+    ai_priority: str = "idle"  # Linux: "idle" = SCHED_IDLE (the AI gets only CPU time nothing else wants),
+    ai_niceness: int = 10  # "nice" = this much nicer than the capture thread (for hosts shared with other work)
     reconnect_max_s: float = 5.0
 
 
@@ -182,10 +183,17 @@ class HealthMonitor:
         return self.engine.update(observation)
 
 
-def lower_priority(niceness: int) -> None:
-    """Raise this thread's nice value (Linux: per thread); quietly nothing where unsupported."""
+def lower_priority(policy: str, niceness: int = 10) -> None:
+    """Let every other thread preempt this one: SCHED_IDLE (``idle``) or ``niceness`` more (``nice``).
+
+    Per thread on Linux; quietly nothing where unsupported.
+    """
+    thread = threading.get_native_id()
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + niceness)
+        if policy == "idle":
+            os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+        else:
+            os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, 0) + niceness)
     except (AttributeError, OSError):
         pass
 
@@ -216,13 +224,15 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
     ``options.health_tick_s``; its transitions go out on ``alert`` and its active alerts on ``status``.
     """
     health = health or HealthMonitor(PipelineConfig(), None, source.fps)
-    # The capture thread must get the interpreter within a millisecond, not the default 5 ms,
-    # when the AI thread holds it: this is the tail of the passthrough delay.
-    sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
+    # The capture thread must get the interpreter within a fraction of a millisecond, not the
+    # default 5 ms, when the AI thread holds it: this is the tail of the passthrough delay.
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
     stop = stop or threading.Event()
     slot = LatestSlot(newest_wins=source.live or options.realtime)
     stats = LiveStats(state="running")
     started = time.monotonic()
+    video_encoding = default_video_encoding(publisher.endpoint) if options.video_encoding == "auto" \
+        else options.video_encoding
 
     def capture() -> None:
         period = 1.0 / source.fps if options.realtime and not source.live else 0.0
@@ -240,7 +250,7 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
                 if item is None:
                     break
                 packet = FramePacket.capture(item[0], stats.captured, source.name, truth=item[1])
-                publisher.send_image("video", packet.image, options.video_encoding, options.jpeg_quality,
+                publisher.send_image("video", packet.image, video_encoding, options.jpeg_quality,
                                      frame_id=packet.frame_id, t_capture_ns=packet.t_capture_ns, fps=source.fps)
                 stats.last_capture_ns = time.monotonic_ns()
                 slot.put(packet)
@@ -251,7 +261,7 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
             slot.close()
 
     def analyse() -> None:
-        lower_priority(options.ai_niceness)  # the video path preempts the AI, never the reverse
+        lower_priority(options.ai_priority, options.ai_niceness)  # the video path preempts the AI, never the reverse
         while (packet := slot.get()) is not None:
             packet.timings_ms["queue"] = (time.monotonic_ns() - packet.t_capture_mono_ns) / 1e6
             try:

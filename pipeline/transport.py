@@ -8,11 +8,16 @@
 """
 from __future__ import annotations
 
+import itertools
 import json
+import mmap
+import os
 import threading
 import time
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,9 +25,17 @@ import zmq
 
 SCHEMA_VERSION = 1
 TOPICS = ("video", "overlay", "mask", "alert", "status")
-ENCODINGS = ("raw-bgr8", "jpeg", "png")  # for pictures
+SHARED_ENCODING = "shm-bgr8"  # same host only: the pixels in a shared-memory ring, the message says where
+ENCODINGS = ("raw-bgr8", "jpeg", "png", SHARED_ENCODING)  # for pictures
 MASK_ENCODING = "zlib"  # class-index maps: zlib of the raw bytes (4x faster than PNG at 1080p)
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+SHARED_DIR = Path("/dev/shm")
+SWITCH_INTERVAL_S = 0.0002  # how long a thread that stamps or sends frames waits for the interpreter at most
+
+
+def default_video_encoding(endpoint: str) -> str:
+    """``shm-bgr8`` where every subscriber is on this host (``ipc://``), ``raw-bgr8`` elsewhere."""
+    return SHARED_ENCODING if endpoint.startswith("ipc://") and SHARED_DIR.is_dir() else "raw-bgr8"
 
 
 class TransportError(Exception):
@@ -46,6 +59,77 @@ def encode_image(image: np.ndarray, encoding: str, jpeg_quality: int = 85) -> by
     return data.tobytes()
 
 
+class SharedFrameRing:
+    """Writer side of ``shm-bgr8``: a file in /dev/shm holding ``SLOTS`` frames of one shape.
+
+    Each slot is an 8-byte little-endian generation counter followed by the frame's bytes.
+    The counter is odd while the slot is being written and even once it is complete (a
+    seqlock): a reader copies the frame and keeps it only if the counter still holds the
+    generation its message announced. Frames are written round-robin, so a reader has
+    ``SLOTS - 1`` frame periods to take its copy.
+    """
+
+    SLOTS = 8
+    _names = itertools.count()
+
+    def __init__(self, stream: str, shape: tuple[int, ...]):
+        self.shape, self.frame_bytes = shape, int(np.prod(shape))
+        self.stride = -(-(8 + self.frame_bytes) // mmap.PAGESIZE) * mmap.PAGESIZE
+        self.path = SHARED_DIR / f"orsight-{stream}-{os.getpid()}-{next(self._names)}"
+        with open(self.path, "wb+") as file:
+            file.truncate(self.stride * self.SLOTS)
+            self.memory = mmap.mmap(file.fileno(), self.stride * self.SLOTS,  # pages made now, not per frame
+                                    flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+        self.slot, self.generation = 0, 0
+
+    def write(self, image: np.ndarray) -> dict:
+        """Copy ``image`` into the next slot; the header fields that locate it."""
+        offset = self.slot * self.stride
+        self.slot = (self.slot + 1) % self.SLOTS
+        self.generation += 2
+        counter = np.ndarray((), "<u8", self.memory, offset)
+        counter[...] = self.generation - 1
+        np.ndarray(self.shape, np.uint8, self.memory, offset + 8)[...] = image
+        counter[...] = self.generation
+        return {"path": str(self.path), "offset": offset + 8, "generation": self.generation}
+
+    def close(self) -> None:
+        self.memory.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _remove_orphaned_rings() -> None:
+    """Delete rings left in /dev/shm by orsight publishers that died without closing."""
+    for path in SHARED_DIR.glob("orsight-*-*-*") if SHARED_DIR.is_dir() else ():
+        pid = path.name.split("-")[-2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            path.unlink(missing_ok=True)
+
+
+@lru_cache(maxsize=8)
+def _shared_mapping(path: str) -> mmap.mmap:
+    """A read-only view of a publisher's ring (kept while it is in use; rings are few)."""
+    try:
+        with open(path, "rb") as file:
+            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as error:
+        raise TransportError(f"shared-memory frame {path} is not readable here ({error.strerror}): "
+                             "shm-bgr8 works only on the publisher's host") from None
+
+
+def _read_shared(header: dict) -> np.ndarray:
+    """A private copy of a ``shm-bgr8`` frame, or TransportError if it was overwritten meanwhile."""
+    where = header["shm"]
+    memory = _shared_mapping(where["path"])
+    if where["offset"] + int(np.prod(header["shape"])) > len(memory):
+        raise TransportError(f"shared-memory frame beyond the end of {where['path']}")
+    counter = np.ndarray((), "<u8", memory, where["offset"] - 8)
+    image = np.ndarray(tuple(header["shape"]), np.uint8, memory, where["offset"]).copy()
+    if int(counter) != where["generation"]:
+        raise TransportError(f"shared-memory frame {header.get('frame_id')} was overwritten before it was read")
+    return image
+
+
 class Publisher:
     """Binds a PUB endpoint and sends versioned messages; safe to call from several threads.
 
@@ -58,6 +142,7 @@ class Publisher:
         self.context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.XPUB)  # a PUB that also reports subscriptions
         self.socket.setsockopt(zmq.SNDHWM, high_water_mark)
+        self.socket.setsockopt(zmq.SNDBUF, 4 << 20)
         self.socket.setsockopt(zmq.LINGER, 200)
         try:
             self.socket.bind(endpoint)
@@ -66,6 +151,7 @@ class Publisher:
             raise TransportError(f"cannot publish on {endpoint}: {error.strerror}") from None
         self.lock = threading.Lock()
         self.seq = {topic: 0 for topic in TOPICS}
+        self.rings: dict[tuple[str, tuple[int, ...]], SharedFrameRing] = {}
 
     def wait_for_subscriber(self, timeout: float = 5.0) -> bool:
         """Block until some subscriber has subscribed (or ``timeout`` seconds pass)."""
@@ -86,12 +172,27 @@ class Publisher:
 
     def send_image(self, topic: str, image: np.ndarray, encoding: str, jpeg_quality: int = 85, **fields) -> dict:
         """Send an image message; shape, dtype and encoding go into the header."""
-        payload = encode_image(image, encoding, jpeg_quality)
+        if encoding == SHARED_ENCODING:
+            fields["shm"] = self._ring(topic, image.shape).write(image)
+            payload = b""
+        else:
+            payload = encode_image(image, encoding, jpeg_quality)
         return self.send(topic, {**fields, "shape": list(image.shape), "dtype": "uint8", "encoding": encoding},
                          (payload,))
 
+    def _ring(self, topic: str, shape: tuple[int, ...]) -> SharedFrameRing:
+        """The ring for ``topic`` frames of ``shape`` (one per topic and shape; one thread per topic)."""
+        key = (topic, shape)
+        if key not in self.rings:
+            if not self.rings:
+                _remove_orphaned_rings()
+            self.rings[key] = SharedFrameRing(self.stream, shape)
+        return self.rings[key]
+
     def close(self) -> None:
         self.socket.close()
+        for ring in self.rings.values():
+            ring.close()
 
 
 @dataclass(eq=False)  # compared and hashed by identity: each message is one event
@@ -113,6 +214,8 @@ def decode_image(message: Message) -> np.ndarray:
     """The image carried by an image message (``video``, ``overlay`` or ``mask``)."""
     header, payload = message.header, message.payloads[0]
     shape = tuple(header["shape"])
+    if header["encoding"] == SHARED_ENCODING:
+        return _read_shared(header)
     if header["encoding"] == "raw-bgr8":
         return np.frombuffer(payload, np.uint8).reshape(shape)
     if header["encoding"] == "zlib":

@@ -4,6 +4,7 @@
 Reads the JSON Schema block of docs/protocol.md; writes counts, violations and seq gaps.
 """
 import json
+import mmap
 import re
 import sys
 import time
@@ -14,6 +15,20 @@ import numpy as np
 import zmq
 
 TOPICS = ("video", "overlay", "mask", "alert", "status")
+
+
+def _shared_frame_errors(topic: str, header: dict, payload: bytes) -> list[str]:
+    """Read a shm-bgr8 frame as the protocol says: mmap the file, copy, check the generation."""
+    where, size = header["shm"], int(np.prod(header["shape"]))
+    with open(where["path"], "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as memory:
+        pixels = bytes(memory[where["offset"]:where["offset"] + size])
+        counter = int.from_bytes(memory[where["offset"] - 8:where["offset"]], "little")
+    errors = [f"{topic}: shm-bgr8 with a {len(payload)}-byte payload"] if payload else []
+    if len(pixels) != size:
+        errors.append(f"{topic}: shared frame of {len(pixels)} bytes for shape {header['shape']}")
+    if counter < where["generation"] or counter % 2:
+        errors.append(f"{topic}: generation {counter} in the slot, {where['generation']} announced")
+    return errors
 
 
 def main(endpoint: str, seconds: float, report: str) -> None:
@@ -45,6 +60,8 @@ def main(endpoint: str, seconds: float, report: str) -> None:
             errors.append(f"{topic}: {len(frames) - 2} payload frames")
         if header.get("encoding") == "raw-bgr8" and len(frames[2]) != int(np.prod(header["shape"])):
             errors.append(f"{topic}: raw payload of {len(frames[2])} bytes for shape {header['shape']}")
+        if header.get("encoding") == "shm-bgr8":
+            errors += _shared_frame_errors(topic, header, frames[2])
         final = topic == "status" and header.get("final", False)
     Path(report).write_text(json.dumps({"counts": counts, "errors": errors[:50], "gaps": gaps, "final": final}))
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pipeline.inference import load_model
 from pipeline.runtime import LiveOptions, PipelineConfig, compose, run_live
@@ -14,12 +15,14 @@ from pipeline.sources import PhantomSource, SourceError, SourceLost, open_source
 from pipeline.transport import Publisher, Receiver
 
 
-def test_every_header_follows_the_protocol(untrained_models, free_tcp_endpoint, tmp_path):
+@pytest.mark.parametrize("link", ["tcp", "ipc"])  # video as raw-bgr8 over tcp, shm-bgr8 over ipc
+def test_every_header_follows_the_protocol(untrained_models, free_tcp_endpoint, tmp_path, link):
     model = load_model(untrained_models["onnx"])
     report = tmp_path / "report.json"
+    endpoint = free_tcp_endpoint if link == "tcp" else f"ipc://{tmp_path}/live.sock"
     subscriber = subprocess.Popen([sys.executable, str(Path(__file__).parent / "protocol_subscriber.py"),
-                                   free_tcp_endpoint, "60", str(report)])
-    publisher = Publisher(free_tcp_endpoint)
+                                   endpoint, "60", str(report)])
+    publisher = Publisher(endpoint)
     try:
         assert publisher.wait_for_subscriber(timeout=30)
         time.sleep(0.2)  # all five subscriptions in

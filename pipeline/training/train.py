@@ -9,8 +9,11 @@ from pathlib import Path
 
 def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: int = 320, epochs: int = 30,
           batch: int | None = None, device: str = "cpu", seed: int = 0, resume: bool = False,
-          names: tuple[str, ...] = ("instrument", "vessel")) -> Path:
-    """Train (or ``resume`` the run in ``out``); returns the best checkpoint. Seeded and deterministic."""
+          names: tuple[str, ...] = ("instrument", "vessel"), init: str | Path | None = None) -> Path:
+    """Train (or ``resume`` the run in ``out``); returns the best checkpoint. Seeded and deterministic.
+
+    ``init``: a checkpoint to start from (e.g. phantom-pretrained weights) instead of ``arch`` from scratch.
+    """
     from pipeline.yolo import YOLO, model_from_yaml
 
     out = Path(out).resolve()
@@ -20,7 +23,9 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
             raise FileNotFoundError(f"nothing to resume: {last} does not exist")
         YOLO(str(last)).train(resume=True)
         return out / "weights" / "best.pt"
-    model = model_from_yaml(arch, names=names, seed=seed)
+    if init is not None and not Path(init).is_file():
+        raise FileNotFoundError(f"no such checkpoint to start from: {init}")
+    model = YOLO(str(init)) if init is not None else model_from_yaml(arch, names=names, seed=seed)
     model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch or (16 if device == "cpu" else 64),
                 workers=2 if device == "cpu" else 8, device=device, seed=seed, deterministic=True,
                 project=str(out.parent), name=out.name, exist_ok=True, plots=False, amp=device != "cpu",
