@@ -78,7 +78,8 @@ class CudaMaskDecoder:
         width, height = geometry.source_size
         if len(scores) == 0:
             return Segmentation(np.zeros((height, width), np.uint8), self.names, self.roles, class_ids, scores,
-                                np.zeros((0, 4), np.float32), np.zeros((0, 1, 1), np.float32), geometry)
+                                np.zeros((0, 4), np.float32), np.zeros((0, 1, 1), np.float32), geometry,
+                                device_map=cupy.zeros((height, width), cupy.uint8))
         _, nm, mh, mw = protos.shape
         logits = (cupy.asarray(coefficients, cupy.float64) @ protos[0].reshape(nm, -1).astype(cupy.float64))
         logits = logits.reshape(-1, mh, mw).astype(cupy.float32)
@@ -94,9 +95,10 @@ class CudaMaskDecoder:
         best = crop.max(axis=0)
         label = (crop.argmax(axis=0) + 1).astype(cupy.uint8)
         label = cupy.where((best > 0) & self._inside_fov(geometry), label, cupy.uint8(0))
-        class_map = np.zeros((height, width), np.uint8)
-        class_map[cy:cy + ch, cx:cx + cw] = label.get()  # the one device -> host copy of the masks
+        device_map = cupy.zeros((height, width), cupy.uint8)
+        device_map[cy:cy + ch, cx:cx + cw] = label
+        class_map = device_map.get()  # the one device -> host copy of the masks (the `mask` topic's)
         source_boxes = np.clip(geometry.to_source(boxes.reshape(-1, 2, 2)).reshape(-1, 4), 0,
                                [width, height, width, height])
         return Segmentation(class_map, self.names, self.roles, class_ids, scores.astype(np.float32), source_boxes,
-                            logits, geometry)
+                            logits, geometry, device_map=device_map)

@@ -193,4 +193,5 @@ class CudaLetterboxPreprocess:
                     f32(fx), f32(fy), f32(r * r if r >= 0 else -1.0), f32(PAD_VALUE / 255.0),
                     self.tensor, i32(self.input_size), i32(self.input_size)))
             packet.geometry, packet.tensor, packet.stream = geometry, self.tensor, self.stream
+            packet.device_image = slot["device"]  # valid until this slot's next upload, two frames on
         return packet

@@ -102,6 +102,7 @@ class Segmentation:
     instance_logits: np.ndarray | None = None  # (N, h, w) model-input pixels; > 0 inside the instance
     geometry: Geometry | None = None
     source_masks: np.ndarray | None = None  # (N, H, W) bool, once known in source pixels
+    device_map: object | None = None  # the class map on the GPU (CuPy), when decoded there
 
     @property
     def masks(self) -> np.ndarray:
@@ -173,6 +174,7 @@ class FramePacket:
     tensor: np.ndarray | None = None  # model input, (1, 3, h, w) float
     outputs: list[np.ndarray] | None = None  # raw model outputs (predictions, mask prototypes)
     stream: object | None = None  # CUDA stream that produces ``tensor`` (device preprocessing only)
+    device_image: object | None = None  # ``image`` on the GPU (CuPy), once device preprocessing uploaded it
     segmentation: Segmentation | None = None
     proximity: Proximity | None = None
     alerts: list[AlertEvent] = field(default_factory=list)  # transitions this frame

@@ -70,19 +70,23 @@ def compose(model, config: PipelineConfig, camera: CameraModel | None = None, au
     """
     mm_per_px = config.mm_per_px or (camera.mm_per_px if camera else None)
     size = config.imgsz or model.input_size
-    if device == "cuda":  # one fused kernel; the frame crosses to the GPU once
+    if device == "cuda":  # the frame crosses to the GPU once; only results and the overlay come back
+        from pipeline.cuda_analysis import CudaAnalyse
+        from pipeline.cuda_overlay import CudaOverlay
         from pipeline.cuda_preprocess import CudaLetterboxPreprocess
 
-        preprocess = CudaLetterboxPreprocess(size, config.crop_to_fov)
+        preprocess, analyse, overlay = CudaLetterboxPreprocess(size, config.crop_to_fov), CudaAnalyse(mm_per_px), \
+            CudaOverlay()
     else:
-        preprocess = LetterboxPreprocess(size, crop_to_fov=config.crop_to_fov)
+        preprocess, analyse, overlay = LetterboxPreprocess(size, crop_to_fov=config.crop_to_fov), \
+            Analyse(mm_per_px), Overlay()
     return [
         *([Undistort(camera)] if camera else []),  # the overlay needs the straightened picture itself
         preprocess,
         model,
-        Analyse(mm_per_px),
+        analyse,
         Alerts(build_rules(CLINICAL_RULES, config.alerts), audit, config.stale_ms),
-        Overlay(),
+        overlay,
         *([Redistort(camera, config.overlay_view)] if camera else []),
     ]
 

@@ -6,9 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.analysis import closest_pair
+from pipeline.cuda_analysis import boundary_pair
+from pipeline.cuda_overlay import colour_table, reference_mask_layer
 from pipeline.cuda_preprocess import kernel_source, reference_letterbox
+from pipeline.overlay import MaskAnnotator
 from pipeline.packet import FramePacket
-from pipeline.phantom import PhantomScene
+from pipeline.phantom import INSTRUMENT, VESSEL, PhantomScene, PhantomTruth
 from pipeline.preprocess import LetterboxPreprocess
 from pipeline.undistort import Undistort
 from tests.test_calibration import PINHOLE
@@ -19,6 +23,57 @@ FRAMES = [("phantom 1920x1080", PhantomScene(1920, 1080).render(5)[0]),
           ("phantom 720x720", PhantomScene(720, 720, seed=3).render(1)[0]),
           ("random 333x517", np.random.default_rng(0).integers(0, 256, (517, 333, 3), dtype=np.uint8)),
           ("random 1280x400", np.random.default_rng(1).integers(0, 256, (400, 1280, 3), dtype=np.uint8))]
+
+
+def _phantom_truths():
+    """Class maps where instrument and vessel are far apart, close, touching and overlapping borders."""
+    scene = PhantomScene(640, 360, scenario="approach", seed=4)
+    events = scene.approach_events()
+    frames = [0, events["touch"] - 20, events["touch"] + 5, events["release"] - 5, events["away"]]
+    return [scene.render(frame)[1].class_map for frame in frames]
+
+
+def _random_blobs(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    class_map = np.zeros((120, 160), np.uint8)
+    for value in (INSTRUMENT, VESSEL):
+        for _ in range(3):
+            y, x = rng.integers(0, 120), rng.integers(0, 160)
+            class_map[y:y + rng.integers(1, 30), x:x + rng.integers(1, 30)] = value
+    return class_map
+
+
+CLASS_MAPS = _phantom_truths() + [_random_blobs(seed) for seed in range(6)]
+
+
+@pytest.mark.parametrize("index", range(len(CLASS_MAPS)))
+def test_boundary_pair_arithmetic_matches_the_cpu_distance(index):
+    class_map = CLASS_MAPS[index]
+    instrument, vessel = class_map == INSTRUMENT, class_map == VESSEL
+    reference, twin = closest_pair(instrument, vessel), boundary_pair(instrument, vessel)
+    assert twin.distance_px == pytest.approx(reference.distance_px, abs=1e-3)  # cv2 works in float32
+    if np.isfinite(twin.distance_px):
+        (ix, iy), (vx, vy) = twin.instrument_point, twin.vessel_point
+        assert instrument[iy, ix] and vessel[vy, vx]
+        assert max(np.hypot(ix - vx, iy - vy) - 1, 0) == pytest.approx(twin.distance_px)
+
+
+def test_device_mask_layer_arithmetic_matches_the_cpu_blend():
+    image, truth = PhantomScene(640, 360, scenario="approach", seed=4).render(40)
+    segmentation = truth.segmentation()
+    packet = FramePacket.capture(image, 0, "phantom")
+    packet.segmentation = segmentation
+    cpu = MaskAnnotator(0.45).annotate(image.copy(), packet)
+    twin = reference_mask_layer(image, truth.class_map, colour_table(segmentation.roles), 0.45, band=2)
+    labels = truth.class_map
+    covered = labels > 0
+    assert np.array_equal(twin[~covered], image[~covered])  # nothing drawn outside the masks
+    interior = covered.copy()
+    for axis, shift in ((0, 1), (0, -1), (1, 1), (1, -1), (0, 2), (0, -2), (1, 2), (1, -2)):
+        interior &= np.roll(labels, shift, axis) == labels
+    assert np.abs(twin[interior].astype(int) - cpu[interior]).max() <= 1  # the blend, as cv2.addWeighted
+    edge = covered & ~interior
+    assert edge.any() and np.array_equal(twin[edge], colour_table(segmentation.roles)[labels[edge]])
 
 
 def _cuda_available() -> bool:
@@ -56,14 +111,18 @@ def test_fov_masking_blanks_only_outside_the_circle():
 
 
 def _sources():
+    from pipeline.cuda_analysis import NEAREST_SOURCE
     from pipeline.cuda_masks import RESIZE_SOURCE
+    from pipeline.cuda_overlay import LAYER_SOURCE
 
     return {"letterbox float32": (kernel_source("float32"), "letterbox"),
             "letterbox float16": (kernel_source("float16"), "letterbox"),
-            "resize_planes": (RESIZE_SOURCE, "resize_planes")}
+            "resize_planes": (RESIZE_SOURCE, "resize_planes"), "nearest": (NEAREST_SOURCE, "nearest"),
+            "mask_layer": (LAYER_SOURCE, "mask_layer")}
 
 
-@pytest.mark.parametrize("which", ["letterbox float32", "letterbox float16", "resize_planes"])
+@pytest.mark.parametrize("which", ["letterbox float32", "letterbox float16", "resize_planes", "nearest",
+                                   "mask_layer"])
 def test_kernels_compile_with_nvrtc(which):
     nvrtc = pytest.importorskip("cupy_backends.cuda.libs.nvrtc", reason="CuPy (the gpu extra) is not installed")
     source, name = _sources()[which]
@@ -129,3 +188,40 @@ def test_device_mask_decoding_matches_the_cpu(untrained_models):
             a, b = cpu.class_map == value, gpu.class_map == value
             assert (a & b).sum() >= 0.99 * max((a | b).sum(), 1)
         assert np.abs(gpu.masks.astype(int) - cpu.masks.astype(int)).mean() < 0.01
+
+
+@pytest.mark.skipif(not _cuda_available(), reason="no CUDA device")
+def test_device_distance_and_mask_layer_match_their_cpu_twins():
+    import cupy
+
+    from pipeline.cuda_analysis import CudaAnalyse
+    from pipeline.cuda_overlay import CudaOverlay
+
+    analyse, overlay = CudaAnalyse(), CudaOverlay()
+    for class_map in CLASS_MAPS:
+        packet = FramePacket.capture(np.random.default_rng(0).integers(0, 256, (*class_map.shape, 3), np.uint8),
+                                     0, "x")
+        packet.segmentation = PhantomTruth(class_map, (0, 0, 1)).segmentation()
+        packet.segmentation.device_map = cupy.asarray(class_map)
+        packet.device_image = cupy.asarray(packet.image)
+        distance = analyse(packet).proximity.distance_px
+        assert distance == pytest.approx(closest_pair(class_map == INSTRUMENT, class_map == VESSEL).distance_px)
+        overlay.vector_marks = []  # the mask layer alone
+        twin = reference_mask_layer(packet.image, class_map, colour_table(packet.segmentation.roles), 0.45, 2)
+        assert np.abs(overlay(packet).overlay.astype(int) - twin).max() <= 1
+
+
+@pytest.mark.skipif(not _cuda_available(), reason="no CUDA device")
+def test_whole_live_path_runs_on_the_device(untrained_models):
+    from pipeline.inference import load_model
+    from pipeline.runtime import PipelineConfig, compose
+
+    model = load_model(untrained_models["pt"], device="cuda", conf=0.002)
+    stages = compose(model, PipelineConfig(), device="cuda")
+    image, _ = PhantomScene(1280, 720, scenario="approach").render(30)
+    packet = FramePacket.capture(image, 0, "phantom")
+    for stage in stages:
+        packet = stage(packet)
+    assert packet.segmentation.device_map is not None and packet.overlay.shape == image.shape
+    assert packet.proximity.distance_px == pytest.approx(closest_pair(
+        packet.segmentation.role_mask("instrument"), packet.segmentation.role_mask("vessel")).distance_px)
