@@ -1,7 +1,8 @@
 """Live latency: passthrough and annotation delay, fps and drops for 1080p30 phantom input.
 
 Runs the real live path (capture thread, AI worker, ZeroMQ publisher) and the real display
-(`orsight display --headless`, its own process) over `ipc://` and `tcp://127.0.0.1`, with the
+(`orsight display --headless`, its own process) over `ipc://` and `tcp://127.0.0.1` (video in shared
+memory, the default on both) and over TCP with 6 MB `raw-bgr8` frames, with the
 model at full speed and slowed to 10 fps. Delays are capture -> display receive (wall clock).
 
     python benchmarks/live_latency.py [--seconds 20] [--model PATH] [--json FILE]
@@ -51,7 +52,7 @@ json.dump({"received": receiver.counts, "passthrough_delay_ms": percentiles(rece
 
 
 def measure(model, endpoint: str, seconds: float, period: float | None, size=(1920, 1080), fps=30.0,
-            compose_display: bool = True) -> dict:
+            compose_display: bool = True, video_encoding: str = "auto") -> dict:
     stages = compose(model, PipelineConfig())
     if period:
         stages[1] = PacedModel(model, period)
@@ -65,14 +66,16 @@ def measure(model, endpoint: str, seconds: float, period: float | None, size=(19
             publisher.wait_for_subscriber(timeout=30)
             time.sleep(0.5)
             live = run_live(open_source("phantom:default", size=size, fps=fps), stages, publisher,
-                            LiveOptions(frames=int(seconds * fps), realtime=True))
+                            LiveOptions(frames=int(seconds * fps), realtime=True,
+                                                   video_encoding=video_encoding))
             display.wait(timeout=60)
         finally:
             publisher.close()
             if display.poll() is None:
                 display.kill()
         shown = json.loads(report.read_text())
-    return {"endpoint": endpoint.split(":")[0], "video_encoding": default_video_encoding(endpoint), "model_speed": f"slowed to {1 / period:.0f} fps" if period else "full",
+    encoding = default_video_encoding(endpoint) if video_encoding == "auto" else video_encoding
+    return {"endpoint": endpoint.split(":")[0], "video_encoding": encoding, "model_speed": f"slowed to {1 / period:.0f} fps" if period else "full",
             "subscriber": "orsight display (composites, same host)" if compose_display else "receiver only",
             "fps_capture": live["fps_capture"], "fps_ai": live["fps_ai"], "drops": live["drops"],
             "frames": live["frames_captured"], "received_video": shown["received"]["video"],
@@ -89,9 +92,10 @@ def main() -> None:
     model = load_model(args.model)
     socket_dir = tempfile.mkdtemp(prefix="orsight-bench-")
     rows = []
-    endpoints = (f"ipc://{socket_dir}/live.sock", "tcp://127.0.0.1:5591")
-    for compose_display, endpoint, period in itertools.product((True, False), endpoints, (None, 0.1)):
-        r = measure(model, endpoint, args.seconds, period, compose_display=compose_display)
+    links = ((f"ipc://{socket_dir}/live.sock", "auto"), ("tcp://127.0.0.1:5591", "auto"),
+             ("tcp://127.0.0.1:5591", "raw-bgr8"))  # the defaults (shared memory), and 6 MB frames through TCP
+    for compose_display, (endpoint, encoding), period in itertools.product((True, False), links, (None, 0.1)):
+        r = measure(model, endpoint, args.seconds, period, compose_display=compose_display, video_encoding=encoding)
         rows.append(r)
         print(f"{r['subscriber'][:14]:14s} {r['endpoint']:4s} {r['video_encoding']:8s} {r['model_speed']:18s} fps {r['fps_capture']:5.1f}/"
               f"{r['fps_ai']:5.1f} drops {r['drops']:4d}  passthrough p50/p95/p99 {r['passthrough_ms']['p50']}/"

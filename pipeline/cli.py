@@ -54,7 +54,7 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlay-view", choices=("original", "undistorted"), default=None,
                         help="with --calibration: draw the overlay on this picture (default original)")
     parser.add_argument("--video-encoding", choices=("auto", *ENCODINGS), default="auto",
-                        help="auto: shm-bgr8 (shared memory) on ipc://, raw-bgr8 elsewhere")
+                        help="auto: shm-bgr8 (shared memory) on ipc:// and loopback, raw-bgr8 elsewhere")
     parser.add_argument("--overlay-encoding", choices=ENCODINGS, default="jpeg")
     parser.add_argument("--ai-priority", choices=("idle", "nice"), default="idle",
                         help="idle: the AI thread runs on CPU time nothing else wants (SCHED_IDLE); "

@@ -151,6 +151,7 @@ class Analyser:
 
     def __init__(self, model_path, options: ReplayOptions, fov: tuple[float, float, float] | None = None):
         config = options.config
+        cv2.setNumThreads(1)  # OpenCV's work runs beside the model in its own threads: no pool competing with it
         self.model = load_model(model_path, device=options.device, threads=options.threads, conf=config.conf,
                                 iou=config.iou, roles=config.roles)
         if options.batch > 1 and self.model.max_batch is not None and self.model.max_batch < options.batch:
@@ -264,6 +265,9 @@ def _overlapped(path: str, info: VideoInfo, analyser: Analyser, finaliser: Final
     failure: list[BaseException] = []
 
     def decode():
+        import os
+        from pipeline.runtime import lower_priority
+        if os.environ.get("PRI"): lower_priority(os.environ["PRI"], 5)
         try:
             for index, image in read_frames(path):
                 prepared.put(analyser.prepare(index, image, info.fps, path))
@@ -272,6 +276,9 @@ def _overlapped(path: str, info: VideoInfo, analyser: Analyser, finaliser: Final
         prepared.put(None)
 
     def finalise():
+        import os
+        from pipeline.runtime import lower_priority
+        if os.environ.get("PRI"): lower_priority(os.environ["PRI"], 5)
         try:
             while (packet := inferred.get()) is not None:
                 finaliser.add(packet.image, analyser.describe(packet, info.fps))

@@ -51,7 +51,7 @@ class LiveOptions:
 
     frames: int | None = None  # stop after this many captured frames
     realtime: bool = False  # pace file and phantom sources at their native rate
-    video_encoding: str = "auto"  # auto: shm-bgr8 on ipc:// (same host), raw-bgr8 elsewhere
+    video_encoding: str = "auto"  # auto: shm-bgr8 on ipc:// and loopback (same host), raw-bgr8 elsewhere
     overlay_encoding: str = "jpeg"
     jpeg_quality: int = 85
     heartbeat_s: float = 1.0

@@ -33,9 +33,12 @@ SHARED_DIR = Path("/dev/shm")
 SWITCH_INTERVAL_S = 0.0002  # how long a thread that stamps or sends frames waits for the interpreter at most
 
 
+LOCAL_PREFIXES = ("ipc://", "inproc://", "tcp://127.", "tcp://localhost:", "tcp://[::1]:")  # this host only
+
+
 def default_video_encoding(endpoint: str) -> str:
-    """``shm-bgr8`` where every subscriber is on this host (``ipc://``), ``raw-bgr8`` elsewhere."""
-    return SHARED_ENCODING if endpoint.startswith("ipc://") and SHARED_DIR.is_dir() else "raw-bgr8"
+    """``shm-bgr8`` where every subscriber must be on this host (ipc, loopback), ``raw-bgr8`` elsewhere."""
+    return SHARED_ENCODING if endpoint.startswith(LOCAL_PREFIXES) and SHARED_DIR.is_dir() else "raw-bgr8"
 
 
 class TransportError(Exception):

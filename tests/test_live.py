@@ -15,11 +15,11 @@ from pipeline.sources import PhantomSource, SourceError, SourceLost, open_source
 from pipeline.transport import Publisher, Receiver
 
 
-@pytest.mark.parametrize("link", ["tcp", "ipc"])  # video as raw-bgr8 over tcp, shm-bgr8 over ipc
-def test_every_header_follows_the_protocol(untrained_models, free_tcp_endpoint, tmp_path, link):
+@pytest.mark.parametrize("video_encoding", ["raw-bgr8", "shm-bgr8", "jpeg"])
+def test_every_header_follows_the_protocol(untrained_models, free_tcp_endpoint, tmp_path, video_encoding):
     model = load_model(untrained_models["onnx"])
     report = tmp_path / "report.json"
-    endpoint = free_tcp_endpoint if link == "tcp" else f"ipc://{tmp_path}/live.sock"
+    endpoint = free_tcp_endpoint
     subscriber = subprocess.Popen([sys.executable, str(Path(__file__).parent / "protocol_subscriber.py"),
                                    endpoint, "60", str(report)])
     publisher = Publisher(endpoint)
@@ -27,7 +27,7 @@ def test_every_header_follows_the_protocol(untrained_models, free_tcp_endpoint, 
         assert publisher.wait_for_subscriber(timeout=30)
         time.sleep(0.2)  # all five subscriptions in
         summary = run_live(open_source("phantom:approach", size=(640, 360)), compose(model, PipelineConfig()),
-                           publisher, LiveOptions(frames=40))
+                           publisher, LiveOptions(frames=40, video_encoding=video_encoding))
         subscriber.wait(timeout=60)
     finally:
         publisher.close()

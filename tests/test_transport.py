@@ -92,5 +92,8 @@ def test_shared_ring_is_removed_on_close_and_orphans_are_swept(free_tcp_endpoint
 
 
 def test_video_goes_through_shared_memory_only_on_same_host_links():
-    assert default_video_encoding("tcp://127.0.0.1:5555") == "raw-bgr8"
-    assert default_video_encoding("ipc:///tmp/or.sock") == ("shm-bgr8" if SHARED_DIR.is_dir() else "raw-bgr8")
+    shared = "shm-bgr8" if SHARED_DIR.is_dir() else "raw-bgr8"
+    for local in ("ipc:///tmp/or.sock", "tcp://127.0.0.1:5555", "tcp://localhost:5555", "tcp://[::1]:5555"):
+        assert default_video_encoding(local) == shared
+    for remote in ("tcp://0.0.0.0:5555", "tcp://10.1.2.3:5555", "tcp://*:5555", "tcp://127-lab.example:5555"):
+        assert default_video_encoding(remote) == "raw-bgr8"
