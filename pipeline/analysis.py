@@ -13,26 +13,52 @@ import numpy as np
 from pipeline.packet import FramePacket, Proximity, timed
 
 
+COARSE = 4  # pixels per cell of the coarse pass
+
+
+def _window(instrument: np.ndarray, vessel: np.ndarray) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) holding every instrument and vessel pixel that can be part of the closest pair.
+
+    A coarse pass (COARSE x COARSE cells, exact distance transform) bounds the gap from above
+    by ``reach``; such pixels lie within ``reach`` of the other mask's box, so the window is the
+    intersection of both boxes grown by ``reach``: small when the two are close, which is when
+    it matters.
+    """
+    height, width = instrument.shape
+    cells = ((width + COARSE - 1) // COARSE, (height + COARSE - 1) // COARSE)
+    # Area averaging of 0/255: a cell holding any pixel of the mask stays non-zero (one pixel gives 255/16).
+    coarse = [cv2.resize(m.view(np.uint8) * np.uint8(255), cells, interpolation=cv2.INTER_AREA) > 0
+              for m in (instrument, vessel)]
+    to_vessel = cv2.distanceTransform((~coarse[1]).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    reach = COARSE * (float(to_vessel[coarse[0]].min()) + 2)  # cell centres -> any pixels of the two cells
+    boxes = [cv2.boundingRect(m.view(np.uint8)) for m in (instrument, vessel)]
+    x0 = max(max(x - reach for x, _, _, _ in boxes), 0)
+    y0 = max(max(y - reach for _, y, _, _ in boxes), 0)
+    x1 = min(min(x + w + reach for x, _, w, _ in boxes), width)
+    y1 = min(min(y + h + reach for _, y, _, h in boxes), height)
+    return int(y0), int(math.ceil(y1)), int(x0), int(math.ceil(x1))
+
+
 def closest_pair(instrument: np.ndarray, vessel: np.ndarray) -> Proximity:
     """Gap in pixels between two boolean masks (0 when they touch or overlap) and its end points.
 
-    Exact Euclidean distance transform over the two masks' joint bounding box only.
+    Exact Euclidean distance transform, over the window where the pair can lie (:func:`_window`).
     """
-    either = instrument | vessel
-    rows, cols = np.flatnonzero(either.any(axis=1)), np.flatnonzero(either.any(axis=0))
     if not instrument.any() or not vessel.any():
         return Proximity(math.inf)
-    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    y0, y1, x0, x1 = _window(instrument, vessel)
     instrument, vessel = instrument[y0:y1, x0:x1], vessel[y0:y1, x0:x1]
     to_vessel = cv2.distanceTransform((~vessel).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     masked = np.where(instrument, to_vessel, np.inf)
     iy, ix = np.unravel_index(np.argmin(masked), masked.shape)
-    vy, vx = np.nonzero(vessel)
-    nearest = np.argmin((vy - iy) ** 2 + (vx - ix) ** 2)
     centre_distance = float(masked[iy, ix])
+    reach = int(math.ceil(centre_distance)) + 1  # the nearest vessel pixel lies within this window
+    wy0, wx0 = max(iy - reach, 0), max(ix - reach, 0)
+    vy, vx = np.nonzero(vessel[wy0:iy + reach + 1, wx0:ix + reach + 1])
+    nearest = np.argmin((vy + wy0 - iy) ** 2 + (vx + wx0 - ix) ** 2)
     # Adjacent pixels (centres 1 apart) touch: report the gap between pixels, not between centres.
     return Proximity(max(centre_distance - 1.0, 0.0), (int(ix + x0), int(iy + y0)),
-                     (int(vx[nearest] + x0), int(vy[nearest] + y0)))
+                     (int(vx[nearest] + wx0 + x0), int(vy[nearest] + wy0 + y0)))
 
 
 class Analyse:

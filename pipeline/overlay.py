@@ -40,15 +40,13 @@ class MaskAnnotator:
         segmentation = packet.segmentation
         if segmentation is None:
             return scene
-        rows, cols = np.nonzero(segmentation.class_map.any(axis=1))[0], np.nonzero(segmentation.class_map.any(axis=0))[0]
-        if not len(rows):
+        x, y, w, h = cv2.boundingRect(segmentation.class_map)  # blend only the covered box
+        if not w:
             return scene
-        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1  # blend only the covered box
-        class_map = segmentation.class_map[y0:y1, x0:x1]
-        region = scene[y0:y1, x0:x1]
-        colours = cv2.LUT(cv2.merge([class_map, class_map, class_map]), _colour_table(segmentation.roles))
+        class_map, region = segmentation.class_map[y:y + h, x:x + w], scene[y:y + h, x:x + w]
+        colours = cv2.LUT(cv2.cvtColor(class_map, cv2.COLOR_GRAY2BGR), _colour_table(segmentation.roles))
         blended = cv2.addWeighted(region, 1 - self.opacity, colours, self.opacity, 0)
-        np.copyto(region, blended, where=(class_map > 0)[..., None])
+        cv2.copyTo(blended, class_map, region)  # where the class map is non-zero; region is a view of scene
         return scene
 
 
@@ -62,9 +60,11 @@ class ContourAnnotator:
         segmentation = packet.segmentation
         if segmentation is None:
             return scene
+        x, y, w, h = cv2.boundingRect(segmentation.class_map)  # search only the covered box
+        class_map = segmentation.class_map[y:y + h, x:x + w]
         for index, role in enumerate(segmentation.roles):
-            region = (segmentation.class_map == index + 1).astype(np.uint8)
-            contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            region = (class_map == index + 1).astype(np.uint8)
+            contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x, y))
             cv2.drawContours(scene, contours, -1, ROLE_COLOURS[role], self.thickness, cv2.LINE_AA)
         return scene
 

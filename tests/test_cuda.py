@@ -33,17 +33,18 @@ def _phantom_truths():
     return [scene.render(frame)[1].class_map for frame in frames]
 
 
-def _random_blobs(seed: int) -> np.ndarray:
+def _random_blobs(seed: int, height: int = 120, width: int = 160) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    class_map = np.zeros((120, 160), np.uint8)
+    class_map = np.zeros((height, width), np.uint8)
     for value in (INSTRUMENT, VESSEL):
         for _ in range(3):
-            y, x = rng.integers(0, 120), rng.integers(0, 160)
+            y, x = rng.integers(0, height), rng.integers(0, width)
             class_map[y:y + rng.integers(1, 30), x:x + rng.integers(1, 30)] = value
     return class_map
 
 
-CLASS_MAPS = _phantom_truths() + [_random_blobs(seed) for seed in range(6)]
+CLASS_MAPS = _phantom_truths() + [_random_blobs(seed) for seed in range(6)] + \
+    [_random_blobs(seed, 119, 157) for seed in range(6, 30)]  # sizes no multiple of the coarse cell
 
 
 @pytest.mark.parametrize("index", range(len(CLASS_MAPS)))
