@@ -8,5 +8,5 @@ mkdir -p "$OUT"
 pip install -q --no-deps -e . 2>&1 | tail -2
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 python -m pytest -q -p no:warnings tests/test_cuda.py tests/test_inference.py 2>&1 | tee "$OUT/gpu-tests.txt" | tail -5
-MODEL=pipeline/models/orsight-phantom-seg-320.pt
+MODEL=$(python -c "from pipeline.inference import DEFAULT_MODEL; print(DEFAULT_MODEL.with_suffix('.pt'))")
 python benchmarks/gpu_pipeline.py --model "$MODEL" --json "$OUT/gpu_pipeline.json" 2>&1 | tail -40 | tee "$OUT/gpu_pipeline.txt"

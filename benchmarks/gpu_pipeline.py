@@ -2,6 +2,8 @@
 
 * preprocess of a 1080p frame to a 640 tensor, CUDA events, p50/p99 over 500 runs:
   the fused CuPy kernel vs the equivalent torch ops vs ultralytics' own preprocessing;
+* instrument-vessel distance and the overlay of a 1080p frame: device stages (CUDA events)
+  vs the CPU stages (wall clock), p50/p99;
 * capture -> publish (overlay received) for 1080p60 phantom input, `--device cuda`, p50/p99.
 
     python benchmarks/gpu_pipeline.py [--model PATH.pt] [--json FILE]
@@ -79,6 +81,39 @@ def preprocess_comparison(image: np.ndarray, size: int = 640) -> dict:
             "torch_ops": cuda_events_ms(torch_ops), "ultralytics_preprocess": cuda_events_ms(ultralytics_preprocess)}
 
 
+def postprocess_comparison(scene) -> dict:
+    """Distance and overlay of one 1080p phantom frame (its exact masks): device vs CPU stages."""
+    import cupy
+
+    from pipeline.analysis import Analyse
+    from pipeline.cuda_analysis import CudaAnalyse
+    from pipeline.cuda_overlay import CudaOverlay
+    from pipeline.overlay import Overlay
+    from pipeline.packet import FramePacket
+
+    image, truth = scene.render(125)  # the approach scenario's instrument close to the vessel
+    packet = FramePacket.capture(image, 0, "bench")
+    packet.segmentation = truth.segmentation()
+    packet.segmentation.device_map = cupy.asarray(truth.class_map)
+    packet.device_image = cupy.asarray(image)
+    cpu_analyse, cpu_overlay = Analyse(), Overlay()
+    cuda_analyse, cuda_overlay = CudaAnalyse(), CudaOverlay()
+
+    def wall_ms(run, repeat: int = 100) -> dict:
+        timings = []
+        for _ in range(repeat + 5):
+            started = time.perf_counter()
+            run()
+            timings.append((time.perf_counter() - started) * 1e3)
+        p50, p99 = np.percentile(timings[5:], [50, 99])
+        return {"p50_ms": round(float(p50), 4), "p99_ms": round(float(p99), 4)}
+
+    return {"distance_cuda": cuda_events_ms(lambda: cuda_analyse(packet), 100),
+            "distance_cpu": wall_ms(lambda: cpu_analyse(packet)),
+            "overlay_cuda_incl_download": cuda_events_ms(lambda: cuda_overlay(packet), 100),
+            "overlay_cpu": wall_ms(lambda: cpu_overlay(packet))}
+
+
 def capture_to_publish(model_path: str | None, seconds: float = 10.0) -> dict:
     from pipeline.display import percentiles
     from pipeline.inference import load_model
@@ -116,6 +151,7 @@ def main() -> None:
 
     image = PhantomScene(1920, 1080).render(10)[0]
     result = {"device": torch.cuda.get_device_name(0), "preprocess_1080p_to_640": preprocess_comparison(image),
+              "postprocess_1080p": postprocess_comparison(PhantomScene(1920, 1080, scenario="approach")),
               "capture_to_publish_1080p60": capture_to_publish(args.model)}
     print(json.dumps(result, indent=2))
     if args.json:
