@@ -50,14 +50,18 @@ def closest_pair(instrument: np.ndarray, vessel: np.ndarray) -> Proximity:
     instrument, vessel = instrument[y0:y1, x0:x1], vessel[y0:y1, x0:x1]
     to_vessel = cv2.distanceTransform((~vessel).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     masked = np.where(instrument, to_vessel, np.inf)
-    iy, ix = np.unravel_index(np.argmin(masked), masked.shape)
-    centre_distance = float(masked[iy, ix])
-    reach = int(math.ceil(centre_distance)) + 1  # the nearest vessel pixel lies within this window
+    # The transform is float32 and its last bit may depend on memory alignment, so near-ties
+    # are settled in exact integers: squared distances, then raster order. Same masks, same pair.
+    candidates = np.flatnonzero(masked <= masked.min() + 0.5)
+    squared = np.rint(np.square(masked.flat[candidates].astype(np.float64))).astype(np.int64)
+    iy, ix = np.unravel_index(candidates[np.argmin(squared)], masked.shape)
+    reach = math.isqrt(int(squared.min())) + 2  # the nearest vessel pixel lies within this window
     wy0, wx0 = max(iy - reach, 0), max(ix - reach, 0)
     vy, vx = np.nonzero(vessel[wy0:iy + reach + 1, wx0:ix + reach + 1])
-    nearest = np.argmin((vy + wy0 - iy) ** 2 + (vx + wx0 - ix) ** 2)
+    exact = (vy + wy0 - iy) ** 2 + (vx + wx0 - ix) ** 2
+    nearest = np.argmin(exact)
     # Adjacent pixels (centres 1 apart) touch: report the gap between pixels, not between centres.
-    return Proximity(max(centre_distance - 1.0, 0.0), (int(ix + x0), int(iy + y0)),
+    return Proximity(max(math.sqrt(int(exact[nearest])) - 1.0, 0.0), (int(ix + x0), int(iy + y0)),
                      (int(vx[nearest] + wx0 + x0), int(vy[nearest] + wy0 + y0)))
 
 

@@ -25,3 +25,14 @@ def test_diagonal_gap_is_euclidean_and_touching_is_zero():
 
 def test_missing_class_gives_infinite_distance():
     assert math.isinf(closest_pair(np.zeros((5, 5), bool), np.ones((5, 5), bool)).distance_px)
+
+
+def test_ties_are_settled_in_raster_order_every_time():
+    """Equal gaps (float32 transform values may differ in the last bit) give one answer."""
+    instrument, vessel = np.zeros((60, 80), bool), np.zeros((60, 80), bool)
+    instrument[20, 40] = instrument[20, 10] = True  # both 34 ** 0.5 from a vessel pixel
+    vessel[23, 45] = vessel[25, 43] = vessel[23, 15] = True
+    results = {(p.instrument_point, p.vessel_point, p.distance_px)
+               for p in (closest_pair(instrument.copy(), vessel.copy()) for _ in range(20))}
+    (instrument_point, vessel_point, distance), = results
+    assert instrument_point == (10, 20) and vessel_point == (15, 23) and distance == 34 ** 0.5 - 1
