@@ -3,7 +3,7 @@
 Both backends return the model's raw outputs; :mod:`pipeline.masks` decodes them the same
 way, so an exported ``.onnx`` and the ``.pt`` it came from give the same masks.
 
-    model = load_model("pipeline/models/orsight-phantom-seg-320.onnx", device="cpu")
+    model = load_model("pipeline/models/orsight-endoscapes-seg-384.onnx", device="cpu")
     packet = model(preprocess(packet))     # fills packet.segmentation
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pipeline.classes import class_roles
 from pipeline.masks import decode_segmentation
 from pipeline.packet import FramePacket, timed
 
-DEFAULT_MODEL = Path(__file__).parent / "models" / "orsight-phantom-seg-320.onnx"
+DEFAULT_MODEL = Path(__file__).parent / "models" / "orsight-endoscapes-seg-384.onnx"
 
 
 class ModelError(Exception):
