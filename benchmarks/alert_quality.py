@@ -17,8 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
-
 from machine import describe_machine
+
 from pipeline.alerts import CLINICAL_RULES, Alerts, VesselProximity, build_rules
 from pipeline.analysis import Analyse
 from pipeline.inference import load_model

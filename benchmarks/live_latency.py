@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from machine import describe_machine
+
 from pipeline.inference import load_model
 from pipeline.runtime import LiveOptions, PipelineConfig, compose, run_live
 from pipeline.sources import open_source

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import cv2
-
 from machine import describe_machine
+
 from pipeline.inference import load_model
 from pipeline.packet import FramePacket
 from pipeline.phantom import PhantomScene

@@ -12,7 +12,6 @@ import numpy as np
 
 from pipeline.packet import FramePacket, Proximity, timed
 
-
 COARSE = 4  # pixels per cell of the coarse pass
 
 
@@ -36,7 +35,7 @@ def _window(instrument: np.ndarray, vessel: np.ndarray) -> tuple[int, int, int, 
     y0 = max(max(y - reach for _, y, _, _ in boxes), 0)
     x1 = min(min(x + w + reach for x, _, w, _ in boxes), width)
     y1 = min(min(y + h + reach for _, y, _, h in boxes), height)
-    return int(y0), int(math.ceil(y1)), int(x0), int(math.ceil(x1))
+    return int(y0), math.ceil(y1), int(x0), math.ceil(x1)
 
 
 def closest_pair(instrument: np.ndarray, vessel: np.ndarray) -> Proximity:

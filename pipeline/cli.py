@@ -203,10 +203,8 @@ def _identity(model, config) -> dict:
 def _open_pipeline(args, config, audit_path=None):
     """Source, model, stages and health monitor for ``run``/``demo`` (errors become ``UsageError``)."""
     from pipeline.alerts import AuditLog
-    from pipeline.runtime import HealthMonitor
-
     from pipeline.inference import load_model
-    from pipeline.runtime import compose
+    from pipeline.runtime import HealthMonitor, compose
     from pipeline.sources import open_source
 
     camera = _camera(args)

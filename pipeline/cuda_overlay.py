@@ -18,7 +18,12 @@ from functools import lru_cache
 import numpy as np
 
 from pipeline.classes import ROLE_COLOURS
-from pipeline.overlay import BannerAnnotator, LabelAnnotator, Overlay, ProximityAnnotator
+from pipeline.overlay import (
+    BannerAnnotator,
+    LabelAnnotator,
+    Overlay,
+    ProximityAnnotator,
+)
 from pipeline.packet import FramePacket, timed
 
 LAYER_SOURCE = r"""

@@ -16,7 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.overlay import BannerAnnotator, ContourAnnotator, MaskAnnotator, ProximityAnnotator
+from pipeline.overlay import (
+    BannerAnnotator,
+    ContourAnnotator,
+    MaskAnnotator,
+    ProximityAnnotator,
+)
 from pipeline.packet import AlertEvent, FramePacket, Proximity, Segmentation
 from pipeline.transport import SWITCH_INTERVAL_S, Message, Receiver, decode_image
 

@@ -266,6 +266,7 @@ def _overlapped(path: str, info: VideoInfo, analyser: Analyser, finaliser: Final
 
     def decode():
         import os
+
         from pipeline.runtime import lower_priority
         if os.environ.get("PRI"): lower_priority(os.environ["PRI"], 5)
         try:
@@ -277,6 +278,7 @@ def _overlapped(path: str, info: VideoInfo, analyser: Analyser, finaliser: Final
 
     def finalise():
         import os
+
         from pipeline.runtime import lower_priority
         if os.environ.get("PRI"): lower_priority(os.environ["PRI"], 5)
         try:

@@ -12,9 +12,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
+import matplotlib.pyplot as plt
 
-from pipeline.alerts import build_rules  # noqa: E402
+from pipeline.alerts import build_rules
 
 SPAN_COLOURS = {"high": "#e60000", "medium": "#ffd700", "low": "#b4b4b4"}
 

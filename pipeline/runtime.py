@@ -20,13 +20,26 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from calibration.camera import CameraModel
-from pipeline.alerts import CLINICAL_RULES, HEALTH_RULES, AlertEngine, Alerts, AuditLog, Observation, build_rules
+from pipeline.alerts import (
+    CLINICAL_RULES,
+    HEALTH_RULES,
+    AlertEngine,
+    Alerts,
+    AuditLog,
+    Observation,
+    build_rules,
+)
 from pipeline.analysis import Analyse
 from pipeline.overlay import Overlay
 from pipeline.packet import FramePacket
 from pipeline.preprocess import LetterboxPreprocess
 from pipeline.sources import Source, SourceError, SourceLost
-from pipeline.transport import MASK_ENCODING, SWITCH_INTERVAL_S, Publisher, default_video_encoding
+from pipeline.transport import (
+    MASK_ENCODING,
+    SWITCH_INTERVAL_S,
+    Publisher,
+    default_video_encoding,
+)
 from pipeline.undistort import Redistort, Undistort
 
 
@@ -172,7 +185,7 @@ class HealthMonitor:
         self.source_fps = source_fps
         self.errors_seen = 0
 
-    def observe(self, stats: "LiveStats", fps_ai: float | None = None) -> list:
+    def observe(self, stats: LiveStats, fps_ai: float | None = None) -> list:
         """Transitions now; ``fps_ai`` (once a second) feeds ``low_fps``."""
         now = time.monotonic_ns()
         flowing = stats.last_capture_ns is not None and now - stats.last_capture_ns < 500e6

@@ -33,7 +33,7 @@ def _shared_frame_errors(topic: str, header: dict, payload: bytes) -> list[str]:
 
 def main(endpoint: str, seconds: float, report: str) -> None:
     text = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
-    schema = json.loads(re.search(r"```json\n(.*?)```", text, re.S).group(1))
+    schema = json.loads(re.search(r"```json\n(.*?)```", text, re.DOTALL).group(1))
     validator = jsonschema.Draft202012Validator(schema)
     socket = zmq.Context().socket(zmq.SUB)
     for topic in TOPICS:

@@ -9,8 +9,18 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.alerts import (AiStale, AlertEngine, Alerts, CaptureLost, LowFps, ModelError, Observation,
-                             VesselContact, VesselProximity, build_rules)
+from pipeline.alerts import (
+    AiStale,
+    AlertEngine,
+    Alerts,
+    CaptureLost,
+    LowFps,
+    ModelError,
+    Observation,
+    VesselContact,
+    VesselProximity,
+    build_rules,
+)
 from pipeline.analysis import Analyse
 from pipeline.packet import FramePacket, Proximity
 from pipeline.phantom import INSTRUMENT, VESSEL, PhantomScene

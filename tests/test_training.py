@@ -9,8 +9,14 @@ import pytest
 
 from pipeline.packet import Segmentation
 from pipeline.phantom import PhantomScene
-from pipeline.training.dataset import (IGNORE, coco_to_index, colour_to_index, convert_masks, mask_to_yolo_lines,
-                                       remap_mask)
+from pipeline.training.dataset import (
+    IGNORE,
+    coco_to_index,
+    colour_to_index,
+    convert_masks,
+    mask_to_yolo_lines,
+    remap_mask,
+)
 from pipeline.training.evaluate import _match, evaluate
 from tests.conftest import SHARED_DATA
 

@@ -3,8 +3,16 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.transport import (SHARED_DIR, SharedFrameRing, Publisher, Receiver, TransportError, decode_image,
-                                default_video_encoding, encode_image)
+from pipeline.transport import (
+    SHARED_DIR,
+    Publisher,
+    Receiver,
+    SharedFrameRing,
+    TransportError,
+    decode_image,
+    default_video_encoding,
+    encode_image,
+)
 
 needs_shm = pytest.mark.skipif(not SHARED_DIR.is_dir(), reason="no /dev/shm")
 

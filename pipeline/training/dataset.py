@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import yaml
 
-from pipeline.phantom import NAMES, PhantomScene, SCENARIOS
+from pipeline.phantom import NAMES, SCENARIOS, PhantomScene
 from pipeline.preprocess import GeometryPlan, letterbox
 
 ENDOSCAPES_MAPPING = {6: 0, 3: 1}  # tool -> instrument (class 0), cystic artery -> vessel (class 1)

@@ -12,7 +12,12 @@ import numpy as np
 
 from pipeline.packet import FramePacket
 from pipeline.preprocess import LetterboxPreprocess
-from pipeline.training.dataset import ENDOSCAPES_IGNORE, ENDOSCAPES_MAPPING, IGNORE, remap_mask
+from pipeline.training.dataset import (
+    ENDOSCAPES_IGNORE,
+    ENDOSCAPES_MAPPING,
+    IGNORE,
+    remap_mask,
+)
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
