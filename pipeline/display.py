@@ -23,7 +23,7 @@ from pipeline.overlay import (
     ProximityAnnotator,
 )
 from pipeline.packet import AlertEvent, FramePacket, Proximity, Segmentation
-from pipeline.transport import SWITCH_INTERVAL_S, Message, Receiver, decode_image
+from pipeline.transport import SWITCH_INTERVAL_S, Message, Receiver, TransportError, decode_image
 
 STALE_MS = 120.0
 WINDOW = "orsight"
@@ -94,7 +94,7 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))  # the receiver stamps arrivals promptly
     receiver = Receiver(endpoint).start()
     annotators = [MaskAnnotator(), ContourAnnotator(), ProximityAnnotator(), BannerAnnotator()]
-    writer, shown, stale_frames, video = None, 0, 0, None
+    writer, shown, stale_frames, overwritten, video = None, 0, 0, 0, None
     record_path = Path(record) if record else None
     partial = record_path.with_name(record_path.stem + ".partial" + record_path.suffix) if record_path else None
     compose_ms: list[float] = []
@@ -108,8 +108,12 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
             video = newer
             started = time.perf_counter()
             mask = fresh_mask(video, receiver.newest("mask"), stale_ms)
+            try:
+                packet = _packet_from(video, mask, status)
+            except TransportError:  # a shared-memory frame reused before we read it: the next one is newer
+                overwritten += 1
+                continue
             stale_frames += mask is None
-            packet = _packet_from(video, mask, status)
             scene = packet.image
             for annotator in annotators:
                 scene = annotator.annotate(scene, packet)
@@ -134,6 +138,7 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
     return {
         "frames_shown": shown,
         "frames_stale": stale_frames,
+        "frames_overwritten": overwritten,  # shm-bgr8 frames the display was too late to read
         "received": dict(receiver.counts),
         "passthrough_delay_ms": percentiles(receiver.delays_ms["video"]),
         "annotation_delay_ms": percentiles(receiver.delays_ms["overlay"]),

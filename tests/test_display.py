@@ -1,5 +1,6 @@
 """The display's compositing rules, on messages as they come off the wire."""
 import numpy as np
+import pytest
 
 from pipeline.display import _packet_from, fresh_mask
 from pipeline.overlay import BannerAnnotator, MaskAnnotator
@@ -46,3 +47,40 @@ def test_a_fresh_mask_is_drawn_over_the_raw_frame_with_its_alerts():
     assert [a.rule for a in packet.active_alerts] == ["vessel_contact"]
     scene = MaskAnnotator().annotate(packet.image.copy(), packet)
     assert scene[20, 20].tolist() != [90, 90, 90] and scene[50, 70].tolist() == [90, 90, 90]
+
+
+def test_a_shared_frame_reused_before_it_is_read_is_skipped_not_fatal(free_tcp_endpoint):
+    import threading
+    import time
+
+    from pipeline.display import run_display
+    from pipeline.transport import SHARED_DIR, Publisher, SharedFrameRing
+
+    if not SHARED_DIR.is_dir():
+        pytest.skip("no /dev/shm")
+    publisher = Publisher(free_tcp_endpoint)
+
+    def publish():
+        publisher.wait_for_subscriber(timeout=10)
+        time.sleep(0.3)
+        for frame_id in range(12):
+            header = publisher.send_image("video", np.full((60, 80, 3), frame_id, np.uint8), "shm-bgr8",
+                                          frame_id=frame_id, t_capture_ns=time.time_ns(), fps=30.0)
+            if frame_id == 3:  # the display is late: this frame's slot is written over before it reads it
+                stale_header = dict(header)
+            time.sleep(0.05)
+        ring = publisher.rings[("video", (60, 80, 3))]
+        for _ in range(SharedFrameRing.SLOTS):
+            ring.write(np.zeros((60, 80, 3), np.uint8))  # reuse every slot, frame 3's included
+        publisher.send("video", {**stale_header, "t_publish_ns": time.time_ns()}, (b"",))
+        time.sleep(0.2)
+        publisher.send("status", {"state": "ended", "final": True, "t_capture_ns": time.time_ns()})
+
+    sender = threading.Thread(target=publish, daemon=True)
+    sender.start()
+    try:
+        summary = run_display(free_tcp_endpoint, headless=True, idle_timeout_s=5)
+    finally:
+        sender.join(timeout=10)
+        publisher.close()
+    assert summary["frames_overwritten"] == 1 and summary["frames_shown"] >= 10
