@@ -23,7 +23,13 @@ from pipeline.overlay import (
     ProximityAnnotator,
 )
 from pipeline.packet import AlertEvent, FramePacket, Proximity, Segmentation
-from pipeline.transport import SWITCH_INTERVAL_S, Message, Receiver, TransportError, decode_image
+from pipeline.transport import (
+    SWITCH_INTERVAL_S,
+    Message,
+    Receiver,
+    TransportError,
+    decode_image,
+)
 
 STALE_MS = 120.0
 WINDOW = "orsight"
