@@ -12,6 +12,7 @@ import itertools
 import json
 import mmap
 import os
+import sys
 import threading
 import time
 import zlib
@@ -79,10 +80,15 @@ class SharedFrameRing:
         self.shape, self.frame_bytes = shape, int(np.prod(shape))
         self.stride = -(-(8 + self.frame_bytes) // mmap.PAGESIZE) * mmap.PAGESIZE
         self.path = SHARED_DIR / f"orsight-{stream}-{os.getpid()}-{next(self._names)}"
+        size = self.stride * self.SLOTS
         with open(self.path, "wb+") as file:
-            file.truncate(self.stride * self.SLOTS)
-            self.memory = mmap.mmap(file.fileno(), self.stride * self.SLOTS,  # pages made now, not per frame
-                                    flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+            try:  # reserve the pages now: a full /dev/shm (64 MB in many containers) fails here, not as SIGBUS later
+                os.posix_fallocate(file.fileno(), 0, size)
+            except OSError as error:
+                self.path.unlink(missing_ok=True)
+                raise TransportError(f"no room for {size >> 20} MB of frames in {SHARED_DIR}: {error.strerror}") \
+                    from None
+            self.memory = mmap.mmap(file.fileno(), size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
         self.slot, self.generation = 0, 0
 
     def write(self, image: np.ndarray) -> dict:
@@ -155,6 +161,7 @@ class Publisher:
         self.lock = threading.Lock()
         self.seq = {topic: 0 for topic in TOPICS}
         self.rings: dict[tuple[str, tuple[int, ...]], SharedFrameRing] = {}
+        self.unshared: set[str] = set()  # topics whose shm-bgr8 frames found no room in /dev/shm
 
     def wait_for_subscriber(self, timeout: float = 5.0) -> bool:
         """Block until some subscriber has subscribed (or ``timeout`` seconds pass)."""
@@ -175,8 +182,15 @@ class Publisher:
 
     def send_image(self, topic: str, image: np.ndarray, encoding: str, jpeg_quality: int = 85, **fields) -> dict:
         """Send an image message; shape, dtype and encoding go into the header."""
+        if encoding == SHARED_ENCODING and topic in self.unshared:
+            encoding = "raw-bgr8"
         if encoding == SHARED_ENCODING:
-            fields["shm"] = self._ring(topic, image.shape).write(image)
+            try:
+                fields["shm"] = self._ring(topic, image.shape).write(image)
+            except TransportError as error:  # the frames go through the socket instead, from now on
+                print(f"orsight: {error}; sending {topic} as raw-bgr8", file=sys.stderr)
+                self.unshared.add(topic)
+                return self.send_image(topic, image, "raw-bgr8", jpeg_quality, **fields)
             payload = b""
         else:
             payload = encode_image(image, encoding, jpeg_quality)

@@ -1,3 +1,4 @@
+import os
 import time
 
 import numpy as np
@@ -105,3 +106,16 @@ def test_video_goes_through_shared_memory_only_on_same_host_links():
         assert default_video_encoding(local) == shared
     for remote in ("tcp://0.0.0.0:5555", "tcp://10.1.2.3:5555", "tcp://*:5555", "tcp://127-lab.example:5555"):
         assert default_video_encoding(remote) == "raw-bgr8"
+
+
+@needs_shm
+def test_a_full_shared_memory_falls_back_to_frames_through_the_socket(free_tcp_endpoint, monkeypatch, capfd):
+    def no_room(fd, offset, length):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.posix_fallocate", no_room)  # as a 64 MB /dev/shm does with big frames
+    seen, publisher = _frames_over(free_tcp_endpoint, 2)
+    publisher.close()
+    assert [m.header["encoding"] for m in seen] == ["raw-bgr8", "raw-bgr8"]
+    assert decode_image(seen[1])[0, 0, 0] == 1
+    assert "no room" in capfd.readouterr().err and not list(SHARED_DIR.glob(f"orsight-*-{os.getpid()}-*"))
