@@ -147,6 +147,9 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    if not torch.cuda.is_available():
+        raise SystemExit("gpu_pipeline: no CUDA device here (this benchmark needs one)")
+
     from pipeline.phantom import PhantomScene
 
     image = PhantomScene(1920, 1080).render(10)[0]
