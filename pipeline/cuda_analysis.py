@@ -33,7 +33,6 @@ extern "C" __global__ void nearest(const long long* ay, const long long* ax, int
     keys[i] = best;
 }
 """
-ROLE_CODES = {"instrument": 1, "vessel": 2}
 
 
 def boundary(mask, xp=np):
@@ -80,7 +79,14 @@ class CudaAnalyse:
         self.cupy, self.mm_per_px = cupy, mm_per_px
         self.kernel = cupy.RawKernel(NEAREST_SOURCE, "nearest")
         self.on_host = Analyse(mm_per_px)
-        self._role_tables: dict[tuple[str, ...], object] = {}
+        self._role_tables: dict[tuple[tuple[str, ...], str], object] = {}
+
+    def _role_table(self, segmentation, role: str):
+        """:meth:`Segmentation.role_table` on the device, as booleans (uploaded once per class set)."""
+        key = (segmentation.roles, role)
+        if key not in self._role_tables:
+            self._role_tables[key] = self.cupy.asarray(segmentation.role_table(role)).view(bool)
+        return self._role_tables[key]
 
     def _nearest(self, a, b):
         cupy = self.cupy
@@ -94,12 +100,8 @@ class CudaAnalyse:
         if segmentation.device_map is None:
             return self.on_host(packet)
         with timed(packet, "analysis"):
-            roles = segmentation.roles
-            if roles not in self._role_tables:
-                table = np.zeros(256, np.uint8)
-                table[1:len(roles) + 1] = [ROLE_CODES.get(role, 0) for role in roles]
-                self._role_tables[roles] = self.cupy.asarray(table)
-            role_map = self._role_tables[roles][segmentation.device_map]
-            packet.proximity = boundary_pair(role_map == 1, role_map == 2, self.cupy, self._nearest)
+            instrument, vessel = (self._role_table(segmentation, role)[segmentation.device_map]
+                                  for role in ("instrument", "vessel"))
+            packet.proximity = boundary_pair(instrument, vessel, self.cupy, self._nearest)
             packet.proximity.mm_per_px = self.mm_per_px
         return packet

@@ -13,16 +13,14 @@ alert banners) are then drawn on it by the CPU annotators, which cost microsecon
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
-from pipeline.classes import ROLE_COLOURS
 from pipeline.overlay import (
     BannerAnnotator,
     LabelAnnotator,
     Overlay,
     ProximityAnnotator,
+    colour_table,
 )
 from pipeline.packet import FramePacket, timed
 
@@ -50,15 +48,6 @@ extern "C" __global__ void mask_layer(const unsigned char* frame, const unsigned
     }
 }
 """
-
-
-@lru_cache(maxsize=8)
-def colour_table(roles: tuple[str, ...]) -> np.ndarray:
-    """(256, 3) float32: class-map value -> BGR colour of its role."""
-    table = np.zeros((256, 3), np.float32)
-    for index, role in enumerate(roles):
-        table[index + 1] = ROLE_COLOURS[role]
-    return table
 
 
 def reference_mask_layer(frame: np.ndarray, labels: np.ndarray, colours: np.ndarray, opacity: float,
@@ -103,7 +92,7 @@ class CudaOverlay:
             if self._out is None or self._out.shape != frame.shape:
                 self._out = cupy.empty_like(frame)
             if segmentation.roles not in self._colours:
-                self._colours[segmentation.roles] = cupy.asarray(colour_table(segmentation.roles))
+                self._colours[segmentation.roles] = cupy.asarray(colour_table(segmentation.roles), cupy.float32)
             self.kernel(((width + 31) // 32, (height + 7) // 8), (32, 8),
                         (frame, labels, self._colours[segmentation.roles], np.float32(self.opacity),
                          np.int32(width), np.int32(height), np.int32(self.band), self._out))

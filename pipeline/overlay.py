@@ -22,11 +22,11 @@ def _text_scale(scene: np.ndarray) -> float:
 
 
 @lru_cache(maxsize=8)
-def _colour_table(roles: tuple[str, ...]) -> np.ndarray:
-    """(256, 1, 3) uint8 lookup for cv2.LUT: class-map value -> BGR colour of its role."""
-    table = np.zeros((256, 1, 3), np.uint8)
+def colour_table(roles: tuple[str, ...]) -> np.ndarray:
+    """(256, 3) uint8: class-map value -> BGR colour of its role (background black)."""
+    table = np.zeros((256, 3), np.uint8)
     for index, role in enumerate(roles):
-        table[index + 1, 0] = ROLE_COLOURS[role]
+        table[index + 1] = ROLE_COLOURS[role]
     return table
 
 
@@ -44,7 +44,7 @@ class MaskAnnotator:
         if not w:
             return scene
         class_map, region = segmentation.class_map[y:y + h, x:x + w], scene[y:y + h, x:x + w]
-        colours = cv2.LUT(cv2.cvtColor(class_map, cv2.COLOR_GRAY2BGR), _colour_table(segmentation.roles))
+        colours = cv2.LUT(cv2.cvtColor(class_map, cv2.COLOR_GRAY2BGR), colour_table(segmentation.roles)[:, None])
         blended = cv2.addWeighted(region, 1 - self.opacity, colours, self.opacity, 0)
         cv2.copyTo(blended, class_map, region)  # where the class map is non-zero; region is a view of scene
         return scene

@@ -122,11 +122,15 @@ class Segmentation:
     def masks(self, value: np.ndarray) -> None:
         self.source_masks = value
 
-    def role_mask(self, role: str) -> np.ndarray:
-        """Boolean (H, W) mask of every pixel whose class has ``role``."""
+    def role_table(self, role: str) -> np.ndarray:
+        """(256,) uint8: 1 for the class-map values whose class has ``role``, else 0."""
         table = np.zeros(256, np.uint8)
         table[[i + 1 for i, r in enumerate(self.roles) if r == role]] = 1
-        return cv2.LUT(self.class_map, table).view(bool)
+        return table
+
+    def role_mask(self, role: str) -> np.ndarray:
+        """Boolean (H, W) mask of every pixel whose class has ``role``."""
+        return cv2.LUT(self.class_map, self.role_table(role)).view(bool)
 
 
 @dataclass
