@@ -120,13 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a segmentation model (ultralytics)")
     train.add_argument("--data", required=True, help="data.yaml from `orsight dataset`")
     train.add_argument("--out", required=True, help="run folder (outside the repo)")
-    train.add_argument("--arch", default="yolo26n-seg")
+    train.add_argument("--arch", default="yolo26n-seg", help="ultralytics model name or yolo26n-sem-p2 (semantic, stride-4 head; --data semantic.yaml)")
     train.add_argument("--imgsz", type=int, default=320)
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--batch", type=int, default=None)
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     train.add_argument("--resume", action="store_true")
     train.add_argument("--init", default=None, help="start from this .pt (e.g. phantom-pretrained) instead of scratch")
+    train.add_argument("--class-weights", type=float, default=0.0, metavar="POWER",
+                       help="weight rare classes by inverse frequency to this power, 0-1 (ultralytics cls_pw)")
     evaluation = commands.add_parser("eval", help="per-class IoU/Dice, mask mAP and speed on labelled frames")
     evaluation.add_argument("--data", required=True, help="folder with images/ and masks/")
     evaluation.add_argument("--model", default=None)
@@ -433,7 +435,8 @@ def command_train(args) -> int:
         raise UsageError(f"no such dataset file: {args.data}")
     try:
         best = train(args.data, args.out, args.arch, args.imgsz, args.epochs, args.batch,
-                     resolve_device(args.device), resume=args.resume, init=args.init)
+                     resolve_device(args.device), resume=args.resume, init=args.init,
+                     class_weight_power=args.class_weights)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
     print(f"best weights: {best}")

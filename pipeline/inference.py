@@ -20,6 +20,7 @@ import numpy as np
 from pipeline.classes import class_roles
 from pipeline.masks import decode_segmentation
 from pipeline.packet import FramePacket, timed
+from pipeline.semantic import decode_semantic
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "orsight-endoscapes-seg-384.onnx"
 
@@ -31,12 +32,15 @@ class ModelError(Exception):
 class SegmentationModel:
     """Stage ``packet -> packet``: run the backend on ``packet.tensor``, decode to source pixels.
 
-    Subclasses implement :meth:`forward` (raw outputs) and set ``names`` and ``input_size``.
+    Subclasses implement :meth:`forward` (raw outputs) and set ``names``, ``input_size`` and
+    ``task``: ``segment`` (instances: boxes + mask prototypes, :mod:`pipeline.masks`) or
+    ``semantic`` (a class per pixel, class 0 the background, :mod:`pipeline.semantic`).
     """
 
     names: tuple[str, ...]
     input_size: int
     description: str
+    task: str = "segment"
 
     def __init__(self, conf: float = 0.25, iou: float = 0.7, roles: dict[str, str] | None = None):
         self.conf, self.iou, self.role_overrides = conf, iou, roles or {}
@@ -73,7 +77,9 @@ class SegmentationModel:
         with timed(packet, "masks"):
             if not all(bool(o.all()) for o in map(_isfinite, packet.outputs)):
                 raise ModelError("model output contains NaN or infinity")
-            if isinstance(packet.outputs[1], np.ndarray):
+            if self.task == "semantic":
+                packet.segmentation = decode_semantic(packet.outputs, packet.geometry, self.names, self.roles)
+            elif isinstance(packet.outputs[1], np.ndarray):
                 packet.segmentation = decode_segmentation(packet.outputs, packet.geometry, self.names, self.roles,
                                                           self.conf, self.iou)
             else:
@@ -99,9 +105,11 @@ def _stack(tensors: list):
     return cupy.concatenate(tensors)
 
 
-def _parse_names(text: str) -> tuple[str, ...]:
+def _parse_names(text: str, task: str = "segment") -> tuple[str, ...]:
+    """The pipeline's class names; a semantic model's class 0 (the background) is not one of them."""
     names = ast.literal_eval(text)  # ultralytics writes a dict literal; never eval'd as code
-    return tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
+    names = tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
+    return names[1:] if task == "semantic" else names
 
 
 class OnnxSegmentationModel(SegmentationModel):
@@ -121,11 +129,15 @@ class OnnxSegmentationModel(SegmentationModel):
             raise ModelError(f"cannot load ONNX model {path}: {str(error).splitlines()[0][:200]}") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         inputs = self.session.get_inputs()
-        if len(inputs) != 1 or len(self.session.get_outputs()) < 2 or "names" not in meta:
-            raise ModelError(f"{path} is not an ultralytics segmentation model (needs names, boxes and prototypes)")
+        self.task = meta.get("task", "segment")
+        wanted_outputs = 1 if self.task == "semantic" else 2
+        if len(inputs) != 1 or len(self.session.get_outputs()) < wanted_outputs or "names" not in meta \
+                or self.task not in ("segment", "semantic"):
+            raise ModelError(f"{path} is not an ultralytics segmentation model (needs names, and boxes and "
+                             "prototypes or a class map)")
         self.input_name = inputs[0].name
         self.max_batch = inputs[0].shape[0] if isinstance(inputs[0].shape[0], int) else None
-        self.names = _parse_names(meta["names"])
+        self.names = _parse_names(meta["names"], self.task)
         self.input_size = int(inputs[0].shape[-1]) if isinstance(inputs[0].shape[-1], int) else \
             int(ast.literal_eval(meta.get("imgsz", "[640, 640]"))[-1])
         self.description = f"{Path(path).name} (onnxruntime)"
@@ -158,14 +170,15 @@ class TorchSegmentationModel(SegmentationModel):
         from pipeline.yolo import YOLO
 
         try:
-            yolo = YOLO(str(path), task="segment")
+            yolo = YOLO(str(path))
         except Exception as error:
             raise ModelError(f"cannot load PyTorch model {path}: {str(error).splitlines()[0][:200]}") from None
-        if yolo.task != "segment":
+        if yolo.task not in ("segment", "semantic"):
             raise ModelError(f"{path} is a {yolo.task} model, not a segmentation model")
+        self.task = yolo.task
         self.torch, self.device = torch, torch.device(device)
         self.module = yolo.model.to(self.device).eval()
-        self.names = _parse_names(repr(yolo.model.names))
+        self.names = _parse_names(repr(yolo.model.names), self.task)
         self.input_size = int(getattr(yolo.model, "args", {}).get("imgsz", input_size) or input_size)
         self.description = f"{Path(path).name} (torch {device})"
         self.path = Path(path)
@@ -175,7 +188,10 @@ class TorchSegmentationModel(SegmentationModel):
         makes torch's stream wait for the producer's current stream, so nothing blocks the host."""
         x = self.torch.from_numpy(tensor) if isinstance(tensor, np.ndarray) else self.torch.from_dlpack(tensor)
         with self.torch.inference_mode():
-            predictions, protos = self.module(x.to(self.device, non_blocking=True))[0]
+            outputs = self.module(x.to(self.device, non_blocking=True))
+        if self.task == "semantic":  # logits at the head's stride: small, decoded on the host
+            return [outputs.float().cpu().numpy()]
+        predictions, protos = outputs[0]
         if self.device_decoder is not None:  # outputs stay on the GPU, handed to CuPy by DLPack
             import cupy
 
@@ -194,7 +210,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu", threads: int
         return OnnxSegmentationModel(path, threads=threads, providers=providers, **kw)
     if path.suffix == ".pt":
         model = TorchSegmentationModel(path, device=device, **kw)
-        if device == "cuda":
+        if device == "cuda" and model.task == "segment":
             from pipeline.cuda_masks import CudaMaskDecoder
 
             model.device_decoder = CudaMaskDecoder(model.names, model.roles, model.conf, model.iou)

@@ -12,13 +12,22 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "endosca
 @pytest.fixture(scope="session")
 def untrained_models(tmp_path_factory) -> dict[str, Path]:
     """``{"pt": ..., "onnx": ...}``: yolo26n-seg, classes instrument/vessel, seed 0, 320 px."""
+    return _untrained("yolo26n-seg", tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def untrained_semantic_models(tmp_path_factory) -> dict[str, Path]:
+    """The same for orsight's semantic architecture (background, instrument, vessel)."""
+    return _untrained("yolo26n-sem-p2", tmp_path_factory.mktemp("semantic-models"))
+
+
+def _untrained(arch: str, folder: Path) -> dict[str, Path]:
     from pipeline.training.export import export_onnx
     from pipeline.yolo import model_from_yaml
 
-    folder = tmp_path_factory.mktemp("models")
-    pt = folder / "untrained-seg.pt"
-    model_from_yaml("yolo26n-seg", seed=0).save(str(pt))
-    return {"pt": pt, "onnx": export_onnx(pt, imgsz=320, out=folder / "untrained-seg.onnx")}
+    pt = folder / f"untrained-{arch}.pt"
+    model_from_yaml(arch, seed=0).save(str(pt))
+    return {"pt": pt, "onnx": export_onnx(pt, imgsz=320, out=folder / f"untrained-{arch}.onnx")}
 
 
 @pytest.fixture

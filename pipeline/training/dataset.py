@@ -156,9 +156,14 @@ def convert_masks(source: str | Path, out: str | Path, mapping: dict[int, int] |
 
 
 def write_data_yaml(out: Path, splits: list[str], names: tuple[str, ...]) -> Path:
-    """The ultralytics dataset file (``masks/`` beside it: class index + 1, 0 background, 255 ignore)."""
-    data = {"path": str(out.resolve()), "names": dict(enumerate(names)),
-            **{split: f"images/{split}" for split in splits},
-            }
-    (out / "data.yaml").write_text(yaml.safe_dump(data))
+    """The ultralytics dataset files; returns ``data.yaml`` (instances from ``labels/``).
+
+    ``semantic.yaml`` beside it trains semantic models from ``masks/`` (class index + 1,
+    0 background, 255 ignore): the same values, with ``background`` as class 0.
+    """
+    splits_map = {split: f"images/{split}" for split in splits}
+    instance = {"path": str(out.resolve()), "names": dict(enumerate(names)), **splits_map}
+    semantic = {**instance, "names": dict(enumerate(("background", *names))), "masks_dir": "masks"}
+    (out / "semantic.yaml").write_text(yaml.safe_dump(semantic))
+    (out / "data.yaml").write_text(yaml.safe_dump(instance))
     return out / "data.yaml"

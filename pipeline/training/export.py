@@ -20,7 +20,7 @@ def _export(pt: str | Path, out: str | Path, **settings) -> Path:
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / Path(pt).name
         shutil.copy(pt, copy)
-        exported = YOLO(str(copy), task="segment").export(verbose=False, **settings)
+        exported = YOLO(str(copy)).export(verbose=False, **settings)
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(exported, out)

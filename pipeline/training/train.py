@@ -6,13 +6,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 
 def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: int = 320, epochs: int = 30,
           batch: int | None = None, device: str = "cpu", seed: int = 0, resume: bool = False,
-          names: tuple[str, ...] = ("instrument", "vessel"), init: str | Path | None = None) -> Path:
+          names: tuple[str, ...] = ("instrument", "vessel"), init: str | Path | None = None,
+          class_weight_power: float = 0.0) -> Path:
     """Train (or ``resume`` the run in ``out``); returns the best checkpoint. Seeded and deterministic.
 
-    ``init``: a checkpoint to start from (e.g. phantom-pretrained weights) instead of ``arch`` from scratch.
+    ``init``: a checkpoint to start from (e.g. phantom-pretrained weights) instead of ``arch`` from
+    scratch; its layers that ``arch`` shares are taken over (an instance model's backbone and neck
+    for a semantic one). ``class_weight_power`` (ultralytics' ``cls_pw``, 0-1): weight rare classes
+    up by inverse frequency to this power (0: unweighted).
     """
     from pipeline.yolo import YOLO, model_from_yaml
 
@@ -25,9 +31,13 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
         return out / "weights" / "best.pt"
     if init is not None and not Path(init).is_file():
         raise FileNotFoundError(f"no such checkpoint to start from: {init}")
-    model = YOLO(str(init)) if init is not None else model_from_yaml(arch, names=names, seed=seed)
+    model = model_from_yaml(arch, names=names, seed=seed)
+    if model.task == "semantic" and "masks_dir" not in yaml.safe_load(Path(data).read_text()):
+        raise ValueError(f"{arch} is a semantic model: train it on the semantic.yaml beside {Path(data).name}")
+    if init is not None:
+        model.load(str(init))  # every layer whose name and shape match (all of them for the same arch)
     model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch or (16 if device == "cpu" else 64),
                 workers=2 if device == "cpu" else 8, device=device, seed=seed, deterministic=True,
                 project=str(out.parent), name=out.name, exist_ok=True, plots=False, amp=device != "cpu",
-                close_mosaic=max(1, epochs // 10), patience=max(20, epochs // 3))
+                close_mosaic=max(1, epochs // 10), patience=max(20, epochs // 3), cls_pw=class_weight_power)
     return out / "weights" / "best.pt"
