@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 
 def _export(pt: str | Path, out: str | Path, **settings) -> Path:
     """Run ultralytics' exporter on a copy of ``pt`` in a scratch folder and move the result to ``out``.
@@ -30,7 +32,41 @@ def _export(pt: str | Path, out: str | Path, **settings) -> Path:
 def export_onnx(pt: str | Path, imgsz: int, out: str | Path, opset: int | None = None,
                 dynamic: bool = False) -> Path:
     """Write ``out`` (static batch 1 unless ``dynamic``); the class names go into its metadata."""
-    return _export(pt, out, format="onnx", imgsz=imgsz, opset=opset, dynamic=dynamic, simplify=True)
+    out = _export(pt, out, format="onnx", imgsz=imgsz, opset=opset, dynamic=dynamic, simplify=True)
+    _class_map_at_input_size(out, imgsz)
+    return out
+
+
+def _class_map_at_input_size(path: Path, imgsz: int) -> None:
+    """Make a semantic model's class map the size of its input.
+
+    Ultralytics' semantic head upsamples its logits by 8 (its own stride) before the argmax it
+    bakes into the ONNX graph; orsight's stride-4 head would come out at twice the input size,
+    and the extra upsample and argmax cost ~6 ms a frame on the CPU. The factor is set to the
+    head's real stride. Instance models have no such node and are left as they are.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    argmax = [node for node in model.graph.node if node.op_type == "ArgMax"]
+    resize = [node for node in model.graph.node if node.op_type == "Resize" and argmax
+              and node.output[0] == argmax[-1].input[0]]
+    if not resize:
+        return
+    del model.graph.value_info[:]
+    shapes = {v.name: v.type.tensor_type.shape.dim for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    logits_height = shapes[resize[0].input[0]][2].dim_value
+    scales = next(i for i in model.graph.initializer if i.name == resize[0].input[2])
+    factor = numpy_helper.to_array(scales)[2]
+    if not logits_height or logits_height * factor == imgsz:
+        return
+    stride = imgsz / logits_height
+    scales.CopyFrom(numpy_helper.from_array(np.array([1, 1, stride, stride], np.float32), scales.name))
+    for dim in model.graph.output[0].type.tensor_type.shape.dim[-2:]:
+        if dim.dim_value:
+            dim.dim_value = imgsz
+    onnx.save(model, str(path))
 
 
 def export_tensorrt(pt: str | Path, imgsz: int, out: str | Path) -> Path:
