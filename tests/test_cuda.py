@@ -226,3 +226,19 @@ def test_whole_live_path_runs_on_the_device(untrained_models):
     assert packet.segmentation.device_map is not None and packet.overlay.shape == image.shape
     assert packet.proximity.distance_px == pytest.approx(closest_pair(
         packet.segmentation.role_mask("instrument"), packet.segmentation.role_mask("vessel")).distance_px)
+
+
+@pytest.mark.skipif(not _cuda_available(), reason="no CUDA device")
+def test_semantic_model_runs_the_device_path_and_matches_the_cpu(untrained_semantic_models):
+    from pipeline.inference import load_model
+    from pipeline.runtime import PipelineConfig, compose
+
+    gpu_model, cpu_model = load_model(untrained_semantic_models["pt"], device="cuda"), \
+        load_model(untrained_semantic_models["pt"])
+    image, _ = PhantomScene(1280, 720, scenario="approach").render(30)
+    packet = FramePacket.capture(image, 0, "phantom")
+    for stage in compose(gpu_model, PipelineConfig(), device="cuda"):
+        packet = stage(packet)
+    cpu = cpu_model(LetterboxPreprocess(cpu_model.input_size)(FramePacket.capture(image, 0, "phantom"))).segmentation
+    assert packet.overlay.shape == image.shape and packet.proximity is not None
+    assert (packet.segmentation.class_map == cpu.class_map).mean() > 0.99
