@@ -453,10 +453,11 @@ def command_eval(args) -> int:
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
     print(f"{report['frames']} frames, {report['model']}, input {report['input_size']}")
-    print(f"{'class':12s} {'IoU':>7s} {'Dice':>7s} {'frame IoU':>10s} {'frames':>7s}")
+    columns = ("iou", "dice", "precision", "recall", "frame_mean_iou")
+    print(f"{'class':12s} {'IoU':>7s} {'Dice':>7s} {'prec':>7s} {'recall':>7s} {'frame IoU':>10s} {'frames':>7s}")
     for name, c in report["classes"].items():
-        iou, dice, frame_iou = (f"{v:.3f}" if v is not None else "-" for v in (c["iou"], c["dice"], c["frame_mean_iou"]))
-        print(f"{name:12s} {iou:>7s} {dice:>7s} {frame_iou:>10s} {c['frames_scored']:7d}")
+        iou, dice, precision, recall, frame_iou = (f"{c[k]:.3f}" if c[k] is not None else "-" for k in columns)
+        print(f"{name:12s} {iou:>7s} {dice:>7s} {precision:>7s} {recall:>7s} {frame_iou:>10s} {c['frames_scored']:7d}")
     print(f"mask mAP50-95 {report['mask_map50_95']:.3f}  mAP50 {report['mask_map50']:.3f}  "
           f"inference {report['ms_per_frame']:.1f} ms/frame")
     if args.json:

@@ -77,6 +77,7 @@ def test_eval_metrics_match_hand_computed_values(tmp_path):
     report = evaluate(tmp_path, FixedModel())
     instrument = report["classes"]["instrument"]
     assert instrument["iou"] == pytest.approx(10 / 30) and instrument["dice"] == pytest.approx(20 / 40)
+    assert instrument["precision"] == pytest.approx(10 / 20) and instrument["recall"] == pytest.approx(10 / 20)
     assert report["classes"]["vessel"]["iou"] is None  # nowhere, neither predicted nor true
     assert report["mask_map50_95"] == pytest.approx(0.0)  # IoU 1/3 is below every threshold
 

@@ -103,6 +103,8 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
         report["classes"][name] = {
             "iou": float(inter[c] / union[c]) if union[c] else None,
             "dice": float(2 * inter[c] / (pred_sum[c] + true_sum[c])) if pred_sum[c] + true_sum[c] else None,
+            "precision": float(inter[c] / pred_sum[c]) if pred_sum[c] else None,  # of the pixels painted
+            "recall": float(inter[c] / true_sum[c]) if true_sum[c] else None,  # of the true pixels
             "frame_mean_iou": float(np.mean(frame_iou[c])) if frame_iou[c] else None,
             "frames_scored": len(frame_iou[c])}  # frames where the class is in the truth or the prediction
     report["mask_map50_95"] = float(ap.mean()) if ap.size else 0.0
