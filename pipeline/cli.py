@@ -37,6 +37,16 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _input_size(text: str) -> int | tuple[int, int]:
+    """A model input: one side (square) or WIDTHxHEIGHT."""
+    if "x" in text.lower():
+        return _size(text)
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"input size must be N or WIDTHxHEIGHT, not {text!r}") from None
+
+
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", default="phantom", help="phantom[:SCENARIO], file, folder, camera, rtsp://, gst:")
     parser.add_argument("--size", type=_size, default=(1280, 720), help="phantom size / camera request (WxH)")
@@ -44,7 +54,8 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fourcc", default=None, help="camera pixel format to request, e.g. MJPG")
     parser.add_argument("--model", default=None, help=".onnx or .pt (default: the shipped model)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--imgsz", type=int, default=None, help="model input size (default: the model's)")
+    parser.add_argument("--imgsz", type=_input_size, default=None,
+                        help="model input size, N or WxH (default: the model's)")
     parser.add_argument("--frames", type=int, default=None, help="stop after N frames")
     parser.add_argument("--realtime", action="store_true", help="pace files and the phantom at their native rate")
     parser.add_argument("--config", default=None, help="YAML file of pipeline settings (see README)")
@@ -137,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", default=None)
     export = commands.add_parser("export", help=".pt -> ONNX (and TensorRT where present)")
     export.add_argument("--model", required=True)
-    export.add_argument("--imgsz", type=int, required=True)
+    export.add_argument("--imgsz", type=_input_size, required=True, help="N (square) or WxH, e.g. 512x288")
     export.add_argument("--out", required=True)
     export.add_argument("--opset", type=int, default=None)
     export.add_argument("--dynamic", action="store_true", help="dynamic batch (for replay --batch)")
@@ -206,6 +217,7 @@ def _open_pipeline(args, config, audit_path=None):
     """Source, model, stages and health monitor for ``run``/``demo`` (errors become ``UsageError``)."""
     from pipeline.alerts import AuditLog
     from pipeline.inference import load_model
+    from pipeline.preprocess import input_dims
     from pipeline.runtime import HealthMonitor, compose
     from pipeline.sources import open_source
 
@@ -220,8 +232,9 @@ def _open_pipeline(args, config, audit_path=None):
     device = resolve_device(getattr(args, "device", "auto"))
     model = load_model(args.model, device=device, conf=config.conf, iou=config.iou, roles=config.roles)
     imgsz = getattr(args, "imgsz", None) or config.imgsz
-    if imgsz and hasattr(model, "session") and imgsz != model.input_size:
-        raise UsageError(f"--imgsz {imgsz}: this ONNX model has a fixed input of {model.input_size}")
+    if imgsz and hasattr(model, "session") and input_dims(imgsz) != model.input_size:
+        fixed = "x".join(map(str, model.input_size))
+        raise UsageError(f"--imgsz {imgsz}: this ONNX model has a fixed input of {fixed}")
     config.imgsz = imgsz
     try:
         audit = AuditLog(audit_path, _identity(model, config)) if audit_path else None
@@ -452,7 +465,7 @@ def command_eval(args) -> int:
         report = evaluate(args.data, model, _pairs(args.mapping, "--mapping"), _values(args.ignore, "--ignore"))
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
-    print(f"{report['frames']} frames, {report['model']}, input {report['input_size']}")
+    print(f"{report['frames']} frames, {report['model']}, input {'x'.join(map(str, report['input_size']))}")
     columns = ("iou", "dice", "precision", "recall", "frame_mean_iou")
     print(f"{'class':12s} {'IoU':>7s} {'Dice':>7s} {'prec':>7s} {'recall':>7s} {'frame IoU':>10s} {'frames':>7s}")
     for name, c in report["classes"].items():

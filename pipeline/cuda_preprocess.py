@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.packet import FramePacket, Geometry, timed
-from pipeline.preprocess import PAD_VALUE, GeometryPlan
+from pipeline.preprocess import PAD_VALUE, GeometryPlan, input_dims
 
 KERNEL_SOURCE = r"""
 // One pixel of the picture the letterbox samples: the frame itself, or the frame seen
@@ -145,13 +145,13 @@ class CudaLetterboxPreprocess:
     same pass; ``mask_fov``: blank what lies outside the endoscope's circle.
     """
 
-    def __init__(self, input_size: int, crop_to_fov: bool = True, dtype: str = "float32", maps=None,
-                 mask_fov: bool = False, fov: tuple[float, float, float] | None = None):
+    def __init__(self, input_size: int | tuple[int, int], crop_to_fov: bool = True, dtype: str = "float32",
+                 maps=None, mask_fov: bool = False, fov: tuple[float, float, float] | None = None):
         import cupy
 
-        self.cupy, self.input_size, self.mask_fov = cupy, input_size, mask_fov
+        self.cupy, self.input_size, self.mask_fov = cupy, input_dims(input_size), mask_fov
         self.kernel = cupy.RawKernel(kernel_source(dtype), "letterbox")
-        self.tensor = cupy.empty((1, 3, input_size, input_size), dtype)
+        self.tensor = cupy.empty((1, 3, self.input_size[1], self.input_size[0]), dtype)
         self.copy_stream = cupy.cuda.Stream(non_blocking=True)
         self.stream = cupy.cuda.Stream(non_blocking=True)  # the kernel's, and the model's
         self.maps = tuple(cupy.asarray(m, cupy.float32) for m in maps) if maps is not None else None
@@ -184,14 +184,15 @@ class CudaLetterboxPreprocess:
             null = np.uint64(0)  # a null pointer: no undistortion
             map_x, map_y = self.maps if self.maps is not None else (null, null)
             threads = (32, 8)
-            blocks = ((self.input_size + 31) // 32, (self.input_size + 7) // 8)
+            input_w, input_h = self.input_size
+            blocks = ((input_w + 31) // 32, (input_h + 7) // 8)
             i32, f32 = np.int32, np.float32
             with self.stream:
                 self.kernel(blocks, threads, (
                     slot["device"], i32(width), i32(height), map_x, map_y,
                     i32(cx), i32(cy), i32(cw), i32(ch), i32(x0), i32(y0), i32(x1 - x0), i32(y1 - y0),
                     f32(fx), f32(fy), f32(r * r if r >= 0 else -1.0), f32(PAD_VALUE / 255.0),
-                    self.tensor, i32(self.input_size), i32(self.input_size)))
+                    self.tensor, i32(input_w), i32(input_h)))
             packet.geometry, packet.tensor, packet.stream = geometry, self.tensor, self.stream
             packet.device_image = slot["device"]  # valid until this slot's next upload, two frames on
         return packet

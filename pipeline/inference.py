@@ -38,7 +38,7 @@ class SegmentationModel:
     """
 
     names: tuple[str, ...]
-    input_size: int
+    input_size: tuple[int, int]  # (width, height)
     description: str
     task: str = "segment"
 
@@ -105,6 +105,11 @@ def _stack(tensors: list):
     return cupy.concatenate(tensors)
 
 
+def _input_hw(imgsz) -> tuple[int, int]:
+    """(height, width) from ultralytics' ``imgsz``: one side, or [height, width]."""
+    return (int(imgsz), int(imgsz)) if np.isscalar(imgsz) else (int(imgsz[0]), int(imgsz[1]))
+
+
 def _parse_names(text: str, task: str = "segment") -> tuple[str, ...]:
     """The pipeline's class names; a semantic model's class 0 (the background) is not one of them."""
     names = ast.literal_eval(text)  # ultralytics writes a dict literal; never eval'd as code
@@ -138,8 +143,9 @@ class OnnxSegmentationModel(SegmentationModel):
         self.input_name = inputs[0].name
         self.max_batch = inputs[0].shape[0] if isinstance(inputs[0].shape[0], int) else None
         self.names = _parse_names(meta["names"], self.task)
-        self.input_size = int(inputs[0].shape[-1]) if isinstance(inputs[0].shape[-1], int) else \
-            int(ast.literal_eval(meta.get("imgsz", "[640, 640]"))[-1])
+        height, width = inputs[0].shape[-2:] if all(isinstance(d, int) for d in inputs[0].shape[-2:]) else \
+            _input_hw(ast.literal_eval(meta.get("imgsz", "[640, 640]")))
+        self.input_size = (int(width), int(height))
         self.description = f"{Path(path).name} (onnxruntime)"
         self.path = Path(path)
 
@@ -163,7 +169,7 @@ class OnnxSegmentationModel(SegmentationModel):
 class TorchSegmentationModel(SegmentationModel):
     """Torch backend for ultralytics ``.pt`` checkpoints (CPU or CUDA)."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", input_size: int = 640, **kw):
+    def __init__(self, path: str | Path, device: str = "cpu", **kw):
         super().__init__(**kw)
         import torch
 
@@ -179,7 +185,8 @@ class TorchSegmentationModel(SegmentationModel):
         self.torch, self.device = torch, torch.device(device)
         self.module = yolo.model.to(self.device).eval()
         self.names = _parse_names(repr(yolo.model.names), self.task)
-        self.input_size = int(getattr(yolo.model, "args", {}).get("imgsz", input_size) or input_size)
+        height, width = _input_hw(getattr(yolo.model, "args", {}).get("imgsz") or 640)  # as trained
+        self.input_size = (width, height)
         self.description = f"{Path(path).name} (torch {device})"
         self.path = Path(path)
 

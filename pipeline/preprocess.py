@@ -29,15 +29,20 @@ def fov_crop(fov: tuple[float, float, float] | None, width: int, height: int) ->
     return x0, y0, x1 - x0, y1 - y0
 
 
-def plan_geometry(source_size: tuple[int, int], crop: tuple[int, int, int, int], input_size: int,
+def input_dims(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(width, height) of a model input given as one side (square) or as (width, height)."""
+    return (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+
+
+def plan_geometry(source_size: tuple[int, int], crop: tuple[int, int, int, int], input_size: int | tuple[int, int],
                   fov: tuple[float, float, float] | None = None) -> Geometry:
-    """Scale the crop to fit ``input_size`` square, centred, keeping its aspect ratio."""
+    """Scale the crop to fit the input (a side, or (width, height)), centred, keeping its aspect ratio."""
     _, _, w, h = crop
-    scale = min(input_size / w, input_size / h)
+    input_w, input_h = input_dims(input_size)
+    scale = min(input_w / w, input_h / h)
     new_w, new_h = round(w * scale), round(h * scale)
-    pad = ((input_size - new_w) // 2, (input_size - new_h) // 2)
-    return Geometry(source_size=source_size, crop=crop, scale=scale, pad=pad, input_size=(input_size, input_size),
-                    fov=fov)
+    pad = ((input_w - new_w) // 2, (input_h - new_h) // 2)
+    return Geometry(source_size=source_size, crop=crop, scale=scale, pad=pad, input_size=(input_w, input_h), fov=fov)
 
 
 def letterbox(image: np.ndarray, geometry: Geometry, out: np.ndarray | None = None,
@@ -56,8 +61,9 @@ class GeometryPlan:
     """The geometry for frames of the current size; the field of view detected on the first frame
     of each size (or ``fov``, a circle known in advance, never re-detected)."""
 
-    def __init__(self, input_size: int, crop_to_fov: bool = True, fov: tuple[float, float, float] | None = None):
-        self.input_size, self.crop_to_fov, self.fixed_fov = input_size, crop_to_fov, fov
+    def __init__(self, input_size: int | tuple[int, int], crop_to_fov: bool = True,
+                 fov: tuple[float, float, float] | None = None):
+        self.input_size, self.crop_to_fov, self.fixed_fov = input_dims(input_size), crop_to_fov, fov
         self.fov: tuple[float, float, float] | None = fov
         self.geometry: Geometry | None = None
 
@@ -82,12 +88,13 @@ class LetterboxPreprocess:
     The tensor is a buffer reused frame after frame: the model reads it before the next call.
     """
 
-    def __init__(self, input_size: int, crop_to_fov: bool = True, dtype=np.float32,
+    def __init__(self, input_size: int | tuple[int, int], crop_to_fov: bool = True, dtype=np.float32,
                  fov: tuple[float, float, float] | None = None):
-        self.input_size, self.dtype = input_size, dtype
+        self.input_size, self.dtype = input_dims(input_size), dtype
         self.plan = GeometryPlan(input_size, crop_to_fov, fov)
-        self._canvas = np.full((input_size, input_size, 3), PAD_VALUE, np.uint8)
-        self._tensor = np.empty((1, 3, input_size, input_size), dtype)
+        width, height = self.input_size
+        self._canvas = np.full((height, width, 3), PAD_VALUE, np.uint8)
+        self._tensor = np.empty((1, 3, height, width), dtype)
 
     def redetect(self) -> None:
         """Forget the cached field of view; the next frame detects it again."""

@@ -51,7 +51,7 @@ def test_out_of_range_classes_and_the_endoscope_circle():
 def test_semantic_onnx_and_pt_agree_and_load_as_semantic(untrained_semantic_models):
     onnx, pt = load_model(untrained_semantic_models["onnx"]), load_model(untrained_semantic_models["pt"])
     assert onnx.task == pt.task == "semantic"
-    assert onnx.names == pt.names == NAMES and onnx.input_size == 320
+    assert onnx.names == pt.names == NAMES and onnx.input_size == (320, 320)
     assert onnx.forward(np.zeros((1, 3, 320, 320), np.float32))[0].shape == (1, 320, 320)  # not ultralytics' 2x
     for frame in (0, 50):
         image = PhantomScene(640, 360).render(frame)[0]

@@ -111,6 +111,24 @@ def test_exported_onnx_gives_the_same_masks_as_the_pt(untrained_models, tmp_path
         assert (a == b).mean() > 0.99
 
 
+def test_a_rectangular_export_fills_a_16_by_9_input_without_bands(untrained_models, tmp_path):
+    from pipeline.inference import load_model
+    from pipeline.packet import FramePacket
+    from pipeline.preprocess import LetterboxPreprocess
+
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "export", "--model", str(untrained_models["pt"]),
+                             "--imgsz", "320x192", "--out", str(tmp_path / "wide.onnx")], capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    onnx, pt = load_model(tmp_path / "wide.onnx", conf=0.002), load_model(untrained_models["pt"], conf=0.002)
+    assert onnx.input_size == (320, 192)
+    image = PhantomScene(1280, 720).render(50)[0]
+    packets = [LetterboxPreprocess((320, 192), crop_to_fov=False)(FramePacket.capture(image, 0, "p")) for _ in range(2)]
+    assert packets[0].tensor.shape == (1, 3, 192, 320) and packets[0].geometry.pad == (0, 6)  # 1280x720 -> 320x180
+    a, b = onnx(packets[0]).segmentation.class_map, pt(packets[1]).segmentation.class_map
+    assert a.shape == (720, 1280) and (a == b).mean() > 0.99
+
+
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data/endoscapes is not here")
 def test_endoscapes_converts_and_evaluates(tmp_path):
     source = tmp_path / "subset"

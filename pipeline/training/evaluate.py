@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from pipeline.packet import FramePacket
-from pipeline.preprocess import LetterboxPreprocess
+from pipeline.preprocess import LetterboxPreprocess, input_dims
 from pipeline.training.dataset import (
     ENDOSCAPES_IGNORE,
     ENDOSCAPES_MAPPING,
@@ -98,7 +98,8 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
     tp, conf = np.concatenate(tps), np.concatenate(confs)
     ap = ap_per_class(tp, conf, np.concatenate(pred_classes), np.concatenate(target_classes))[5] \
         if len(tp) else np.zeros((0, 10))
-    report = {"frames": len(images), "model": model.description, "input_size": model.input_size, "classes": {}}
+    report = {"frames": len(images), "model": model.description, "input_size": list(input_dims(model.input_size)),
+              "classes": {}}
     for c, name in enumerate(model.names):
         report["classes"][name] = {
             "iou": float(inter[c] / union[c]) if union[c] else None,

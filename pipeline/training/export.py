@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.preprocess import input_dims
+
 
 def _export(pt: str | Path, out: str | Path, **settings) -> Path:
     """Run ultralytics' exporter on a copy of ``pt`` in a scratch folder and move the result to ``out``.
@@ -29,15 +31,20 @@ def _export(pt: str | Path, out: str | Path, **settings) -> Path:
     return out
 
 
-def export_onnx(pt: str | Path, imgsz: int, out: str | Path, opset: int | None = None,
+def export_onnx(pt: str | Path, imgsz: int | tuple[int, int], out: str | Path, opset: int | None = None,
                 dynamic: bool = False) -> Path:
-    """Write ``out`` (static batch 1 unless ``dynamic``); the class names go into its metadata."""
-    out = _export(pt, out, format="onnx", imgsz=imgsz, opset=opset, dynamic=dynamic, simplify=True)
-    _class_map_at_input_size(out, imgsz)
+    """Write ``out`` (static batch 1 unless ``dynamic``); the class names go into its metadata.
+
+    ``imgsz``: one side, or (width, height) for a rectangular input (a model trained on squares
+    runs on any multiple of 32: a 16:9 picture needs no padding bands).
+    """
+    width, height = input_dims(imgsz)
+    out = _export(pt, out, format="onnx", imgsz=[height, width], opset=opset, dynamic=dynamic, simplify=True)
+    _class_map_at_input_size(out, height)
     return out
 
 
-def _class_map_at_input_size(path: Path, imgsz: int) -> None:
+def _class_map_at_input_size(path: Path, height: int) -> None:
     """Make a semantic model's class map the size of its input.
 
     Ultralytics' semantic head upsamples its logits by 8 (its own stride) before the argmax it
@@ -59,17 +66,17 @@ def _class_map_at_input_size(path: Path, imgsz: int) -> None:
     logits_height = shapes[resize[0].input[0]][2].dim_value
     scales = next(i for i in model.graph.initializer if i.name == resize[0].input[2])
     factor = numpy_helper.to_array(scales)[2]
-    if not logits_height or logits_height * factor == imgsz:
+    if not logits_height or logits_height * factor == height:
         return
-    stride = imgsz / logits_height
+    stride = height / logits_height
     scales.CopyFrom(numpy_helper.from_array(np.array([1, 1, stride, stride], np.float32), scales.name))
     for dim in model.graph.output[0].type.tensor_type.shape.dim[-2:]:
         if dim.dim_value:
-            dim.dim_value = imgsz
+            dim.dim_value = int(dim.dim_value * stride / factor)
     onnx.save(model, str(path))
 
 
-def export_tensorrt(pt: str | Path, imgsz: int, out: str | Path) -> Path:
+def export_tensorrt(pt: str | Path, imgsz: int | tuple[int, int], out: str | Path) -> Path:
     """A TensorRT engine (fp16) where TensorRT and a CUDA device exist; a clear error otherwise."""
     from pipeline.inference import ModelError
 
@@ -77,4 +84,5 @@ def export_tensorrt(pt: str | Path, imgsz: int, out: str | Path) -> Path:
         import tensorrt  # noqa: F401
     except ImportError:
         raise ModelError("TensorRT is not installed here (pip install tensorrt, on a CUDA machine)") from None
-    return _export(pt, out, format="engine", imgsz=imgsz, half=True, device=0)
+    width, height = input_dims(imgsz)
+    return _export(pt, out, format="engine", imgsz=[height, width], half=True, device=0)
