@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", default=None, help="start from this .pt (e.g. phantom-pretrained) instead of scratch")
     train.add_argument("--class-weights", type=float, default=0.0, metavar="POWER",
                        help="weight rare classes by inverse frequency to this power, 0-1 (ultralytics cls_pw)")
+    train.add_argument("--hours", type=float, default=None, help="stop after this long (overrides --epochs' schedule)")
     evaluation = commands.add_parser("eval", help="per-class IoU/Dice, mask mAP and speed on labelled frames")
     evaluation.add_argument("--data", required=True, help="folder with images/ and masks/")
     evaluation.add_argument("--model", default=None)
@@ -449,7 +450,7 @@ def command_train(args) -> int:
     try:
         best = train(args.data, args.out, args.arch, args.imgsz, args.epochs, args.batch,
                      resolve_device(args.device), resume=args.resume, init=args.init,
-                     class_weight_power=args.class_weights)
+                     class_weight_power=args.class_weights, hours=args.hours)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
     print(f"best weights: {best}")

@@ -12,13 +12,14 @@ import yaml
 def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: int = 320, epochs: int = 30,
           batch: int | None = None, device: str = "cpu", seed: int = 0, resume: bool = False,
           names: tuple[str, ...] = ("instrument", "vessel"), init: str | Path | None = None,
-          class_weight_power: float = 0.0) -> Path:
+          class_weight_power: float = 0.0, hours: float | None = None) -> Path:
     """Train (or ``resume`` the run in ``out``); returns the best checkpoint. Seeded and deterministic.
 
     ``init``: a checkpoint to start from (e.g. phantom-pretrained weights) instead of ``arch`` from
     scratch; its layers that ``arch`` shares are taken over (an instance model's backbone and neck
     for a semantic one). ``class_weight_power`` (ultralytics' ``cls_pw``, 0-1): weight rare classes
-    up by inverse frequency to this power (0: unweighted).
+    up by inverse frequency to this power (0: unweighted). ``hours``: stop after this long (the
+    schedule is fitted to it: ultralytics' ``time``), for a GPU lent for minutes.
     """
     from pipeline.yolo import YOLO, model_from_yaml
 
@@ -39,5 +40,6 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch or (16 if device == "cpu" else 64),
                 workers=2 if device == "cpu" else 8, device=device, seed=seed, deterministic=True,
                 project=str(out.parent), name=out.name, exist_ok=True, plots=False, amp=device != "cpu",
-                close_mosaic=max(1, epochs // 10), patience=max(20, epochs // 3), cls_pw=class_weight_power)
+                close_mosaic=max(1, epochs // 10), patience=max(20, epochs // 3), cls_pw=class_weight_power,
+                **({"time": hours} if hours else {}))
     return out / "weights" / "best.pt"
