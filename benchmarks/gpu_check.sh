@@ -16,6 +16,7 @@ python benchmarks/gpu_pipeline.py --model "$MODEL" --json "$OUT/gpu_pipeline.jso
 # named in carry; never committed: CC BY-NC-SA). Prepare it here, on the CPU machine:
 #   orsight dataset convert ../shared/data/endoscapes --out data/endoscapes --imgsz 640
 #   mkdir -p data/val && cp -r ../shared/data/endoscapes/val/{images,masks} data/val/
+# (38 MB at 640: with the wheels, keep a call under 64 MiB: --imgsz 512, or leave av out when only training.)
 # TRAIN_HOURS (default 0.08, about 5 minutes) caps each of the two runs; weights, logs and
 # val figures come back in $OUT. Instance model first (the shipped kind), then the semantic one.
 if [ -f data/endoscapes/data.yaml ]; then
