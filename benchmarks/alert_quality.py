@@ -24,14 +24,14 @@ from pipeline.analysis import Analyse
 from pipeline.inference import load_model
 from pipeline.packet import FramePacket
 from pipeline.phantom import PhantomScene
-from pipeline.preprocess import LetterboxPreprocess
+from pipeline.preprocess import LetterboxPreprocess, model_input
 
 SIZE, FPS = (1280, 720), 30.0
 
 
 def run(scene: PhantomScene, frames: int, model) -> tuple[list[float], list[tuple]]:
     """True distance per frame and alert events ``(frame, rule, state, priority)``."""
-    preprocess = LetterboxPreprocess(model.input_size) if model else None
+    preprocess = LetterboxPreprocess(**model_input(model)) if model else None
     analyse, alerts = Analyse(), Alerts(build_rules(CLINICAL_RULES))
     truth_distance, events = [], []
     for frame in range(frames):

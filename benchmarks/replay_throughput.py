@@ -22,7 +22,7 @@ from machine import describe_machine
 from pipeline.inference import load_model
 from pipeline.packet import FramePacket
 from pipeline.phantom import PhantomScene
-from pipeline.preprocess import LetterboxPreprocess
+from pipeline.preprocess import LetterboxPreprocess, model_input
 from pipeline.replay import ReplayOptions, read_frames, replay_videos
 
 
@@ -36,7 +36,7 @@ def write_video(path: Path, frames: int, size: tuple[int, int]) -> None:
 
 def bare_model_fps(video: Path, model_path, threads: int | None) -> float:
     model = load_model(model_path, threads=threads)
-    preprocess = LetterboxPreprocess(model.input_size)
+    preprocess = LetterboxPreprocess(**model_input(model))
     tensors = [preprocess(FramePacket.capture(image, i, "bench")).tensor.copy() for i, image in read_frames(str(video))]
     model.forward(tensors[0])  # warm-up
     started = time.perf_counter()

@@ -233,7 +233,7 @@ def _open_pipeline(args, config, audit_path=None):
     device = resolve_device(getattr(args, "device", "auto"))
     model = load_model(args.model, device=device, conf=config.conf, iou=config.iou, roles=config.roles)
     imgsz = getattr(args, "imgsz", None) or config.imgsz
-    if imgsz and hasattr(model, "session") and input_dims(imgsz) != model.input_size:
+    if imgsz and model.fixed_input and input_dims(imgsz) != model.input_size:
         fixed = "x".join(map(str, model.input_size))
         raise UsageError(f"--imgsz {imgsz}: this ONNX model has a fixed input of {fixed}")
     config.imgsz = imgsz

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.packet import FramePacket, Geometry, timed
-from pipeline.preprocess import PAD_VALUE, GeometryPlan, input_dims
+from pipeline.preprocess import PAD_VALUE, GeometryPlan
 
 KERNEL_SOURCE = r"""
 // One pixel of the picture the letterbox samples: the frame itself, or the frame seen
@@ -146,16 +146,17 @@ class CudaLetterboxPreprocess:
     """
 
     def __init__(self, input_size: int | tuple[int, int], crop_to_fov: bool = True, dtype: str = "float32",
-                 maps=None, mask_fov: bool = False, fov: tuple[float, float, float] | None = None):
+                 maps=None, mask_fov: bool = False, fov: tuple[float, float, float] | None = None,
+                 fit_aspect: bool = False):
         import cupy
 
-        self.cupy, self.input_size, self.mask_fov = cupy, input_dims(input_size), mask_fov
+        self.cupy, self.dtype, self.mask_fov = cupy, dtype, mask_fov
         self.kernel = cupy.RawKernel(kernel_source(dtype), "letterbox")
-        self.tensor = cupy.empty((1, 3, self.input_size[1], self.input_size[0]), dtype)
+        self.tensor = None  # (1, 3, h, w) on the device, for the current geometry
         self.copy_stream = cupy.cuda.Stream(non_blocking=True)
         self.stream = cupy.cuda.Stream(non_blocking=True)  # the kernel's, and the model's
         self.maps = tuple(cupy.asarray(m, cupy.float32) for m in maps) if maps is not None else None
-        self.plan = GeometryPlan(input_size, crop_to_fov, fov)
+        self.plan = GeometryPlan(input_size, crop_to_fov, fov, fit_aspect)
         self.slots: list[dict] = []  # double-buffered pinned host + device frames
         self.turn = 0
 
@@ -167,8 +168,10 @@ class CudaLetterboxPreprocess:
     def __call__(self, packet: FramePacket) -> FramePacket:
         with timed(packet, "preprocess"):
             geometry, new = self.plan(packet.image)
+            input_w, input_h = geometry.input_size
             if new:
                 self.slots = [self._slot(packet.image.nbytes, packet.image.shape) for _ in range(2)]
+                self.tensor = self.cupy.empty((1, 3, input_h, input_w), self.dtype)
             slot = self.slots[self.turn]
             self.turn ^= 1
             if slot["uploaded"] is not None:
@@ -184,7 +187,6 @@ class CudaLetterboxPreprocess:
             null = np.uint64(0)  # a null pointer: no undistortion
             map_x, map_y = self.maps if self.maps is not None else (null, null)
             threads = (32, 8)
-            input_w, input_h = self.input_size
             blocks = ((input_w + 31) // 32, (input_h + 7) // 8)
             i32, f32 = np.int32, np.float32
             with self.stream:

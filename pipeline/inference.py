@@ -38,7 +38,8 @@ class SegmentationModel:
     """
 
     names: tuple[str, ...]
-    input_size: tuple[int, int]  # (width, height)
+    input_size: tuple[int, int]  # (width, height); with ``fixed_input`` False, a pixel budget
+    fixed_input: bool = False  # True: only this exact input shape runs (a static ONNX export)
     description: str
     task: str = "segment"
 
@@ -143,7 +144,8 @@ class OnnxSegmentationModel(SegmentationModel):
         self.input_name = inputs[0].name
         self.max_batch = inputs[0].shape[0] if isinstance(inputs[0].shape[0], int) else None
         self.names = _parse_names(meta["names"], self.task)
-        height, width = inputs[0].shape[-2:] if all(isinstance(d, int) for d in inputs[0].shape[-2:]) else \
+        self.fixed_input = all(isinstance(d, int) for d in inputs[0].shape[-2:])
+        height, width = inputs[0].shape[-2:] if self.fixed_input else \
             _input_hw(ast.literal_eval(meta.get("imgsz", "[640, 640]")))
         self.input_size = (int(width), int(height))
         self.description = f"{Path(path).name} (onnxruntime)"

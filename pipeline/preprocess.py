@@ -7,6 +7,10 @@ same :func:`plan_geometry` and must match it.
 
     preprocess = LetterboxPreprocess(320)
     packet = preprocess(packet)          # fills packet.tensor and packet.geometry
+
+A model that takes any input shape (a dynamic ONNX export, a ``.pt``) gets ``fit_aspect``: the
+input keeps the model's pixel budget but takes the crop's shape (multiples of 32), so a
+full-frame 16:9 picture fills 480x288 instead of a third of 384x384 being grey bands.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from calibration.fov import detect_fov
 from pipeline.packet import FramePacket, Geometry, timed
 
 PAD_VALUE = 114  # grey of the letterbox bars, as ultralytics trains with
+STRIDE = 32  # a YOLO input side is a multiple of the deepest feature stride
 
 
 def fov_crop(fov: tuple[float, float, float] | None, width: int, height: int) -> tuple[int, int, int, int]:
@@ -32,6 +37,27 @@ def fov_crop(fov: tuple[float, float, float] | None, width: int, height: int) ->
 def input_dims(size: int | tuple[int, int]) -> tuple[int, int]:
     """(width, height) of a model input given as one side (square) or as (width, height)."""
     return (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+
+
+def fitted_input(crop_size: tuple[int, int], budget: tuple[int, int]) -> tuple[int, int]:
+    """(width, height), multiples of 32, of at most ``budget``'s pixels, that shows the crop largest
+    (the smaller input on a tie)."""
+    crop_w, crop_h = crop_size
+    pixels = budget[0] * budget[1]
+    best = (0.0, 0, budget)
+    for height in range(STRIDE, pixels // STRIDE + 1, STRIDE):
+        width = pixels // height // STRIDE * STRIDE
+        scale = min(width / crop_w, height / crop_h)
+        width = min(width, -(-round(crop_w * scale) // STRIDE) * STRIDE)  # no wider than the picture needs
+        height = min(height, -(-round(crop_h * scale) // STRIDE) * STRIDE)
+        best = max(best, (scale, -width * height, (width, height)))
+    return best[2]
+
+
+def model_input(model, imgsz: int | tuple[int, int] | None = None) -> dict:
+    """Preprocess arguments for ``model``: ``imgsz`` exactly, else the model's own input (its pixel
+    budget in the picture's shape, where the model takes any shape)."""
+    return {"input_size": imgsz or model.input_size, "fit_aspect": not (imgsz or model.fixed_input)}
 
 
 def plan_geometry(source_size: tuple[int, int], crop: tuple[int, int, int, int], input_size: int | tuple[int, int],
@@ -62,8 +88,9 @@ class GeometryPlan:
     of each size (or ``fov``, a circle known in advance, never re-detected)."""
 
     def __init__(self, input_size: int | tuple[int, int], crop_to_fov: bool = True,
-                 fov: tuple[float, float, float] | None = None):
+                 fov: tuple[float, float, float] | None = None, fit_aspect: bool = False):
         self.input_size, self.crop_to_fov, self.fixed_fov = input_dims(input_size), crop_to_fov, fov
+        self.fit_aspect = fit_aspect
         self.fov: tuple[float, float, float] | None = fov
         self.geometry: Geometry | None = None
 
@@ -77,7 +104,9 @@ class GeometryPlan:
         if self.geometry is not None and self.geometry.source_size == (width, height):
             return self.geometry, False
         self.fov = self.fixed_fov or (detect_fov(image) if self.crop_to_fov else None)
-        self.geometry = plan_geometry((width, height), fov_crop(self.fov, width, height), self.input_size, self.fov)
+        crop = fov_crop(self.fov, width, height)
+        size = fitted_input(crop[2:], self.input_size) if self.fit_aspect else self.input_size
+        self.geometry = plan_geometry((width, height), crop, size, self.fov)
         return self.geometry, True
 
 
@@ -89,12 +118,10 @@ class LetterboxPreprocess:
     """
 
     def __init__(self, input_size: int | tuple[int, int], crop_to_fov: bool = True, dtype=np.float32,
-                 fov: tuple[float, float, float] | None = None):
-        self.input_size, self.dtype = input_dims(input_size), dtype
-        self.plan = GeometryPlan(input_size, crop_to_fov, fov)
-        width, height = self.input_size
-        self._canvas = np.full((height, width, 3), PAD_VALUE, np.uint8)
-        self._tensor = np.empty((1, 3, height, width), dtype)
+                 fov: tuple[float, float, float] | None = None, fit_aspect: bool = False):
+        self.dtype = dtype
+        self.plan = GeometryPlan(input_size, crop_to_fov, fov, fit_aspect)
+        self._canvas = self._tensor = None
 
     def redetect(self) -> None:
         """Forget the cached field of view; the next frame detects it again."""
@@ -104,7 +131,9 @@ class LetterboxPreprocess:
         with timed(packet, "preprocess"):
             geometry, new = self.plan(packet.image)
             if new:
-                self._canvas[:] = PAD_VALUE
+                width, height = geometry.input_size
+                self._canvas = np.full((height, width, 3), PAD_VALUE, np.uint8)
+                self._tensor = np.empty((1, 3, height, width), self.dtype)
             letterbox(packet.image, geometry, self._canvas)
             rgb = self._canvas[..., ::-1].transpose(2, 0, 1)
             np.multiply(rgb, self.dtype(1 / 255), out=self._tensor[0], casting="unsafe")

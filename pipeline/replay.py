@@ -33,7 +33,7 @@ from pipeline.analysis import Analyse
 from pipeline.inference import load_model
 from pipeline.overlay import Overlay
 from pipeline.packet import FramePacket, Proximity, Segmentation
-from pipeline.preprocess import LetterboxPreprocess
+from pipeline.preprocess import LetterboxPreprocess, model_input
 from pipeline.runtime import PipelineConfig
 
 OUTPUTS = ("annotated.mp4", "frames.jsonl", "alerts.jsonl", "report.html", "summary.json")
@@ -158,7 +158,7 @@ class Analyser:
             raise ReplayError(f"--batch {options.batch}: this model takes batches of {self.model.max_batch}; "
                               "export it with a dynamic batch")
         self.batch = options.batch
-        self.preprocess = LetterboxPreprocess(config.imgsz or self.model.input_size, config.crop_to_fov,
+        self.preprocess = LetterboxPreprocess(**model_input(self.model, config.imgsz), crop_to_fov=config.crop_to_fov,
                                               fov=fov if config.crop_to_fov else None)
         self.analyse = Analyse(config.mm_per_px)
 

@@ -12,6 +12,7 @@ def test_onnx_and_pt_give_the_same_outputs(untrained_models):
     onnx, torch_model = load_model(untrained_models["onnx"]), load_model(untrained_models["pt"])
     assert onnx.names == torch_model.names == ("instrument", "vessel")
     assert onnx.roles == ("instrument", "vessel") and onnx.input_size == (320, 320)
+    assert onnx.fixed_input and not torch_model.fixed_input  # a static export runs one shape; torch any
     packet = LetterboxPreprocess(320)(FramePacket.capture(PhantomScene(640, 360).render(3)[0], 0, "phantom"))
     for a, b in zip(onnx.forward(packet.tensor), torch_model.forward(packet.tensor)):
         assert a.shape == b.shape and np.abs(a - b).max() < 1e-3

@@ -4,7 +4,14 @@ import pytest
 
 from pipeline.packet import FramePacket
 from pipeline.phantom import PhantomScene
-from pipeline.preprocess import PAD_VALUE, LetterboxPreprocess, fov_crop, plan_geometry
+from pipeline.preprocess import (
+    PAD_VALUE,
+    LetterboxPreprocess,
+    fitted_input,
+    fov_crop,
+    model_input,
+    plan_geometry,
+)
 
 
 def test_geometry_maps_input_corners_back_to_crop_corners():
@@ -39,3 +46,27 @@ def test_phantom_frame_is_cropped_to_its_field_of_view():
     reference = cv2.resize(image[y:y + h, x:x + w], (320, 320), interpolation=cv2.INTER_LINEAR)
     expected = reference[..., ::-1].transpose(2, 0, 1) / 255
     assert np.abs(packet.tensor[0] - expected).max() < 1e-6
+
+
+def test_a_fitted_input_spends_the_pixel_budget_on_the_picture():
+    assert fitted_input((708, 708), (384, 384)) == (384, 384)  # a scope's circle: square
+    assert fitted_input((1280, 720), (384, 384)) == (512, 288)  # full-frame 16:9: no bands, scale 0.4 vs 0.3
+    assert fitted_input((770, 480), (384, 384)) == (480, 288)  # Endoscapes' crop: scale 0.6 vs 0.5
+    for crop in ((1920, 1080), (640, 480), (480, 640), (1000, 300)):
+        width, height = fitted_input(crop, (384, 384))
+        assert width % 32 == height % 32 == 0 and width * height <= 384 * 384
+        assert min(width / crop[0], height / crop[1]) >= 384 / max(crop)  # never smaller than in the square
+
+
+def test_the_preprocess_takes_the_picture_shape_only_where_the_model_takes_any_shape():
+    class Model:
+        input_size, fixed_input = (384, 384), False
+
+    image = np.full((720, 1280, 3), 90, np.uint8)  # no endoscope circle: the whole frame
+    packet = LetterboxPreprocess(**model_input(Model()))(FramePacket.capture(image, 0, "x"))
+    assert packet.tensor.shape == (1, 3, 288, 512) and packet.geometry.pad == (0, 0)
+    Model.fixed_input = True
+    assert LetterboxPreprocess(**model_input(Model()))(FramePacket.capture(image, 0, "x")).tensor.shape == \
+        (1, 3, 384, 384)
+    assert LetterboxPreprocess(**model_input(Model(), 320))(FramePacket.capture(image, 0, "x")).tensor.shape == \
+        (1, 3, 320, 320)  # an explicit --imgsz is taken as it is

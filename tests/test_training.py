@@ -54,6 +54,7 @@ class FixedModel:
     """Stands in for a model to check the metrics: always predicts the left half as instrument."""
 
     names, roles, input_size, description = ("instrument", "vessel"), ("instrument", "vessel"), 64, "fixed"
+    fixed_input = True
 
     def __call__(self, packet):
         height, width = packet.image.shape[:2]
@@ -127,6 +128,13 @@ def test_a_rectangular_export_fills_a_16_by_9_input_without_bands(untrained_mode
     assert packets[0].tensor.shape == (1, 3, 192, 320) and packets[0].geometry.pad == (0, 6)  # 1280x720 -> 320x180
     a, b = onnx(packets[0]).segmentation.class_map, pt(packets[1]).segmentation.class_map
     assert a.shape == (720, 1280) and (a == b).mean() > 0.99
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "export", "--model", str(untrained_models["pt"]),
+                             "--imgsz", "320", "--dynamic", "--out", str(tmp_path / "any.onnx")], capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    dynamic = load_model(tmp_path / "any.onnx", conf=0.002)
+    assert not dynamic.fixed_input and dynamic.input_size == (320, 320)  # a budget, fitted to each picture
+    assert (dynamic(packets[0]).segmentation.class_map == a).mean() > 0.99
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data/endoscapes is not here")

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from pipeline.packet import FramePacket
-from pipeline.preprocess import LetterboxPreprocess, input_dims
+from pipeline.preprocess import LetterboxPreprocess, input_dims, model_input
 from pipeline.training.dataset import (
     ENDOSCAPES_IGNORE,
     ENDOSCAPES_MAPPING,
@@ -65,7 +65,7 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
     if not images:
         raise ValueError(f"no images in {folder / 'images'}")
     classes = len(model.names)
-    preprocess = LetterboxPreprocess(model.input_size)
+    preprocess = LetterboxPreprocess(**model_input(model))  # as the pipeline runs it
     inter, union, pred_sum, true_sum = (np.zeros(classes) for _ in range(4))
     frame_iou = [[] for _ in range(classes)]
     tps, confs, pred_classes, target_classes, infer_ms = [], [], [], [], []
