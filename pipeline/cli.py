@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--out", required=True)
     convert.add_argument("--mapping", default="6:0,3:1", help="mask value:class index pairs (default Endoscapes)")
     convert.add_argument("--ignore", default="7,255", help="mask values to ignore")
+    convert.add_argument("--names", default="instrument,vessel",
+                         help="class names in index order (roles come from them: see README)")
     convert.add_argument("--colours", default=None, help="YAML of R,G,B: value for colour-coded masks")
     convert.add_argument("--imgsz", type=int, default=480)
     phantom = dataset_kinds.add_parser("phantom", help="render a labelled phantom dataset")
@@ -433,9 +435,13 @@ def command_dataset(args) -> int:
         if args.colours:
             table = yaml.safe_load(Path(args.colours).read_text())
             colours = {tuple(int(v) for v in str(k).split(",")): int(v) for k, v in table.items()}
+        mapping, names = _pairs(args.mapping, "--mapping"), tuple(n for n in args.names.split(",") if n)
+        if sorted(set(mapping.values())) != list(range(len(names))):
+            raise UsageError(f"--mapping gives classes {sorted(set(mapping.values()))}: --names needs one name "
+                             f"for each of 0..{max(mapping.values(), default=0)}, got {len(names)}")
         try:
-            path = convert_masks(args.source, args.out, _pairs(args.mapping, "--mapping"),
-                                 _values(args.ignore, "--ignore"), size=args.imgsz, colours=colours)
+            path = convert_masks(args.source, args.out, mapping, _values(args.ignore, "--ignore"), names=names,
+                                 size=args.imgsz, colours=colours)
         except ValueError as error:
             raise UsageError(str(error)) from None
     print(f"wrote {path}")

@@ -167,3 +167,11 @@ def test_shipped_model_finds_instruments_on_real_frames_it_never_saw():
         pytest.skip("no shipped model")
     report = evaluate(SHARED_DATA / "val", load_model())
     assert report["classes"]["instrument"]["iou"] >= 0.65  # docs/model-card.md: 0.700 on this split
+
+
+def test_convert_needs_a_name_for_every_mapped_class(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "dataset", "convert", str(tmp_path), "--out",
+                             str(tmp_path / "out"), "--mapping", "6:0,3:1,4:2"], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 2 and "--names needs one name for each of 0..2" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
