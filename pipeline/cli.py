@@ -472,7 +472,8 @@ def command_eval(args) -> int:
         report = evaluate(args.data, model, _pairs(args.mapping, "--mapping"), _values(args.ignore, "--ignore"))
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
-    print(f"{report['frames']} frames, {report['model']}, input {'x'.join(map(str, report['input_size']))}")
+    fitted = " pixels, fitted to each picture" if report["input_fitted"] else ""
+    print(f"{report['frames']} frames, {report['model']}, input {'x'.join(map(str, report['input_size']))}{fitted}")
     columns = ("iou", "dice", "precision", "recall", "frame_mean_iou")
     print(f"{'class':12s} {'IoU':>7s} {'Dice':>7s} {'prec':>7s} {'recall':>7s} {'frame IoU':>10s} {'frames':>7s}")
     for name, c in report["classes"].items():

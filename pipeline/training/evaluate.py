@@ -99,6 +99,7 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
     ap = ap_per_class(tp, conf, np.concatenate(pred_classes), np.concatenate(target_classes))[5] \
         if len(tp) else np.zeros((0, 10))
     report = {"frames": len(images), "model": model.description, "input_size": list(input_dims(model.input_size)),
+              "input_fitted": not model.fixed_input,
               "classes": {}}
     for c, name in enumerate(model.names):
         report["classes"][name] = {
