@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a segmentation model (ultralytics)")
     train.add_argument("--data", required=True, help="data.yaml from `orsight dataset`")
     train.add_argument("--out", required=True, help="run folder (outside the repo)")
-    train.add_argument("--arch", default="yolo26n-seg", help="ultralytics model name or yolo26n-sem-p2 (semantic, stride-4 head; --data semantic.yaml)")
+    train.add_argument("--arch", default="yolo26n-seg",
+                       help="ultralytics model name, or yolo26n-sem-p2 (semantic, stride-4 head; --data semantic.yaml)")
     train.add_argument("--imgsz", type=int, default=320)
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--batch", type=int, default=None)
@@ -154,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--imgsz", type=_input_size, required=True, help="N (square) or WxH, e.g. 512x288")
     export.add_argument("--out", required=True)
     export.add_argument("--opset", type=int, default=None)
-    export.add_argument("--dynamic", action="store_true", help="dynamic batch (for replay --batch)")
+    export.add_argument("--dynamic", action="store_true",
+                        help="dynamic batch and input shape (replay --batch; the input fitted to each picture)")
     export.add_argument("--tensorrt", action="store_true", help="also build a TensorRT engine")
     scale = commands.add_parser("scale", help="mm per pixel from a reference object of known length")
     scale.add_argument("--points", required=True, help="X1,Y1,X2,Y2: the reference's ends in the image")

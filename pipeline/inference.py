@@ -20,6 +20,7 @@ import numpy as np
 from pipeline.classes import class_roles
 from pipeline.masks import decode_segmentation
 from pipeline.packet import FramePacket, timed
+from pipeline.preprocess import input_dims
 from pipeline.semantic import decode_semantic
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "orsight-endoscapes-seg-384.onnx"
@@ -106,9 +107,9 @@ def _stack(tensors: list):
     return cupy.concatenate(tensors)
 
 
-def _input_hw(imgsz) -> tuple[int, int]:
-    """(height, width) from ultralytics' ``imgsz``: one side, or [height, width]."""
-    return (int(imgsz), int(imgsz)) if np.isscalar(imgsz) else (int(imgsz[0]), int(imgsz[1]))
+def _ultralytics_size(imgsz) -> tuple[int, int]:
+    """(width, height) from ultralytics' ``imgsz`` or an input's shape: one side, or [height, width]."""
+    return input_dims(imgsz if np.isscalar(imgsz) else tuple(imgsz)[::-1])
 
 
 def _parse_names(text: str, task: str = "segment") -> tuple[str, ...]:
@@ -145,9 +146,8 @@ class OnnxSegmentationModel(SegmentationModel):
         self.max_batch = inputs[0].shape[0] if isinstance(inputs[0].shape[0], int) else None
         self.names = _parse_names(meta["names"], self.task)
         self.fixed_input = all(isinstance(d, int) for d in inputs[0].shape[-2:])
-        height, width = inputs[0].shape[-2:] if self.fixed_input else \
-            _input_hw(ast.literal_eval(meta.get("imgsz", "[640, 640]")))
-        self.input_size = (int(width), int(height))
+        self.input_size = _ultralytics_size(inputs[0].shape[-2:] if self.fixed_input else
+                                            ast.literal_eval(meta.get("imgsz", "[640, 640]")))
         self.description = f"{Path(path).name} (onnxruntime)"
         self.path = Path(path)
 
@@ -187,8 +187,7 @@ class TorchSegmentationModel(SegmentationModel):
         self.torch, self.device = torch, torch.device(device)
         self.module = yolo.model.to(self.device).eval()
         self.names = _parse_names(repr(yolo.model.names), self.task)
-        height, width = _input_hw(getattr(yolo.model, "args", {}).get("imgsz") or 640)  # as trained
-        self.input_size = (width, height)
+        self.input_size = _ultralytics_size(getattr(yolo.model, "args", {}).get("imgsz") or 640)  # as trained
         self.description = f"{Path(path).name} (torch {device})"
         self.path = Path(path)
 

@@ -132,8 +132,10 @@ class LetterboxPreprocess:
             geometry, new = self.plan(packet.image)
             if new:
                 width, height = geometry.input_size
-                self._canvas = np.full((height, width, 3), PAD_VALUE, np.uint8)
-                self._tensor = np.empty((1, 3, height, width), self.dtype)
+                if self._canvas is None or self._canvas.shape[:2] != (height, width):
+                    self._canvas = np.empty((height, width, 3), np.uint8)
+                    self._tensor = np.empty((1, 3, height, width), self.dtype)
+                self._canvas[:] = PAD_VALUE
             letterbox(packet.image, geometry, self._canvas)
             rgb = self._canvas[..., ::-1].transpose(2, 0, 1)
             np.multiply(rgb, self.dtype(1 / 255), out=self._tensor[0], casting="unsafe")

@@ -265,10 +265,6 @@ def _overlapped(path: str, info: VideoInfo, analyser: Analyser, finaliser: Final
     failure: list[BaseException] = []
 
     def decode():
-        import os
-
-        from pipeline.runtime import lower_priority
-        if os.environ.get("PRI"): lower_priority(os.environ["PRI"], 5)
         try:
             for index, image in read_frames(path):
                 prepared.put(analyser.prepare(index, image, info.fps, path))
@@ -277,10 +273,6 @@ def _overlapped(path: str, info: VideoInfo, analyser: Analyser, finaliser: Final
         prepared.put(None)
 
     def finalise():
-        import os
-
-        from pipeline.runtime import lower_priority
-        if os.environ.get("PRI"): lower_priority(os.environ["PRI"], 5)
         try:
             while (packet := inferred.get()) is not None:
                 finaliser.add(packet.image, analyser.describe(packet, info.fps))

@@ -82,16 +82,15 @@ def compose(model, config: PipelineConfig, camera: CameraModel | None = None, au
     onto the original picture last; its scale gives distances in millimetres.
     """
     mm_per_px = config.mm_per_px or (camera.mm_per_px if camera else None)
+    preprocess_args = {**model_input(model, config.imgsz), "crop_to_fov": config.crop_to_fov}
     if device == "cuda":  # the frame crosses to the GPU once; only results and the overlay come back
         from pipeline.cuda_analysis import CudaAnalyse
         from pipeline.cuda_overlay import CudaOverlay
         from pipeline.cuda_preprocess import CudaLetterboxPreprocess
 
-        preprocess, analyse, overlay = CudaLetterboxPreprocess(
-            **model_input(model, config.imgsz), crop_to_fov=config.crop_to_fov), CudaAnalyse(mm_per_px), CudaOverlay()
+        preprocess, analyse, overlay = CudaLetterboxPreprocess(**preprocess_args), CudaAnalyse(mm_per_px), CudaOverlay()
     else:
-        preprocess, analyse, overlay = LetterboxPreprocess(
-            **model_input(model, config.imgsz), crop_to_fov=config.crop_to_fov), Analyse(mm_per_px), Overlay()
+        preprocess, analyse, overlay = LetterboxPreprocess(**preprocess_args), Analyse(mm_per_px), Overlay()
     return [
         *([Undistort(camera)] if camera else []),  # the overlay needs the straightened picture itself
         preprocess,

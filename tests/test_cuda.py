@@ -13,7 +13,7 @@ from pipeline.cuda_preprocess import kernel_source, reference_letterbox
 from pipeline.overlay import MaskAnnotator
 from pipeline.packet import FramePacket
 from pipeline.phantom import INSTRUMENT, VESSEL, PhantomScene, PhantomTruth
-from pipeline.preprocess import LetterboxPreprocess
+from pipeline.preprocess import LetterboxPreprocess, model_input
 from pipeline.undistort import Undistort
 from tests.test_calibration import PINHOLE
 
@@ -239,6 +239,7 @@ def test_semantic_model_runs_the_device_path_and_matches_the_cpu(untrained_seman
     packet = FramePacket.capture(image, 0, "phantom")
     for stage in compose(gpu_model, PipelineConfig(), device="cuda"):
         packet = stage(packet)
-    cpu = cpu_model(LetterboxPreprocess(cpu_model.input_size)(FramePacket.capture(image, 0, "phantom"))).segmentation
+    cpu_packet = LetterboxPreprocess(**model_input(cpu_model))(FramePacket.capture(image, 0, "phantom"))
+    cpu = cpu_model(cpu_packet).segmentation
     assert packet.overlay.shape == image.shape and packet.proximity is not None
     assert (packet.segmentation.class_map == cpu.class_map).mean() > 0.99
