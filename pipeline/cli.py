@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--class-weights", type=float, default=0.0, metavar="POWER",
                        help="weight rare classes by inverse frequency to this power, 0-1 (ultralytics cls_pw)")
     train.add_argument("--hours", type=float, default=None, help="stop after this long (overrides --epochs' schedule)")
+    train.add_argument("--tversky", default="0.5,0.5", metavar="ALPHA,BETA",
+                       help="semantic models: weights of painted-wrongly and missed pixels in the per-class "
+                            "overlap loss (0.5,0.5 = Dice; 0.3,0.7 favours recall of thin classes)")
     evaluation = commands.add_parser("eval", help="per-class IoU/Dice, mask mAP and speed on labelled frames")
     evaluation.add_argument("--data", required=True, help="folder with images/ and masks/")
     evaluation.add_argument("--model", default=None)
@@ -427,6 +430,16 @@ def _values(text: str, what: str) -> tuple[int, ...]:
         raise UsageError(f"{what} must be numbers separated by commas, not {text!r}") from None
 
 
+def _floats(text: str, what: str, count: int) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise UsageError(f"{what} must be {count} numbers separated by commas, not {text!r}")
+    return values
+
+
 def command_dataset(args) -> int:
     from pipeline.training.dataset import convert_masks, write_phantom_dataset
 
@@ -458,7 +471,8 @@ def command_train(args) -> int:
     try:
         best = train(args.data, args.out, args.arch, args.imgsz, args.epochs, args.batch,
                      resolve_device(args.device), resume=args.resume, init=args.init,
-                     class_weight_power=args.class_weights, hours=args.hours)
+                     class_weight_power=args.class_weights, hours=args.hours,
+                     tversky=_floats(args.tversky, "--tversky", 2))
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
     print(f"best weights: {best}")

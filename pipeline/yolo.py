@@ -13,6 +13,10 @@ import yaml
 from ultralytics import YOLO
 from ultralytics.utils import SETTINGS
 
+from pipeline.training.efficientnet import register as register_efficientnet
+
+register_efficientnet()  # orsight's pretrained backbone, a layer name in architecture YAMLs
+
 if SETTINGS.get("sync"):
     SETTINGS.update(sync=False)  # no usage analytics, ever
 

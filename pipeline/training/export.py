@@ -40,11 +40,11 @@ def export_onnx(pt: str | Path, imgsz: int | tuple[int, int], out: str | Path, o
     """
     width, height = input_dims(imgsz)
     out = _export(pt, out, format="onnx", imgsz=[height, width], opset=opset, dynamic=dynamic, simplify=True)
-    _class_map_at_input_size(out, height)
+    _class_map_at_input_size(out, width, height)
     return out
 
 
-def _class_map_at_input_size(path: Path, height: int) -> None:
+def _class_map_at_input_size(path: Path, width: int, height: int) -> None:
     """Make a semantic model's class map the size of its input.
 
     Ultralytics' semantic head upsamples its logits by 8 (its own stride) before the argmax it
@@ -61,8 +61,13 @@ def _class_map_at_input_size(path: Path, height: int) -> None:
               and node.output[0] == argmax[-1].input[0]]
     if not resize:
         return
-    del model.graph.value_info[:]
-    shapes = {v.name: v.type.tensor_type.shape.dim for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)  # a static copy (batch 1, this input size): a dynamic export's shapes are symbols
+    del fixed.graph.value_info[:]
+    for dim, value in zip(fixed.graph.input[0].type.tensor_type.shape.dim, (1, 3, height, width)):
+        dim.Clear()
+        dim.dim_value = value
+    shapes = {v.name: v.type.tensor_type.shape.dim for v in onnx.shape_inference.infer_shapes(fixed).graph.value_info}
     logits_height = shapes[resize[0].input[0]][2].dim_value
     scales = next(i for i in model.graph.initializer if i.name == resize[0].input[2])
     factor = numpy_helper.to_array(scales)[2]

