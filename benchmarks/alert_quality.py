@@ -19,29 +19,33 @@ from pathlib import Path
 
 from machine import describe_machine
 
-from pipeline.alerts import CLINICAL_RULES, Alerts, VesselProximity, build_rules
-from pipeline.analysis import Analyse
-from pipeline.inference import load_model
-from pipeline.packet import FramePacket
-from pipeline.phantom import PhantomScene
-from pipeline.preprocess import LetterboxPreprocess, model_input
+from pipeline.core.config import PipelineConfig
+from pipeline.core.packet import FramePacket
+from pipeline.runtime.graph import build_graph, split_at
+from pipeline.sources.phantom import PhantomScene
+from pipeline.stages.alerts.engine import Alerts
+from pipeline.stages.alerts.rules import CLINICAL_RULES, VesselProximity, build_rules
+from pipeline.stages.analyse.cpu import Analyse
+from pipeline.stages.infer import load_model
+from pipeline.stages.overlay.cpu import Overlay
 
 SIZE, FPS = (1280, 720), 30.0
 
 
 def run(scene: PhantomScene, frames: int, model) -> tuple[list[float], list[tuple]]:
     """True distance per frame and alert events ``(frame, rule, state, priority)``."""
-    preprocess = LetterboxPreprocess(**model_input(model)) if model else None
-    analyse, alerts = Analyse(), Alerts(build_rules(CLINICAL_RULES))
+    if model:
+        stages, _ = split_at(build_graph(model, PipelineConfig()), Overlay)  # the live path up to its alerts
+    else:
+        stages = [Analyse(), Alerts(build_rules(CLINICAL_RULES))]  # on the true masks
     truth_distance, events = [], []
     for frame in range(frames):
         image, truth = scene.render(frame)
         packet = FramePacket(frame, "phantom", image, int(frame / FPS * 1e9), 0)
-        if model:
-            packet = model(preprocess(packet))
-        else:
+        if not model:
             packet.segmentation = truth.segmentation()
-        packet = alerts(analyse(packet))
+        for stage in stages:
+            packet = stage(packet)
         truth_distance.append(truth.distance_px)
         events += [(frame, e.rule, e.state, e.priority) for e in packet.alerts]
     return truth_distance, events

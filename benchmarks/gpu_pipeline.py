@@ -39,8 +39,8 @@ def preprocess_comparison(image: np.ndarray, size: int = 640) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from pipeline.cuda_preprocess import CudaLetterboxPreprocess
-    from pipeline.packet import FramePacket
+    from pipeline.core.packet import FramePacket
+    from pipeline.stages.preprocess.cuda import CudaLetterboxPreprocess
 
     fused = CudaLetterboxPreprocess(size, crop_to_fov=True)
     packet = FramePacket.capture(image, 0, "bench")
@@ -85,17 +85,17 @@ def postprocess_comparison(scene) -> dict:
     """Distance and overlay of one 1080p phantom frame (its exact masks): device vs CPU stages."""
     import cupy
 
-    from pipeline.analysis import Analyse
-    from pipeline.cuda_analysis import CudaAnalyse
-    from pipeline.cuda_overlay import CudaOverlay
-    from pipeline.overlay import Overlay
-    from pipeline.packet import FramePacket
+    from pipeline.core.packet import DeviceBuffers, FramePacket
+    from pipeline.stages.analyse.cpu import Analyse
+    from pipeline.stages.analyse.cuda import CudaAnalyse
+    from pipeline.stages.overlay.cpu import Overlay
+    from pipeline.stages.overlay.cuda import CudaOverlay
 
     image, truth = scene.render(125)  # the approach scenario's instrument close to the vessel
     packet = FramePacket.capture(image, 0, "bench")
     packet.segmentation = truth.segmentation()
-    packet.segmentation.device_map = cupy.asarray(truth.class_map)
-    packet.device_image = cupy.asarray(image)
+    packet.device = DeviceBuffers(cupy.cuda.get_current_stream(), cupy.asarray(image),
+                                  cupy.zeros((1, 3, 32, 32), cupy.float32), class_map=cupy.asarray(truth.class_map))
     cpu_analyse, cpu_overlay = Analyse(), Overlay()
     cuda_analyse, cuda_overlay = CudaAnalyse(), CudaOverlay()
 
@@ -115,11 +115,13 @@ def postprocess_comparison(scene) -> dict:
 
 
 def capture_to_publish(model_path: str | None, seconds: float = 10.0) -> dict:
-    from pipeline.display import percentiles
-    from pipeline.inference import load_model
-    from pipeline.runtime import LiveOptions, PipelineConfig, compose, run_live
-    from pipeline.sources import open_source
-    from pipeline.transport import Publisher, Receiver
+    from pipeline.core.config import PipelineConfig
+    from pipeline.display.viewer import percentiles
+    from pipeline.runtime.graph import build_graph
+    from pipeline.runtime.live import LiveOptions, run_live
+    from pipeline.sources.capture import open_source
+    from pipeline.stages.infer import load_model
+    from pipeline.transport.zeromq import Publisher, Receiver
 
     model = load_model(model_path, device="cuda")
     endpoint = f"ipc://{tempfile.mkdtemp()}/gpu.sock"
@@ -128,7 +130,7 @@ def capture_to_publish(model_path: str | None, seconds: float = 10.0) -> dict:
         receiver = Receiver(endpoint, topics=("video", "overlay")).start()
         publisher.wait_for_subscriber(10)
         time.sleep(0.3)
-        summary = run_live(open_source("phantom", size=(1920, 1080), fps=60), compose(model, PipelineConfig(),
+        summary = run_live(open_source("phantom", size=(1920, 1080), fps=60), build_graph(model, PipelineConfig(),
                            device="cuda"), publisher, LiveOptions(frames=int(60 * seconds), realtime=True))
         time.sleep(0.3)
     finally:
@@ -150,7 +152,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("gpu_pipeline: no CUDA device here (this benchmark needs one)")
 
-    from pipeline.phantom import PhantomScene
+    from pipeline.sources.phantom import PhantomScene
 
     image = PhantomScene(1920, 1080).render(10)[0]
     result = {"device": torch.cuda.get_device_name(0), "preprocess_1080p_to_640": preprocess_comparison(image),

@@ -20,10 +20,12 @@ from pathlib import Path
 
 from machine import describe_machine
 
-from pipeline.inference import load_model
-from pipeline.runtime import LiveOptions, PipelineConfig, compose, run_live
-from pipeline.sources import open_source
-from pipeline.transport import Publisher, default_video_encoding
+from pipeline.core.config import PipelineConfig
+from pipeline.runtime.graph import build_graph
+from pipeline.runtime.live import LiveOptions, run_live
+from pipeline.sources.capture import open_source
+from pipeline.stages.infer import load_model
+from pipeline.transport.zeromq import Publisher, default_video_encoding
 
 
 class PacedModel:
@@ -40,8 +42,8 @@ class PacedModel:
 
 RECEIVE_ONLY = """
 import json, sys, time
-from pipeline.display import percentiles
-from pipeline.transport import Receiver
+from pipeline.display.viewer import percentiles
+from pipeline.transport.zeromq import Receiver
 receiver = Receiver(sys.argv[1], topics=("video", "overlay", "status")).start()
 while not ((s := receiver.newest("status")) and s.header.get("final")):
     time.sleep(0.05)
@@ -53,7 +55,7 @@ json.dump({"received": receiver.counts, "passthrough_delay_ms": percentiles(rece
 
 def measure(model, endpoint: str, seconds: float, period: float | None, size=(1920, 1080), fps=30.0,
             compose_display: bool = True, video_encoding: str = "auto") -> dict:
-    stages = compose(model, PipelineConfig())
+    stages = build_graph(model, PipelineConfig())
     if period:
         stages[1] = PacedModel(model, period)
     publisher = Publisher(endpoint)

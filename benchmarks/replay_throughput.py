@@ -19,11 +19,13 @@ from pathlib import Path
 import cv2
 from machine import describe_machine
 
-from pipeline.inference import load_model
-from pipeline.packet import FramePacket
-from pipeline.phantom import PhantomScene
-from pipeline.preprocess import LetterboxPreprocess, model_input
-from pipeline.replay import ReplayOptions, read_frames, replay_videos
+from pipeline.core.config import PipelineConfig
+from pipeline.core.packet import FramePacket
+from pipeline.runtime.graph import build_graph
+from pipeline.runtime.replay import ReplayOptions, replay_videos
+from pipeline.runtime.video import read_frames
+from pipeline.sources.phantom import PhantomScene
+from pipeline.stages.infer import load_model
 
 
 def write_video(path: Path, frames: int, size: tuple[int, int]) -> None:
@@ -36,7 +38,7 @@ def write_video(path: Path, frames: int, size: tuple[int, int]) -> None:
 
 def bare_model_fps(video: Path, model_path, threads: int | None) -> float:
     model = load_model(model_path, threads=threads)
-    preprocess = LetterboxPreprocess(**model_input(model))
+    preprocess = build_graph(model, PipelineConfig())[0]  # the graph's own preprocess
     tensors = [preprocess(FramePacket.capture(image, i, "bench")).tensor.copy() for i, image in read_frames(str(video))]
     model.forward(tensors[0])  # warm-up
     started = time.perf_counter()

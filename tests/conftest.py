@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "endoscapes"
-
 
 @pytest.fixture(scope="session")
 def untrained_models(tmp_path_factory) -> dict[str, Path]:
@@ -22,8 +20,8 @@ def untrained_semantic_models(tmp_path_factory) -> dict[str, Path]:
 
 
 def _untrained(arch: str, folder: Path) -> dict[str, Path]:
+    from pipeline.core.yolo import model_from_yaml
     from pipeline.training.export import export_onnx
-    from pipeline.yolo import model_from_yaml
 
     pt = folder / f"untrained-{arch}.pt"
     model_from_yaml(arch, seed=0).save(str(pt))

@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 import yaml
 
-from pipeline.phantom import NAMES, SCENARIOS, PhantomScene
-from pipeline.preprocess import GeometryPlan, letterbox
+from pipeline.sources.phantom import NAMES, SCENARIOS, PhantomScene
+from pipeline.stages.preprocess.cpu import letterbox
+from pipeline.stages.preprocess.geometry import GeometryPlan
 
 ENDOSCAPES_MAPPING = {6: 0, 3: 1}  # tool -> instrument (class 0), cystic artery -> vessel (class 1)
 ENDOSCAPES_IGNORE = (7, 255)

@@ -1,4 +1,4 @@
-"""Evaluation on labelled frames through the pipeline's own preprocess, model and mask code.
+"""Evaluation on labelled frames through the live graph itself (preprocess, model, decode, analyse).
 
     report = evaluate("endoscapes/val", load_model("best.onnx"))
     # report["classes"]["vessel"]["iou"], report["mask_map50_95"], report["ms_per_frame"]
@@ -10,8 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.packet import FramePacket
-from pipeline.preprocess import LetterboxPreprocess, input_dims, model_input
+from pipeline.core.config import PipelineConfig
+from pipeline.core.packet import FramePacket
+from pipeline.runtime.graph import build_graph, split_at
+from pipeline.stages.alerts.engine import Alerts
+from pipeline.stages.preprocess.geometry import input_dims
 from pipeline.training.dataset import (
     ENDOSCAPES_IGNORE,
     ENDOSCAPES_MAPPING,
@@ -65,7 +68,8 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
     if not images:
         raise ValueError(f"no images in {folder / 'images'}")
     classes = len(model.names)
-    preprocess = LetterboxPreprocess(**model_input(model))  # as the pipeline runs it
+    stages, _ = split_at(build_graph(model, PipelineConfig()), Alerts)  # the live path up to its alerts
+    preprocess = stages[0]
     inter, union, pred_sum, true_sum = (np.zeros(classes) for _ in range(4))
     frame_iou = [[] for _ in range(classes)]
     tps, confs, pred_classes, target_classes, infer_ms = [], [], [], [], []
@@ -76,7 +80,9 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
             raise ValueError(f"cannot read {path.name} or its mask")
         truth = remap_mask(raw, mapping, ignore)
         preprocess.redetect()  # every frame is a different recording
-        packet = model(preprocess(FramePacket.capture(image, index, str(path))))
+        packet = FramePacket.capture(image, index, str(path))
+        for stage in stages:
+            packet = stage(packet)
         infer_ms.append(packet.timings_ms["infer"])
         segmentation = packet.segmentation
         valid = truth != IGNORE

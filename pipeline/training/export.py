@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.preprocess import input_dims
+from pipeline.stages.preprocess.geometry import input_dims
 
 
 def _export(pt: str | Path, out: str | Path, **settings) -> Path:
@@ -19,7 +19,7 @@ def _export(pt: str | Path, out: str | Path, **settings) -> Path:
     Ultralytics writes its export next to the checkpoint; working on a copy means a file already
     beside the ``.pt`` (the shipped ONNX) is never overwritten.
     """
-    from pipeline.yolo import YOLO
+    from pipeline.core.yolo import YOLO
 
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / Path(pt).name
@@ -83,7 +83,7 @@ def _class_map_at_input_size(path: Path, width: int, height: int) -> None:
 
 def export_tensorrt(pt: str | Path, imgsz: int | tuple[int, int], out: str | Path) -> Path:
     """A TensorRT engine (fp16) where TensorRT and a CUDA device exist; a clear error otherwise."""
-    from pipeline.inference import ModelError
+    from pipeline.stages.infer import ModelError
 
     try:
         import tensorrt  # noqa: F401

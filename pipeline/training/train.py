@@ -26,8 +26,8 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     wrongly and missed pixels, 0.5/0.5 = per-class Dice; see ``thin_class``), without mosaic
     (its shrink erases thin structures), AdamW at 1e-3 on a cosine schedule (a pretrained backbone).
     """
+    from pipeline.core.yolo import YOLO, model_from_yaml
     from pipeline.training.thin_class import thin_class_trainer
-    from pipeline.yolo import YOLO, model_from_yaml
 
     out = Path(out).resolve()
     last = out / "weights" / "last.pt"

@@ -1,0 +1,103 @@
+"""What every ``orsight`` command shares: one-line errors (exit status 2), argument types, JSON out."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported in one line, exit status 2."""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Each option's default after its help, unless there is none or the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """Errors in one line (not usage + message); every option's default shown in its help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        print(f"orsight: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    """WIDTHxHEIGHT."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, not {text!r}") from None
+    return width, height
+
+
+def input_size_arg(text: str) -> int | tuple[int, int]:
+    """A model input: one side (square) or WIDTHxHEIGHT."""
+    if "x" in text.lower():
+        return size_arg(text)
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"input size must be N or WIDTHxHEIGHT, not {text!r}") from None
+
+
+def pairs(text: str, what: str) -> dict[int, int]:
+    """``A:B,C:D`` -> ``{A: B, C: D}``."""
+    try:
+        return {int(a): int(b) for a, b in (pair.split(":") for pair in text.split(",") if pair)}
+    except ValueError:
+        raise UsageError(f"{what} must be VALUE:CLASS pairs separated by commas, not {text!r}") from None
+
+
+def integers(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v)
+    except ValueError:
+        raise UsageError(f"{what} must be numbers separated by commas, not {text!r}") from None
+
+
+def floats(text: str, what: str, count: int) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise UsageError(f"{what} must be {count} numbers separated by commas, not {text!r}")
+    return values
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when CuPy sees a CUDA device, else ``cpu``; ``cuda`` must exist."""
+    try:
+        import cupy
+
+        has_cuda = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # CuPy missing, or no driver/device
+        has_cuda = False
+    if device == "cuda" and not has_cuda:
+        raise UsageError("--device cuda: no CUDA device found (or CuPy is not installed: pip install orsight[gpu])")
+    return "cuda" if device == "cuda" or (device == "auto" and has_cuda) else "cpu"
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """Write JSON atomically: a half-written file never carries the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=path.name, suffix=".partial", delete=False) as f:
+        json.dump(data, f, indent=2)
+    os.replace(f.name, path)

@@ -1,0 +1,180 @@
+"""``orsight run``, ``display`` and ``demo``: the live path and the OR display."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from pipeline.cli.common import UsageError, input_size_arg, resolve_device, size_arg, write_json
+from pipeline.transport.zeromq import DEFAULT_ENDPOINT, ENCODINGS
+
+
+def add_commands(commands) -> None:
+    run = commands.add_parser("run", help="live pipeline: source -> AI -> ZeroMQ")
+    _add_source_options(run)
+    run.add_argument("--publish", default=DEFAULT_ENDPOINT, help="ZeroMQ endpoint to bind")
+    run.add_argument("--summary", default=None, help="write the run summary as JSON here")
+    run.add_argument("--audit-log", default=None, help="append every alert transition to this JSONL file")
+    run.set_defaults(handler=command_run)
+    display = commands.add_parser("display", help="OR display: subscribe and show")
+    display.add_argument("--connect", default=DEFAULT_ENDPOINT, help="ZeroMQ endpoint of `orsight run --publish`")
+    display.add_argument("--headless", action="store_true", help="no window (record instead)")
+    display.add_argument("--record", default=None, help="write what is shown to this .mp4")
+    display.add_argument("--frames", type=int, default=None, help="stop after showing N frames (default: until "
+                                                                  "the publisher ends)")
+    display.add_argument("--stale-ms", type=float, default=120.0, help="hide masks older than this")
+    display.add_argument("--summary", default=None, help="write delays and counts as JSON here")
+    display.set_defaults(handler=command_display)
+    demo = commands.add_parser("demo", help="phantom through the whole live path and a headless display")
+    demo.add_argument("--frames", type=int, default=300, help="frames to capture")
+    demo.add_argument("--out", default="demo-out", help="folder for display.mp4, summary.json, audit.jsonl")
+    demo.add_argument("--model", default=None, help=".onnx or .pt (default: the shipped model)")
+    demo.add_argument("--size", type=size_arg, default=(1280, 720), help="phantom frame size (WxH)")
+    demo.add_argument("--source", default="phantom:approach", help="any `run --source` (paced at its own rate)")
+    demo.set_defaults(handler=command_demo)
+
+
+def _add_source_options(parser) -> None:
+    parser.add_argument("--source", default="phantom", help="phantom[:SCENARIO], file, folder, camera, rtsp://, gst:")
+    parser.add_argument("--size", type=size_arg, default=(1280, 720), help="phantom size / camera request (WxH)")
+    parser.add_argument("--fps", type=float, default=30.0, help="phantom rate / camera request")
+    parser.add_argument("--fourcc", default=None, help="camera pixel format to request, e.g. MJPG")
+    parser.add_argument("--model", default=None, help=".onnx or .pt (default: the shipped model)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the AI runs")
+    parser.add_argument("--imgsz", type=input_size_arg, default=None,
+                        help="model input size, N or WxH (default: the model's)")
+    parser.add_argument("--frames", type=int, default=None, help="stop after N frames")
+    parser.add_argument("--realtime", action="store_true", help="pace files and the phantom at their native rate")
+    parser.add_argument("--config", default=None, help="YAML file of pipeline settings (see README)")
+    parser.add_argument("--calibration", default=None, help="camera calibration YAML: undistort before analysis")
+    parser.add_argument("--working-distance", type=float, default=None,
+                        help="mm from scope to tissue: with --calibration, distances in mm")
+    parser.add_argument("--overlay-view", choices=("original", "undistorted"), default=None,
+                        help="with --calibration: draw the overlay on this picture (default original)")
+    parser.add_argument("--video-encoding", choices=("auto", *ENCODINGS), default="auto",
+                        help="auto: shm-bgr8 (shared memory) on ipc:// and loopback, raw-bgr8 elsewhere")
+    parser.add_argument("--overlay-encoding", choices=ENCODINGS, default="jpeg", help="encoding of `overlay` frames")
+    parser.add_argument("--ai-priority", choices=("idle", "nice"), default="idle",
+                        help="idle: the AI thread runs on CPU time nothing else wants (SCHED_IDLE); "
+                             "nice: +10 (on hosts shared with other work)")
+
+
+def load_camera(calibration: str | None, working_distance: float | None):
+    """The calibration named by ``--calibration``, with ``--working-distance`` turned into a scale."""
+    from calibration.camera import CameraModel
+
+    if not calibration:
+        if working_distance:
+            raise UsageError("--working-distance needs --calibration (the focal length gives the scale)")
+        return None
+    camera = CameraModel.load(calibration)
+    if working_distance:
+        camera.mm_per_px, camera.working_distance_mm = camera.scale_at(working_distance), working_distance
+    return camera
+
+
+def _session(source: str, model: str | None, device: str, config, camera=None, audit_path=None,
+             size=(1280, 720), fps=30.0, fourcc=None):
+    from pipeline.runtime.session import SessionError, open_session
+
+    try:
+        return open_session(source, model, resolve_device(device), config, camera, audit_path, size, fps, fourcc)
+    except SessionError as error:
+        raise UsageError(str(error)) from None
+
+
+def command_run(args) -> int:
+    from pipeline.core.config import load_config
+    from pipeline.runtime.live import LiveOptions, run_live
+    from pipeline.transport.zeromq import Publisher
+
+    config = load_config(args.config)
+    overrides = {k: v for k, v in (("imgsz", args.imgsz), ("overlay_view", args.overlay_view)) if v is not None}
+    config = dataclasses.replace(config, **overrides)
+    session = _session(args.source, args.model, args.device, config,
+                       load_camera(args.calibration, args.working_distance), args.audit_log, args.size, args.fps,
+                       args.fourcc)
+    publisher = Publisher(args.publish)
+    options = LiveOptions(frames=args.frames, realtime=args.realtime, video_encoding=args.video_encoding,
+                          overlay_encoding=args.overlay_encoding, ai_priority=args.ai_priority)
+    print(f"orsight: {session.source.name} -> {session.model.description} -> {args.publish}", file=sys.stderr)
+    try:
+        summary = run_live(session.source, session.stages, publisher, options, health=session.health)
+    finally:
+        publisher.close()
+        session.source.close()
+    summary["model"] = session.model.description
+    print(json.dumps(summary, indent=2))
+    if args.summary:
+        write_json(args.summary, summary)
+    return 0
+
+
+def _print_delays(summary: dict) -> None:
+    for name in ("passthrough_delay_ms", "annotation_delay_ms"):
+        p = summary[name]
+        print(f"{name:22s} p50 {p['p50']}  p95 {p['p95']}  p99 {p['p99']}")
+
+
+def command_display(args) -> int:
+    from pipeline.display.viewer import run_display
+
+    if not args.headless and not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
+        raise UsageError("no screen (DISPLAY is not set): use --headless --record FILE.mp4")
+    summary = run_display(args.connect, headless=args.headless, record=args.record, frames=args.frames,
+                          stale_ms=args.stale_ms)
+    _print_delays(summary)
+    if args.summary:
+        write_json(args.summary, summary)
+    return 0
+
+
+def command_demo(args) -> int:
+    """Phantom -> live pipeline -> ZeroMQ (ipc) -> headless display in its own process."""
+    from pipeline.core.config import PipelineConfig
+    from pipeline.runtime.live import LiveOptions, run_live
+    from pipeline.transport.zeromq import Publisher
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    session = _session(args.source, args.model, "auto", PipelineConfig(), audit_path=out / "audit.jsonl",
+                       size=args.size)
+    socket_dir = tempfile.mkdtemp(prefix="orsight-demo-")
+    endpoint = f"ipc://{socket_dir}/live.sock"
+    publisher = Publisher(endpoint)
+    display_json = out / "display.json"
+    display = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "display", "--connect", endpoint, "--headless",
+                                "--record", str(out / "display.mp4"), "--summary", str(display_json)],
+                               stdout=subprocess.DEVNULL)
+    try:
+        if not publisher.wait_for_subscriber(timeout=30):
+            raise UsageError("the display process did not subscribe within 30 s")
+        live = run_live(session.source, session.stages, publisher, LiveOptions(frames=args.frames, realtime=True),
+                        health=session.health)
+        display.wait(timeout=60)
+    finally:
+        if display.poll() is None:
+            display.kill()
+        publisher.close()
+    if display.returncode != 0 or not display_json.exists():
+        raise UsageError(f"the display process failed (exit status {display.returncode})")
+    shown = json.loads(display_json.read_text())
+    display_json.unlink()
+    summary = {"source": live["source"], "model": session.model.description, "frames": live["frames_captured"],
+               "frames_analysed": live["frames_analysed"], "fps_capture": live["fps_capture"],
+               "fps_ai": live["fps_ai"], "drops": live["drops"], "alerts_raised": live["alerts_raised"],
+               "frames_shown": shown["frames_shown"], "frames_stale": shown["frames_stale"],
+               "passthrough_delay_ms": shown["passthrough_delay_ms"],
+               "annotation_delay_ms": shown["annotation_delay_ms"], "stage_ms_p50": live["stage_ms_p50"]}
+    write_json(out / "summary.json", summary)
+    print(f"{'frames captured / analysed / dropped':38s} {summary['frames']} / {summary['frames_analysed']} / "
+          f"{summary['drops']}")
+    print(f"{'fps capture / AI':38s} {summary['fps_capture']} / {summary['fps_ai']}")
+    print(f"{'alerts raised':38s} {summary['alerts_raised']}")
+    _print_delays(summary)
+    print(f"wrote {out / 'display.mp4'}, {out / 'summary.json'} and {out / 'audit.jsonl'}")
+    return 0

@@ -1,0 +1,138 @@
+"""``orsight dataset``, ``train``, ``eval`` and ``export``: the model's life cycle."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from pipeline.cli.common import Parser, UsageError, floats, input_size_arg, integers, pairs, resolve_device, write_json
+
+
+def add_commands(commands) -> None:
+    dataset = commands.add_parser("dataset", help="make training datasets (written outside the repo)")
+    dataset_kinds = dataset.add_subparsers(dest="kind", required=True, parser_class=Parser)
+    convert = dataset_kinds.add_parser("convert", help="SRC/{train,val}/{images,masks} -> YOLO segmentation")
+    convert.add_argument("source", help="folder with {train,val,test}/{images,masks}")
+    convert.add_argument("--out", required=True, help="dataset folder to write (outside the repo)")
+    convert.add_argument("--mapping", default="6:0,3:1", help="mask value:class index pairs (default Endoscapes)")
+    convert.add_argument("--ignore", default="7,255", help="mask values to ignore")
+    convert.add_argument("--names", default="instrument,vessel",
+                         help="class names in index order (roles come from them: see README)")
+    convert.add_argument("--colours", default=None, help="YAML of R,G,B: value for colour-coded masks")
+    convert.add_argument("--imgsz", type=int, default=480, help="side of the stored (letterboxed) images")
+    convert.set_defaults(handler=command_dataset)
+    phantom = dataset_kinds.add_parser("phantom", help="render a labelled phantom dataset")
+    phantom.add_argument("--n", type=int, default=600, help="frames to render")
+    phantom.add_argument("--out", required=True, help="dataset folder to write (outside the repo)")
+    phantom.add_argument("--imgsz", type=int, default=320, help="side of the stored images")
+    phantom.set_defaults(handler=command_dataset)
+    train = commands.add_parser("train", help="train a segmentation model (ultralytics)")
+    train.add_argument("--data", required=True, help="data.yaml from `orsight dataset`")
+    train.add_argument("--out", required=True, help="run folder (outside the repo)")
+    train.add_argument("--arch", default="yolo26n-seg",
+                       help="ultralytics model name, or orsight's: effnetlite0-sem (ImageNet EfficientNet-Lite0, "
+                            "semantic), yolo26n-sem-p2 (semantic, stride-4 head); semantic ones: --data semantic.yaml")
+    train.add_argument("--imgsz", type=int, default=320, help="training input side")
+    train.add_argument("--epochs", type=int, default=30, help="epochs (the schedule's length)")
+    train.add_argument("--batch", type=int, default=None, help="batch size (default: 16 CPU, 64 CUDA)")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--init", default=None, help="start from this .pt (e.g. phantom-pretrained) instead of scratch")
+    train.add_argument("--class-weights", type=float, default=0.0, metavar="POWER",
+                       help="weight rare classes by inverse frequency to this power, 0-1 (ultralytics cls_pw)")
+    train.add_argument("--hours", type=float, default=None, help="stop after this long (overrides --epochs' schedule)")
+    train.add_argument("--tversky", default="0.5,0.5", metavar="ALPHA,BETA",
+                       help="semantic models: weights of painted-wrongly and missed pixels in the per-class "
+                            "overlap loss (0.5,0.5 = Dice; 0.3,0.7 favours recall of thin classes)")
+    train.set_defaults(handler=command_train)
+    evaluation = commands.add_parser("eval", help="per-class IoU/Dice, mask mAP and speed on labelled frames")
+    evaluation.add_argument("--data", required=True, help="folder with images/ and masks/")
+    evaluation.add_argument("--model", default=None, help=".onnx or .pt (default: the shipped model)")
+    evaluation.add_argument("--mapping", default="6:0,3:1",
+                            help="mask value:class index pairs, in the model's class order (default Endoscapes)")
+    evaluation.add_argument("--ignore", default="7,255", help="mask values left out of every figure")
+    evaluation.add_argument("--json", default=None, help="write the report as JSON here")
+    evaluation.set_defaults(handler=command_eval)
+    export = commands.add_parser("export", help=".pt -> ONNX (and TensorRT where present)")
+    export.add_argument("--model", required=True, help="ultralytics .pt checkpoint")
+    export.add_argument("--imgsz", type=input_size_arg, required=True, help="N (square) or WxH, e.g. 512x288")
+    export.add_argument("--out", required=True, help=".onnx file to write")
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset (default: ultralytics')")
+    export.add_argument("--dynamic", action="store_true",
+                        help="dynamic batch and input shape (replay --batch; the input fitted to each picture)")
+    export.add_argument("--tensorrt", action="store_true", help="also build a TensorRT engine")
+    export.set_defaults(handler=command_export)
+
+
+def command_dataset(args) -> int:
+    from pipeline.training.dataset import convert_masks, write_phantom_dataset
+
+    if args.kind == "phantom":
+        path = write_phantom_dataset(args.out, n=args.n, size=args.imgsz)
+    else:
+        colours = None
+        if args.colours:
+            table = yaml.safe_load(Path(args.colours).read_text())
+            colours = {tuple(int(v) for v in str(k).split(",")): int(v) for k, v in table.items()}
+        mapping, names = pairs(args.mapping, "--mapping"), tuple(n for n in args.names.split(",") if n)
+        if sorted(set(mapping.values())) != list(range(len(names))):
+            raise UsageError(f"--mapping gives classes {sorted(set(mapping.values()))}: --names needs one name "
+                             f"for each of 0..{max(mapping.values(), default=0)}, got {len(names)}")
+        try:
+            path = convert_masks(args.source, args.out, mapping, integers(args.ignore, "--ignore"), names=names,
+                                 size=args.imgsz, colours=colours)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    print(f"wrote {path}")
+    return 0
+
+
+def command_train(args) -> int:
+    from pipeline.training.train import train
+
+    if not Path(args.data).is_file() and not args.resume:
+        raise UsageError(f"no such dataset file: {args.data}")
+    try:
+        best = train(args.data, args.out, args.arch, args.imgsz, args.epochs, args.batch,
+                     resolve_device(args.device), resume=args.resume, init=args.init,
+                     class_weight_power=args.class_weights, hours=args.hours,
+                     tversky=floats(args.tversky, "--tversky", 2))
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    print(f"best weights: {best}")
+    return 0
+
+
+def command_eval(args) -> int:
+    from pipeline.stages.infer import load_model
+    from pipeline.training.evaluate import evaluate
+
+    model = load_model(args.model)
+    try:
+        report = evaluate(args.data, model, pairs(args.mapping, "--mapping"), integers(args.ignore, "--ignore"))
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(str(error)) from None
+    fitted = " pixels, fitted to each picture" if report["input_fitted"] else ""
+    print(f"{report['frames']} frames, {report['model']}, input {'x'.join(map(str, report['input_size']))}{fitted}")
+    columns = ("iou", "dice", "precision", "recall", "frame_mean_iou")
+    print(f"{'class':12s} {'IoU':>7s} {'Dice':>7s} {'prec':>7s} {'recall':>7s} {'frame IoU':>10s} {'frames':>7s}")
+    for name, c in report["classes"].items():
+        iou, dice, precision, recall, frame_iou = (f"{c[k]:.3f}" if c[k] is not None else "-" for k in columns)
+        print(f"{name:12s} {iou:>7s} {dice:>7s} {precision:>7s} {recall:>7s} {frame_iou:>10s} {c['frames_scored']:7d}")
+    print(f"mask mAP50-95 {report['mask_map50_95']:.3f}  mAP50 {report['mask_map50']:.3f}  "
+          f"inference {report['ms_per_frame']:.1f} ms/frame")
+    if args.json:
+        write_json(args.json, report)
+    return 0
+
+
+def command_export(args) -> int:
+    from pipeline.training.export import export_onnx, export_tensorrt
+
+    if not Path(args.model).is_file():
+        raise UsageError(f"model file not found: {args.model}")
+    out = export_onnx(args.model, args.imgsz, args.out, opset=args.opset, dynamic=args.dynamic)
+    print(f"wrote {out}")
+    if args.tensorrt:
+        print(f"wrote {export_tensorrt(args.model, args.imgsz, Path(args.out).with_suffix('.engine'))}")
+    return 0

@@ -1,0 +1,154 @@
+"""The OR display: raw video with the newest mask composited; the picture never waits on the AI.
+
+A receiver thread drains the socket to the newest message of each topic. Each new ``video``
+frame is shown at once, with the newest mask drawn over it if that mask was captured at most
+``stale_ms`` before the frame; otherwise the mask is hidden and "AI STALE" is shown.
+
+    summary = run_display("tcp://127.0.0.1:5555", headless=True, record="out.mp4", frames=300)
+"""
+from __future__ import annotations
+
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.core.packet import AlertEvent, FramePacket, Proximity, Segmentation
+from pipeline.stages.overlay.cpu import (
+    BannerAnnotator,
+    ContourAnnotator,
+    MaskAnnotator,
+    ProximityAnnotator,
+)
+from pipeline.transport.zeromq import (
+    SWITCH_INTERVAL_S,
+    Message,
+    Receiver,
+    TransportError,
+    decode_image,
+)
+
+STALE_MS = 120.0
+WINDOW = "orsight"
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """p50/p95/p99 (ms) of ``values``, ``None`` when there are none."""
+    if not values:
+        return {"p50": None, "p95": None, "p99": None}
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {"p50": round(float(p50), 2), "p95": round(float(p95), 2), "p99": round(float(p99), 2)}
+
+
+def _stale_alert(video: Message) -> AlertEvent:
+    return AlertEvent(alert_id=0, rule="ai_stale", state="active", priority="medium",
+                      frame_id=video.header["frame_id"], t_capture_ns=video.header["t_capture_ns"],
+                      message="AI STALE")
+
+
+def _alerts_from(header: dict) -> list[AlertEvent]:
+    return [AlertEvent(**{**a, "location": tuple(a["location"]) if a["location"] else None})
+            for a in header.get("active_alerts", [])]
+
+
+def fresh_mask(video: Message, mask: Message | None, stale_ms: float = STALE_MS) -> Message | None:
+    """``mask`` if it was captured at most ``stale_ms`` before the ``video`` frame shown, else None."""
+    if mask is None or (video.header["t_capture_ns"] - mask.header["t_capture_ns"]) / 1e6 > stale_ms:
+        return None
+    return mask
+
+
+@lru_cache(maxsize=2)
+def _segmentation_from(mask: Message, shape: tuple[int, int]) -> Segmentation:
+    """The mask message as a segmentation (decoded once per message, shown over many frames)."""
+    names = tuple(c["name"] for c in mask.header["classes"])
+    roles = tuple(c["role"] for c in mask.header["classes"])
+    class_map = decode_image(mask)
+    if class_map.shape != shape:
+        class_map = cv2.resize(class_map, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return Segmentation(class_map, names, roles, np.zeros(0, int), np.zeros(0, np.float32), np.zeros((0, 4)))
+
+
+def _packet_from(video: Message, mask: Message | None, status: Message | None) -> FramePacket:
+    """A frame packet rebuilt from the wire: the raw frame, the mask's results if fresh, and the
+    publisher's health alerts (its ``ai_stale`` aside: the display judges staleness itself)."""
+    image = decode_image(video)
+    image = image if image.flags.writeable else image.copy()  # drawn on below
+    packet = FramePacket(frame_id=video.header["frame_id"], source=video.header["stream"], image=image,
+                         t_capture_ns=video.header["t_capture_ns"], t_capture_mono_ns=0)
+    health = [a for a in _alerts_from(status.header) if a.rule != "ai_stale"] if status else []
+    if mask is None:
+        packet.active_alerts = health + [_stale_alert(video)]
+        return packet
+    packet.segmentation = _segmentation_from(mask, image.shape[:2])
+    near = mask.header["proximity"]
+    packet.proximity = Proximity(
+        distance_px=near["distance_px"] if near["distance_px"] is not None else float("inf"),
+        instrument_point=tuple(near["instrument_point"]) if near["instrument_point"] else None,
+        vessel_point=tuple(near["vessel_point"]) if near["vessel_point"] else None,
+        mm_per_px=near["mm_per_px"])
+    packet.active_alerts = _alerts_from(mask.header) + health
+    return packet
+
+
+def run_display(endpoint: str, headless: bool = False, record: str | Path | None = None,
+                frames: int | None = None, stale_ms: float = STALE_MS, idle_timeout_s: float = 10.0) -> dict:
+    """Show (or record) the stream until ``frames`` frames, the publisher's final status, or silence."""
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))  # the receiver stamps arrivals promptly
+    receiver = Receiver(endpoint).start()
+    annotators = [MaskAnnotator(), ContourAnnotator(), ProximityAnnotator(), BannerAnnotator()]
+    writer, shown, stale_frames, overwritten, video = None, 0, 0, 0, None
+    record_path = Path(record) if record else None
+    partial = record_path.with_name(record_path.stem + ".partial" + record_path.suffix) if record_path else None
+    compose_ms: list[float] = []
+    try:
+        while frames is None or shown < frames:
+            status = receiver.newest("status")
+            ended = status is not None and status.header.get("final", False)
+            newer = receiver.wait_newer("video", video, timeout=0.3 if ended else idle_timeout_s)
+            if newer is None:
+                break
+            video = newer
+            started = time.perf_counter()
+            mask = fresh_mask(video, receiver.newest("mask"), stale_ms)
+            try:
+                packet = _packet_from(video, mask, status)
+            except TransportError:  # a shared-memory frame reused before we read it: the next one is newer
+                overwritten += 1
+                continue
+            stale_frames += mask is None
+            scene = packet.image
+            for annotator in annotators:
+                scene = annotator.annotate(scene, packet)
+            compose_ms.append((time.perf_counter() - started) * 1e3)
+            if partial is not None:
+                if writer is None:
+                    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), video.header["fps"],
+                                             (scene.shape[1], scene.shape[0]))
+                writer.write(scene)
+            if not headless:
+                cv2.imshow(WINDOW, scene)
+                if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                    break
+            shown += 1
+    finally:
+        receiver.stop()
+        if writer is not None:
+            writer.release()
+            partial.replace(record_path)  # only a finished recording carries the final name
+        if not headless:
+            cv2.destroyAllWindows()
+    return {
+        "frames_shown": shown,
+        "frames_stale": stale_frames,
+        "frames_overwritten": overwritten,  # shm-bgr8 frames the display was too late to read
+        "received": dict(receiver.counts),
+        "passthrough_delay_ms": percentiles(receiver.delays_ms["video"]),
+        "annotation_delay_ms": percentiles(receiver.delays_ms["overlay"]),
+        "mask_delay_ms": percentiles(receiver.delays_ms["mask"]),
+        "compose_ms": percentiles(compose_ms),
+        "recording": str(record_path) if writer is not None else None,
+    }

@@ -1,0 +1,283 @@
+"""Live runtime: wires sources, stages and the publisher with threads. Stages know none of it.
+
+    capture thread --> publish `video` (at once, never waits on the AI)
+         `--> latest-frame slot --> AI worker: preprocess -> infer -> analyse -> alerts -> overlay
+                                                  `--> publish `overlay`, `mask`, `alert`
+    main thread: `status` heartbeat every second
+
+    stages = build_graph(model, PipelineConfig())          # pipeline.runtime.graph
+    summary = run_live(open_source("phantom"), stages, Publisher(), LiveOptions(frames=300))
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.core.config import PipelineConfig
+from pipeline.core.packet import FramePacket
+from pipeline.sources.capture import Source, SourceError, SourceLost
+from pipeline.stages.alerts.health import HealthMonitor
+from pipeline.transport.zeromq import (
+    MASK_ENCODING,
+    SWITCH_INTERVAL_S,
+    Publisher,
+    default_video_encoding,
+)
+
+
+@dataclass
+class LiveOptions:
+    """How the live path runs and publishes."""
+
+    frames: int | None = None  # stop after this many captured frames
+    realtime: bool = False  # pace file and phantom sources at their native rate
+    video_encoding: str = "auto"  # auto: shm-bgr8 on ipc:// and loopback (same host), raw-bgr8 elsewhere
+    overlay_encoding: str = "jpeg"
+    jpeg_quality: int = 85
+    heartbeat_s: float = 1.0
+    health_tick_s: float = 0.04  # how often the health rules are checked
+    ai_priority: str = "idle"  # Linux: "idle" = SCHED_IDLE (the AI gets only CPU time nothing else wants),
+    ai_niceness: int = 10  # "nice" = this much nicer than the capture thread (for hosts shared with other work)
+    reconnect_max_s: float = 5.0
+
+
+class LatestSlot:
+    """Hand-off from capture to AI. ``newest_wins``: a put replaces an untaken frame (a drop);
+    otherwise a put waits until the previous frame was taken (every frame analysed)."""
+
+    def __init__(self, newest_wins: bool):
+        self.newest_wins = newest_wins
+        self.item: FramePacket | None = None
+        self.closed = False
+        self.drops = 0
+        self.condition = threading.Condition()
+
+    def put(self, packet: FramePacket) -> None:
+        with self.condition:
+            if self.newest_wins:
+                self.drops += self.item is not None
+            else:
+                self.condition.wait_for(lambda: self.item is None or self.closed)
+            self.item = packet
+            self.condition.notify_all()
+
+    def get(self) -> FramePacket | None:
+        """The next frame, or ``None`` once the slot is closed and empty."""
+        with self.condition:
+            self.condition.wait_for(lambda: self.item is not None or self.closed)
+            packet, self.item = self.item, None
+            self.condition.notify_all()
+            return packet
+
+    def close(self) -> None:
+        with self.condition:
+            self.closed = True
+            self.condition.notify_all()
+
+
+@dataclass
+class LiveStats:
+    """Counters shared by the threads (each field written by one thread only)."""
+
+    captured: int = 0
+    analysed: int = 0
+    started_ns: int = field(default_factory=time.monotonic_ns)
+    last_capture_ns: int | None = None  # monotonic time of the newest capture
+    last_result_ns: int | None = None  # monotonic time of the newest published result
+    errors: int = 0
+    alerts_raised: int = 0
+    state: str = "starting"
+    last_error: str = ""
+    timings_ms: dict[str, list[float]] = field(default_factory=dict)
+
+    def add_timings(self, timings: dict[str, float]) -> None:
+        for name, ms in timings.items():
+            self.timings_ms.setdefault(name, []).append(ms)
+
+
+def _publish_results(publisher: Publisher, packet: FramePacket, options: LiveOptions) -> None:
+    """``overlay``, ``mask`` and (on transitions) ``alert`` messages of one analysed frame."""
+    common = {"frame_id": packet.frame_id, "t_capture_ns": packet.t_capture_ns,
+              "timings_ms": {k: round(v, 3) for k, v in packet.timings_ms.items()}}
+    segmentation, proximity = packet.segmentation, packet.proximity
+    publisher.send_image("overlay", packet.overlay, options.overlay_encoding, options.jpeg_quality, **common)
+    classes = [{"value": i + 1, "name": n, "role": r} for i, (n, r) in enumerate(zip(segmentation.names,
+                                                                                    segmentation.roles))]
+    distance = None if proximity.distance_px == float("inf") else round(proximity.distance_px, 2)
+    publisher.send_image("mask", segmentation.class_map, MASK_ENCODING, classes=classes,
+                         proximity={"distance_px": distance, "distance_mm": proximity.distance_mm,
+                                    "mm_per_px": proximity.mm_per_px,
+                                    "instrument_point": proximity.instrument_point,
+                                    "vessel_point": proximity.vessel_point},
+                         active_alerts=[dataclasses.asdict(a) for a in packet.active_alerts], **common)
+    for event in packet.alerts:
+        publisher.send("alert", {**dataclasses.asdict(event), **common})
+
+
+def lower_priority(policy: str, niceness: int = 10) -> None:
+    """Let every other thread preempt this one: SCHED_IDLE (``idle``) or ``niceness`` more (``nice``).
+
+    Per thread on Linux; quietly nothing where unsupported.
+    """
+    thread = threading.get_native_id()
+    try:
+        if policy == "idle":
+            os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+        else:
+            os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, 0) + niceness)
+    except (AttributeError, OSError):
+        pass
+
+
+def _reconnect(source: Source, publisher: Publisher, stats: LiveStats, stop: threading.Event,
+               max_wait: float, error: Exception) -> None:
+    """Report the lost source on ``status`` and retry with exponential backoff until it returns."""
+    stats.state, stats.last_error = "capture_lost", str(error)
+    wait = 0.25
+    while not stop.is_set():
+        publisher.send("status", {"state": "capture_lost", "error": str(error), "retry_in_s": wait,
+                                  "t_capture_ns": time.time_ns()})
+        if stop.wait(wait):
+            return
+        try:
+            source.reopen()
+            stats.state = "running"
+            return
+        except SourceError as retry_error:
+            error, wait = retry_error, min(wait * 2, max_wait)
+
+
+def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOptions,
+             stop: threading.Event | None = None, health: HealthMonitor | None = None) -> dict:
+    """Run the live path until the source ends, ``options.frames`` are captured or ``stop`` is set.
+
+    ``health`` (default: all health rules with default settings) is checked every
+    ``options.health_tick_s``; its transitions go out on ``alert`` and its active alerts on ``status``.
+    """
+    health = health or HealthMonitor(PipelineConfig(), None, source.fps)
+    # The capture thread must get the interpreter within a fraction of a millisecond, not the
+    # default 5 ms, when the AI thread holds it: this is the tail of the passthrough delay.
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+    stop = stop or threading.Event()
+    slot = LatestSlot(newest_wins=source.live or options.realtime)
+    stats = LiveStats(state="running")
+    started = time.monotonic()
+    video_encoding = default_video_encoding(publisher.endpoint) if options.video_encoding == "auto" \
+        else options.video_encoding
+
+    def capture() -> None:
+        period = 1.0 / source.fps if options.realtime and not source.live else 0.0
+        next_due = time.monotonic()
+        try:
+            while not stop.is_set() and (options.frames is None or stats.captured < options.frames):
+                if period:
+                    stop.wait(max(0.0, next_due - time.monotonic()))
+                    next_due += period
+                try:
+                    item = source.read()
+                except SourceLost as lost:
+                    _reconnect(source, publisher, stats, stop, options.reconnect_max_s, lost)
+                    continue
+                if item is None:
+                    break
+                packet = FramePacket.capture(item[0], stats.captured, source.name, truth=item[1])
+                publisher.send_image("video", packet.image, video_encoding, options.jpeg_quality,
+                                     frame_id=packet.frame_id, t_capture_ns=packet.t_capture_ns, fps=source.fps)
+                stats.last_capture_ns = time.monotonic_ns()
+                slot.put(packet)
+                stats.captured += 1
+        except SourceError as error:
+            stats.state, stats.last_error = "source_error", str(error)
+        finally:
+            slot.close()
+
+    def analyse() -> None:
+        lower_priority(options.ai_priority, options.ai_niceness)  # the video path preempts the AI, never the reverse
+        while (packet := slot.get()) is not None:
+            packet.timings_ms["queue"] = (time.monotonic_ns() - packet.t_capture_mono_ns) / 1e6
+            try:
+                for stage in stages:
+                    packet = stage(packet)
+            except Exception as error:  # a bad frame must not stop the surgeon's picture
+                stats.errors += 1
+                stats.last_error = f"{type(error).__name__}: {error}"
+                continue
+            _publish_results(publisher, packet, options)
+            stats.last_result_ns = time.monotonic_ns()
+            stats.analysed += 1
+            stats.alerts_raised += sum(event.state == "raised" for event in packet.alerts)
+            stats.add_timings(packet.timings_ms)
+
+    capture_thread = threading.Thread(target=capture, name="orsight-capture", daemon=True)
+    ai_thread = threading.Thread(target=analyse, name="orsight-ai", daemon=True)
+    threads = (capture_thread, ai_thread)
+    for thread in threads:
+        thread.start()
+    rates = Rates(time.monotonic())
+    try:
+        while any(thread.is_alive() for thread in threads):
+            ai_thread.join(timeout=options.health_tick_s)
+            fps_ai = rates.tick(stats, options.heartbeat_s)
+            events = health.observe(stats, fps_ai)
+            for event in events:
+                publisher.send("alert", dataclasses.asdict(event))
+            stats.alerts_raised += sum(event.state == "raised" for event in events)
+            if fps_ai is not None or events:
+                publisher.send("status", _status_fields(stats, slot, source, rates, health.engine.active))
+    except KeyboardInterrupt:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=2)
+    if stats.state == "running":
+        stats.state = "ended"
+    summary = _summary(stats, slot, source, time.monotonic() - started)
+    publisher.send("status", {**_status_fields(stats, slot, source, Rates(0.0), []), "state": stats.state,
+                              "final": True})
+    return summary
+
+
+@dataclass
+class Rates:
+    """Capture and AI frame rates over the last heartbeat interval (main thread only)."""
+
+    since: float  # monotonic seconds at the start of the interval
+    captured: int = 0  # counters at the start of the interval
+    analysed: int = 0
+    fps_capture: float = 0.0
+    fps_ai: float = 0.0
+
+    def tick(self, stats: LiveStats, interval_s: float) -> float | None:
+        """New rates once ``interval_s`` has passed: returns the AI's then, ``None`` in between."""
+        now = time.monotonic()
+        elapsed = now - self.since
+        if elapsed < interval_s:
+            return None
+        self.fps_capture = (stats.captured - self.captured) / elapsed
+        self.fps_ai = (stats.analysed - self.analysed) / elapsed
+        self.since, self.captured, self.analysed = now, stats.captured, stats.analysed
+        return self.fps_ai
+
+
+def _status_fields(stats: LiveStats, slot: LatestSlot, source: Source, rates: Rates, active_alerts: list) -> dict:
+    return {"state": stats.state, "source": source.name, "t_capture_ns": time.time_ns(),
+            "active_alerts": [dataclasses.asdict(a) for a in active_alerts],
+            "fps_capture": round(rates.fps_capture, 2), "fps_ai": round(rates.fps_ai, 2),
+            "frames_captured": stats.captured,
+            "frames_analysed": stats.analysed, "drops": slot.drops, "errors": stats.errors,
+            "last_error": stats.last_error,
+            "timings_ms": {k: round(float(np.mean(v[-30:])), 3) for k, v in stats.timings_ms.items()}}
+
+
+def _summary(stats: LiveStats, slot: LatestSlot, source: Source, seconds: float) -> dict:
+    return {"source": source.name, "state": stats.state, "seconds": round(seconds, 3),
+            "frames_captured": stats.captured, "frames_analysed": stats.analysed, "drops": slot.drops,
+            "errors": stats.errors, "last_error": stats.last_error, "alerts_raised": stats.alerts_raised,
+            "fps_capture": round(stats.captured / max(seconds, 1e-9), 2),
+            "fps_ai": round(stats.analysed / max(seconds, 1e-9), 2),
+            "stage_ms_p50": {k: round(float(np.percentile(v, 50)), 3) for k, v in stats.timings_ms.items()}}

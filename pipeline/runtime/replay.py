@@ -1,0 +1,373 @@
+"""Replay analysis of recorded videos: every frame, in order, as fast as the hardware allows.
+
+Two phases over the live path's own stages (:func:`~pipeline.runtime.graph.build_graph`, CPU or
+CUDA, undistortion included) with a different scheduler:
+
+1. *analyse* (parallel by chunk): read -> [undistort] -> preprocess -> infer (batched) -> decode
+   -> analyse -> one deterministic record per frame (instances with polygons, minimum distance).
+2. *finalise* (in frame order): the graph's finishing stages (alerts -> overlay -> [redistort])
+   on results rebuilt from the records -> annotated MP4, ``frames.jsonl``, ``alerts.jsonl``,
+   ``report.html``, ``summary.json``. With a calibration, records are in undistorted pixels.
+
+In one process the phases overlap (decode thread, model on the main thread, finalise thread);
+with ``chunk_frames`` or Ray, chunks (cut at keyframes) are analysed apart, and the finalise
+pass decodes the video once more. The records, and so every output, are identical either way.
+
+    summary = replay_video("case12.mp4", "out/", model_path=None, options=ReplayOptions())
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import queue
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from calibration.camera import CameraModel
+from pipeline.core.config import PipelineConfig
+from pipeline.core.packet import FramePacket, Proximity, Segmentation, to_host
+from pipeline.runtime.graph import build_graph, finishing_stages, split_at
+from pipeline.runtime.video import ReplayError, VideoInfo, plan_chunks, probe, read_frames
+from pipeline.stages.alerts.engine import Alerts
+from pipeline.stages.alerts.rules import CLINICAL_RULES
+from pipeline.stages.infer import SegmentationModel, load_model
+from pipeline.stages.undistort import Undistort
+
+
+@dataclass
+class ReplayOptions:
+    batch: int = 1  # frames per forward pass (CPU: 1; more needs a model with a dynamic batch)
+    chunk_frames: int | None = None  # analyse in chunks of about this many frames (cut at keyframes)
+    device: str = "cpu"
+    threads: int | None = None  # ONNX Runtime intra-op threads
+    progress: bool = True
+    config: PipelineConfig = field(default_factory=PipelineConfig)
+    camera: CameraModel | None = None  # a calibration: frames are undistorted for analysis
+
+
+# ---- phase 1: analyse -------------------------------------------------------------------
+def frame_record(packet: FramePacket, fps: float) -> dict:
+    """The deterministic per-frame result: instances (class, score, box, area, polygons), distance.
+
+    Polygons are traced at model-input resolution (where the masks are made) and mapped to
+    source pixels; the area is the instance's pixel count in source pixels.
+    """
+    segmentation, proximity = packet.segmentation, packet.proximity
+    geometry = segmentation.geometry
+    instances = []
+    for index, (cls, score, box) in enumerate(zip(segmentation.class_ids, segmentation.scores, segmentation.boxes)):
+        inside = (to_host(segmentation.instance_logits[index]) > 0).astype(np.uint8)
+        contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        polygons = [np.round(geometry.to_source(c.reshape(-1, 2) + 0.5) - 0.5).astype(int).reshape(-1).tolist()
+                    for c in contours if len(c) >= 3]
+        instances.append({"class": segmentation.names[cls], "class_id": int(cls), "score": round(float(score), 4),
+                          "box": [round(float(v), 1) for v in box],
+                          "area": int(round(inside.sum() / geometry.scale**2)), "polygons": polygons})
+    distance = proximity.distance_px
+    return {"frame": packet.frame_id, "t_s": round(packet.frame_id / fps, 6), "instances": instances,
+            "distance_px": None if not np.isfinite(distance) else round(float(distance), 2),
+            "instrument_point": proximity.instrument_point, "vessel_point": proximity.vessel_point}
+
+
+class Analyser:
+    """Phase 1 for one model: frames -> records (and the analysed packets, for the overlap).
+
+    Runs the live graph up to the analysis: the stages before the model per frame, the model
+    over batches, then decode and analyse; the finishing stages are the finaliser's.
+    """
+
+    def __init__(self, model_path, options: ReplayOptions, fov: tuple[float, float, float] | None = None):
+        config = options.config
+        cv2.setNumThreads(1)  # OpenCV's work runs beside the model in its own threads: no pool competing with it
+        self.model = load_model(model_path, device=options.device, threads=options.threads, conf=config.conf,
+                                iou=config.iou, roles=config.roles)
+        if options.batch > 1 and self.model.max_batch is not None and self.model.max_batch < options.batch:
+            raise ReplayError(f"--batch {options.batch}: this model takes batches of {self.model.max_batch}; "
+                              "export it with a dynamic batch")
+        self.batch = options.batch
+        stages = build_graph(self.model, config, options.camera, device=options.device, fov=fov)
+        self.before_model, from_model = split_at(stages, SegmentationModel)
+        self.after_model, _ = split_at(from_model[1:], Alerts)
+
+    def prepare(self, index: int, image: np.ndarray, fps: float, source: str) -> FramePacket:
+        """The stages before the model for one frame (its own tensor: packets wait in queues)."""
+        packet = FramePacket(index, source, image, int(index / fps * 1e9), time.monotonic_ns())
+        for stage in self.before_model:
+            packet = stage(packet)
+        if packet.device is not None:
+            packet.device.tensor = packet.device.tensor.copy()
+        else:
+            packet.tensor = packet.tensor.copy()
+        return packet
+
+    def batches(self, packets):
+        """Forward passes over batches of prepared packets; yields the packets in order."""
+        pending = []
+        for packet in packets:
+            pending.append(packet)
+            if len(pending) == self.batch:
+                yield from self.model.forward_batch(pending)
+                pending = []
+        if pending:
+            yield from self.model.forward_batch(pending)
+
+    def describe(self, packet: FramePacket, fps: float) -> dict:
+        """Decode, analysis and the frame's record, from the model's outputs."""
+        for stage in self.after_model:
+            packet = stage(packet)
+        return frame_record(packet, fps)
+
+    def run(self, frames, fps: float, source: str):
+        """Yield ``(packet, record)`` in frame order for ``(index, image)`` frames, one after another."""
+        for packet in self.batches(self.prepare(index, image, fps, source) for index, image in frames):
+            yield packet, self.describe(packet, fps)
+
+
+def analyse_chunk(info: VideoInfo, start: int, stop: int, model_path, options: ReplayOptions) -> list[dict]:
+    """Phase 1 for one chunk: the records of frames ``start``..``stop - 1`` (fewer if truncated)."""
+    analyser = Analyser(model_path, options, info.fov)
+    return [record for _, record in analyser.run(read_frames(info.path, start, stop), info.fps, info.path)]
+
+
+# ---- phase 2: finalise ------------------------------------------------------------------
+def segmentation_from_record(record: dict, size: tuple[int, int], names, roles) -> Segmentation:
+    """Rasterise a record's polygons back into a class map (higher score drawn last, wins)."""
+    width, height = size
+    class_map = np.zeros((height, width), np.uint8)
+    instances = sorted(record["instances"], key=lambda i: i["score"])
+    for instance in instances:
+        polygons = [np.array(p, np.int32).reshape(-1, 2) for p in instance["polygons"]]
+        cv2.fillPoly(class_map, polygons, instance["class_id"] + 1)
+    return Segmentation(class_map, names, roles, np.array([i["class_id"] for i in instances], int),
+                        np.array([i["score"] for i in instances], np.float32),
+                        np.array([i["box"] for i in instances], np.float32).reshape(-1, 4))
+
+
+class Finaliser:
+    """Phase 2 for one video: alerts in frame order, overlays from the records, outputs written."""
+
+    def __init__(self, work: Path, info: VideoInfo, names, roles, options: ReplayOptions, overlapped: bool = True):
+        self.work, self.info, self.names, self.roles = work, info, names, roles
+        camera = options.camera
+        # every frame is analysed (nothing goes stale); alert ids count from 1 in each video
+        self.undistort = Undistort(camera) if camera else None  # the records' pixels are the undistorted picture's
+        self.finish = finishing_stages(options.config, camera, alert_ids=itertools.count(1), stale_ms=float("inf"))
+        self.writer = cv2.VideoWriter(str(work / "annotated.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), info.fps,
+                                      info.size)
+        if not self.writer.isOpened():
+            raise ReplayError(f"cannot write {work / 'annotated.mp4'}")
+        self.frames_file = open(work / "frames.jsonl", "w")
+        self.alerts_file = open(work / "alerts.jsonl", "w")
+        self.timeline: list[dict] = []
+        self.overlapped = overlapped  # False: the records came from chunks analysed elsewhere
+        self.series = {"t_s": [], "instrument": [], "vessel": [], "distance_px": []}
+
+    def add(self, image: np.ndarray, record: dict) -> None:
+        packet = FramePacket(record["frame"], self.info.path, image, int(record["t_s"] * 1e9), 0)
+        if self.undistort is not None:
+            packet = self.undistort(packet)
+        packet.segmentation = segmentation_from_record(record, self.info.size, self.names, self.roles)
+        packet.proximity = Proximity(record["distance_px"] if record["distance_px"] is not None else float("inf"),
+                                     _point(record["instrument_point"]), _point(record["vessel_point"]))
+        for stage in self.finish:
+            packet = stage(packet)
+        self.writer.write(packet.overlay)
+        self.frames_file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        for event in packet.alerts:
+            line = {**asdict(event), "t_s": round(event.t_capture_ns / 1e9, 6)}
+            self.alerts_file.write(json.dumps(line, separators=(",", ":")) + "\n")
+            self.timeline.append(line)
+        area = {role: sum(i["area"] for i in record["instances"] if self.roles[i["class_id"]] == role)
+                for role in ("instrument", "vessel")}
+        self.series["t_s"].append(record["t_s"])
+        self.series["instrument"].append(area["instrument"] / (self.info.size[0] * self.info.size[1]))
+        self.series["vessel"].append(area["vessel"] / (self.info.size[0] * self.info.size[1]))
+        self.series["distance_px"].append(record["distance_px"])
+
+    def close(self) -> None:
+        self.writer.release()
+        self.frames_file.close()
+        self.alerts_file.close()
+
+
+def _point(value):
+    return tuple(value) if value is not None else None
+
+
+# ---- one video, start to end ------------------------------------------------------------
+def _overlapped(path: str, info: VideoInfo, analyser: Analyser, finaliser: Finaliser, bar) -> tuple[int, list]:
+    """Single process, three threads: decode + preprocess | model (this thread) | masks, analysis,
+    alerts, overlay, encode. The model's thread does nothing but the model."""
+    prepared: queue.Queue = queue.Queue(maxsize=16)
+    inferred: queue.Queue = queue.Queue(maxsize=16)
+    done_at: list[float] = []
+    failure: list[BaseException] = []
+
+    def decode():
+        try:
+            for index, image in read_frames(path):
+                prepared.put(analyser.prepare(index, image, info.fps, path))
+        except BaseException as error:  # reported by the main thread
+            failure.append(error)
+        prepared.put(None)
+
+    def finalise():
+        try:
+            while (packet := inferred.get()) is not None:
+                finaliser.add(packet.image, analyser.describe(packet, info.fps))
+                done_at.append(time.perf_counter())
+                bar.update(1)
+        except BaseException as error:  # reported by the main thread
+            failure.append(error)
+            while inferred.get() is not None:
+                pass
+
+    threads = [threading.Thread(target=decode, daemon=True), threading.Thread(target=finalise, daemon=True)]
+    for thread in threads:
+        thread.start()
+    count = 0
+    try:
+        for packet in analyser.batches(iter(prepared.get, None)):
+            inferred.put(packet)
+            count += 1
+    finally:
+        inferred.put(None)
+        while threads[0].is_alive():  # a failed model must not leave the decoder blocked on a full queue
+            try:
+                prepared.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        for thread in threads:
+            thread.join()
+    if failure:
+        raise failure[0]
+    return count, done_at
+
+
+def _finalise_from_records(path: str, records: list[dict], finaliser: Finaliser, bar) -> list[float]:
+    """Chunked runs: decode the video once more, in order, pairing each frame with its record."""
+    done_at = []
+    for (_, image), record in zip(read_frames(path), records):
+        finaliser.add(image, record)
+        done_at.append(time.perf_counter())
+        bar.update(1)
+    return done_at
+
+
+def replay_video(path: str | Path, out: str | Path, model_path=None, options: ReplayOptions | None = None,
+                 records: list[dict] | None = None) -> dict:
+    """Analyse one video into ``out/<name>/``; ``records`` from chunked analysis skip phase 1.
+
+    Outputs are written in ``out/<name>.partial/`` and renamed when complete; a complete
+    earlier result is kept (resume), a leftover partial one is redone.
+    """
+    from tqdm import tqdm
+
+    options = options or ReplayOptions()
+    path = str(path)
+    info = probe(path)
+    final = Path(out) / Path(path).stem
+    if (final / "summary.json").is_file():
+        return {**json.loads((final / "summary.json").read_text()), "resumed": True}
+    work = final.with_name(final.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    analyser = Analyser(model_path, options, info.fov) if records is None else None
+    names, roles = _classes(analyser, model_path, options)
+    finaliser = Finaliser(work, info, names, roles, options, overlapped=records is None)
+    started = time.perf_counter()
+    with tqdm(total=info.frame_count or None, unit="frame", desc=Path(path).name, disable=not options.progress,
+              leave=False) as bar:
+        try:
+            if records is None:
+                count, done_at = _overlapped(path, info, analyser, finaliser, bar)
+            else:
+                done_at = _finalise_from_records(path, records, finaliser, bar)
+                count = len(done_at)
+        finally:
+            finaliser.close()
+    seconds = time.perf_counter() - started
+    summary = _summary(info, count, seconds, finaliser, model_path, options)
+    from pipeline.runtime.report import write_report
+
+    write_report(work / "report.html", summary, finaliser.series, finaliser.timeline, done_at, started,
+                 options.config)
+    (work / "summary.json").write_text(json.dumps(summary, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    work.rename(final)
+    return summary
+
+
+def _classes(analyser: Analyser | None, model_path, options: ReplayOptions):
+    model = analyser.model if analyser is not None else load_model(model_path, device="cpu", roles=options.config.roles)
+    return model.names, model.roles
+
+
+def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, model_path, options) -> dict:
+    partial = info.frame_count > 0 and count < info.frame_count
+    distances = [d for d in finaliser.series["distance_px"] if d is not None]
+    raised = [a for a in finaliser.timeline if a["state"] == "raised"]
+    return {
+        "video": info.path, "fps": info.fps, "size": list(info.size), "frames_claimed": info.frame_count,
+        "frames_analysed": count, "partial": partial,
+        "error": f"truncated: read {count} of {info.frame_count} frames" if partial else None,
+        "duration_s": round(count / info.fps, 3), "seconds": round(seconds, 3),
+        "throughput_fps": round(count / max(seconds, 1e-9), 2),
+        "frames_with_instrument": int(sum(a > 0 for a in finaliser.series["instrument"])),
+        "frames_with_vessel": int(sum(a > 0 for a in finaliser.series["vessel"])),
+        "min_distance_px": min(distances) if distances else None,
+        "alerts_raised": {rule: sum(a["rule"] == rule for a in raised) for rule in CLINICAL_RULES},
+        "model": str(model_path or "shipped default"), "batch": options.batch,
+        "mode": "single process" if finaliser.overlapped else "chunks (seconds and throughput: the final pass only)",
+    }
+
+
+# ---- many videos: chunks, optionally on a Ray cluster ---------------------------------
+RAY_CHUNK_FRAMES = 300
+
+
+def replay_videos(videos: list[str], out: str | Path, model_path=None, options: ReplayOptions | None = None,
+                  use_ray: bool = False, ray_address: str | None = None) -> tuple[list[dict], dict[str, str]]:
+    """Analyse every video; returns the summaries and ``{video: error}`` for those that failed.
+
+    With ``use_ray`` the chunks of all videos are analysed as Ray tasks (locally started Ray
+    without an address; GPU tasks ask for a GPU each), then each video is finalised here.
+    """
+    options = options or ReplayOptions()
+    summaries, errors, pending = [], {}, []
+    if use_ray:
+        import ray
+
+        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        task = ray.remote(num_cpus=1, num_gpus=1 if options.device == "cuda" else 0)(analyse_chunk)
+    for video in videos:
+        try:
+            info = probe(video)
+        except ReplayError as error:
+            errors[video] = str(error)
+            continue
+        chunk_frames = options.chunk_frames or (RAY_CHUNK_FRAMES if use_ray else None)
+        if not chunk_frames or (Path(out) / Path(video).stem / "summary.json").is_file():
+            pending.append((video, None))
+            continue
+        chunks = plan_chunks(video, max(info.frame_count, 1), chunk_frames)
+        quiet = ReplayOptions(**{**options.__dict__, "progress": False})
+        if use_ray:
+            pending.append((video, [task.remote(info, a, b, model_path, quiet) for a, b in chunks]))
+        else:
+            pending.append((video, [analyse_chunk(info, a, b, model_path, quiet) for a, b in chunks]))
+    for video, parts in pending:
+        if parts is not None and use_ray:
+            parts = ray.get(parts)
+        records = None if parts is None else [record for part in parts for record in part]
+        summary = replay_video(video, out, model_path, options, records=records)
+        summaries.append(summary)
+        if summary["partial"]:
+            errors[video] = summary["error"]
+    return summaries, errors

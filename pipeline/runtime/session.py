@@ -1,0 +1,65 @@
+"""A live session assembled from what the user chose: source, camera, model, stages, health, audit.
+
+    session = open_session("phantom:approach", model_path=None, device="cpu", config=PipelineConfig())
+    summary = run_live(session.source, session.stages, publisher, options, health=session.health)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from calibration.camera import CameraModel
+from pipeline.core.config import PipelineConfig
+from pipeline.runtime.graph import Stage, build_graph
+from pipeline.sources.capture import Source, open_source
+from pipeline.stages.alerts.engine import AuditLog
+from pipeline.stages.alerts.health import HealthMonitor
+from pipeline.stages.infer import SegmentationModel, load_model
+from pipeline.stages.preprocess.geometry import input_dims
+
+
+class SessionError(ValueError):
+    """The choices do not fit together (a calibration for another frame size, a fixed model input...)."""
+
+
+@dataclass
+class Session:
+    source: Source
+    model: SegmentationModel
+    stages: list[Stage]
+    health: HealthMonitor
+    config: PipelineConfig  # as resolved (the input size that runs)
+
+
+def model_identity(model: SegmentationModel, config: PipelineConfig) -> dict:
+    """Model and configuration identity stamped on every audit-log line."""
+    from pipeline import __version__
+
+    path = getattr(model, "path", None)
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else None
+    settings = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    return {"orsight": __version__, "model": model.description, "model_sha256": digest,
+            "config_sha256": hashlib.sha256(settings.encode()).hexdigest()[:16]}
+
+
+def open_session(source_spec: str, model_path: str | Path | None, device: str, config: PipelineConfig,
+                 camera: CameraModel | None = None, audit_path: str | Path | None = None,
+                 size: tuple[int, int] = (1280, 720), fps: float = 30.0, fourcc: str | None = None) -> Session:
+    """Open the source and the model, check they fit, build the graph and the health monitor."""
+    source = open_source(source_spec, size=size, fps=fps, fourcc=fourcc)
+    if camera is not None and tuple(camera.image_size) != source.frame_size:
+        raise SessionError(f"the calibration is for {camera.image_size[0]}x{camera.image_size[1]} frames, "
+                           f"the source gives {source.frame_size[0]}x{source.frame_size[1]}")
+    model = load_model(model_path, device=device, conf=config.conf, iou=config.iou, roles=config.roles)
+    if config.imgsz and model.fixed_input and input_dims(config.imgsz) != model.input_size:
+        fixed = "x".join(map(str, model.input_size))
+        raise SessionError(f"--imgsz {config.imgsz}: this ONNX model has a fixed input of {fixed}")
+    try:
+        audit = AuditLog(audit_path, model_identity(model, config)) if audit_path else None
+    except OSError as error:
+        raise SessionError(f"cannot write audit log {audit_path}: {error.strerror}") from None
+    stages = build_graph(model, config, camera, audit, device)
+    return Session(source, model, stages, HealthMonitor(config, audit, source.fps), config)

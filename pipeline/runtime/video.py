@@ -1,0 +1,87 @@
+"""Recorded videos for replay: what a file holds, its frames in order, chunks cut at keyframes.
+
+    info = probe("case12.mp4")                       # fps, frame count, size, field of view
+    for index, image in read_frames(info.path, 0, 300): ...
+    chunks = plan_chunks(info.path, info.frame_count, 300)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from pipeline.stages.preprocess.fov import detect_fov
+
+
+class ReplayError(Exception):
+    """A video cannot be analysed at all."""
+
+
+@dataclass
+class VideoInfo:
+    path: str
+    fps: float
+    frame_count: int  # as the container claims
+    size: tuple[int, int]
+    fov: tuple[float, float, float] | None = None  # endoscope circle, detected once per recording
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Frame rate, claimed frame count, size and field of view; :class:`ReplayError` when unreadable.
+
+    The field of view is detected once, on the first frame, and used for every chunk, so that
+    every frame is cropped the same way however the video is split.
+    """
+    if not Path(path).is_file():
+        raise ReplayError(f"no such video: {path}")
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    ok, frame = capture.read() if capture.isOpened() else (False, None)
+    info = VideoInfo(str(path), capture.get(cv2.CAP_PROP_FPS) or 30.0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+                     (frame.shape[1], frame.shape[0]) if ok else (0, 0), detect_fov(frame) if ok else None)
+    capture.release()
+    if not ok:
+        raise ReplayError(f"cannot read video {path}: not a video, or no decodable frame")
+    return info
+
+
+def read_frames(path: str, start: int = 0, stop: int | None = None):
+    """(index, BGR image) from ``start`` up to ``stop`` (exclusive) or the last readable frame."""
+    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    if start:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+    index = start
+    try:
+        while stop is None or index < stop:
+            ok, image = capture.read()
+            if not ok:
+                return
+            yield index, image
+            index += 1
+    finally:
+        capture.release()
+
+
+def keyframes(path: str) -> list[int]:
+    """Indices of the video's keyframes (from the container's packets, nothing decoded)."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or 30)
+        start = stream.start_time or 0
+        found = [round(float((packet.pts - start) * stream.time_base) * rate)
+                 for packet in container.demux(stream) if packet.is_keyframe and packet.pts is not None]
+    return sorted(set(found))
+
+
+def plan_chunks(path: str, frame_count: int, chunk_frames: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering every frame, each start on a keyframe where possible."""
+    try:
+        starts = keyframes(path)
+    except Exception:  # no keyframe index: fall back to frame-accurate seeking anywhere
+        starts = list(range(0, frame_count, chunk_frames))
+    cuts = sorted({0, *(next((k for k in starts if k >= target), target)
+                        for target in range(chunk_frames, frame_count, chunk_frames))} - {frame_count})
+    cuts = [c for c in cuts if c < frame_count]
+    return list(zip(cuts, cuts[1:] + [frame_count]))

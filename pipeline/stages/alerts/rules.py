@@ -1,0 +1,206 @@
+"""Alert rules: each looks at one :class:`Observation` and says whether its condition holds.
+
+Clinical rules (``vessel_proximity``, ``vessel_contact``) run in the AI path on the masks
+already computed (the :class:`~pipeline.stages.alerts.engine.Alerts` stage); health rules
+(``ai_stale``, ``capture_lost``, ``low_fps``, ``model_error``) run in the runtime's
+:class:`~pipeline.stages.alerts.health.HealthMonitor`. Priorities follow IEC 60601-1-8.
+
+    rules = build_rules(CLINICAL_RULES, {"vessel_proximity": {"warn_px": 80}})
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pipeline.core.packet import Proximity
+
+
+def _finite(value: float) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+@dataclass
+class Observation:
+    """What the rules look at, at one moment. Fields a rule needs but are ``None``: no reading."""
+
+    t_ns: int  # capture time of the frame (clinical) or wall clock (health)
+    frame_id: int = -1
+    proximity: Proximity | None = None
+    ai_age_ms: float | None = None  # time since the last segmentation result, while video flows
+    capture_lost: str | None = None  # why, while the source is lost
+    fps_ratio: float | None = None  # analysed fps / source fps
+    model_error: str | None = None  # last model failure since the previous observation
+
+
+@dataclass
+class Reading:
+    """A rule's verdict: ``priority`` None = condition does not hold."""
+
+    priority: str | None
+    message: str = ""
+    distance_px: float | None = None
+    distance_mm: float | None = None
+    location: tuple[int, int] | None = None
+
+
+@dataclass
+class Rule:
+    """Base of all rules: persistence and timing shared by every rule (each configurable)."""
+
+    k: int = 1  # readings that must agree ...
+    n: int = 1  # ... among the last n, to raise and to clear
+    min_on_s: float = 0.0  # an alert stays at least this long
+    cooldown_s: float = 0.0  # after it clears, it cannot be raised again for this long
+    update_every_s: float = 1.0  # an active alert sends an update at least this often
+
+    name = "rule"
+    clinical = False  # suppressed while the segmentation is stale
+
+    def __post_init__(self):
+        if not 1 <= self.k <= self.n:
+            raise ValueError(f"{self.name}: persistence needs 1 <= k <= n, got k={self.k}, n={self.n}")
+
+    def check(self, observation: Observation, current: str | None) -> Reading | None:
+        """The reading now; ``current`` is the priority of this rule's active alert (None: inactive)."""
+        raise NotImplementedError
+
+
+@dataclass
+class VesselProximity(Rule):
+    """Instrument within ``advisory_px`` (medium) / ``warning_px`` (high) of a vessel.
+
+    With a pixel scale and ``*_mm`` thresholds set, the millimetre thresholds are used. While
+    active, the alert holds until the distance exceeds the threshold plus ``exit_margin``.
+    """
+
+    k: int = 4  # 4 of 5: spurious 1-3 frame blobs never raise it
+    n: int = 5
+    min_on_s: float = 0.5
+    cooldown_s: float = 1.0
+    advisory_px: float = 60.0
+    warning_px: float = 30.0
+    exit_margin_px: float = 15.0
+    advisory_mm: float | None = None
+    warning_mm: float | None = None
+    exit_margin_mm: float = 1.0
+    name = "vessel_proximity"
+    clinical = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.warning_px > self.advisory_px:
+            raise ValueError(f"{self.name}: warning_px {self.warning_px} must not exceed advisory_px "
+                             f"{self.advisory_px}")
+
+    def check(self, observation, current):
+        proximity = observation.proximity
+        if proximity is None:
+            return None
+        metric = proximity.distance_mm is not None and self.warning_mm is not None and self.advisory_mm is not None
+        distance = proximity.distance_mm if metric else proximity.distance_px
+        warning, advisory = (self.warning_mm, self.advisory_mm) if metric else (self.warning_px, self.advisory_px)
+        margin = self.exit_margin_mm if metric else self.exit_margin_px
+        # Hysteresis: a level is entered below its threshold and left above threshold + margin.
+        high_limit = warning + (margin if current == "high" else 0.0)
+        medium_limit = advisory + (margin if current is not None else 0.0)
+        priority = "high" if distance < high_limit else "medium" if distance < medium_limit else None
+        unit = "mm" if proximity.distance_mm is not None else "px"
+        shown = proximity.distance_mm if proximity.distance_mm is not None else proximity.distance_px
+        message = f"instrument {shown:.1f} {unit} from vessel" if math.isfinite(shown) else ""
+        return Reading(priority, message, _finite(proximity.distance_px), proximity.distance_mm,
+                       proximity.instrument_point)
+
+
+@dataclass
+class VesselContact(Rule):
+    """Instrument touching or overlapping a vessel (gap at most ``contact_px``): high priority."""
+
+    k: int = 4
+    n: int = 5
+    min_on_s: float = 0.5
+    cooldown_s: float = 1.0
+    contact_px: float = 0.0
+    release_px: float = 3.0  # while active, contact holds until the gap exceeds this
+    name = "vessel_contact"
+    clinical = True
+
+    def check(self, observation, current):
+        proximity = observation.proximity
+        if proximity is None:
+            return None
+        limit = self.release_px if current else self.contact_px
+        touching = proximity.distance_px <= limit
+        return Reading("high" if touching else None, "instrument touching vessel",
+                       _finite(proximity.distance_px), proximity.distance_mm, proximity.instrument_point)
+
+
+@dataclass
+class AiStale(Rule):
+    """No segmentation result for more than ``threshold_ms`` while video flows: medium."""
+
+    threshold_ms: float = 120.0
+    name = "ai_stale"
+
+    def check(self, observation, current):
+        if observation.ai_age_ms is None:
+            return None
+        stale = observation.ai_age_ms > self.threshold_ms
+        return Reading("medium" if stale else None, f"AI stale ({observation.ai_age_ms:.0f} ms)")
+
+
+@dataclass
+class CaptureLost(Rule):
+    """The video source stopped delivering frames: high."""
+
+    name = "capture_lost"
+
+    def check(self, observation, current):
+        lost = observation.capture_lost
+        return Reading("high" if lost else None, f"capture lost: {lost}" if lost else "capture lost")
+
+
+@dataclass
+class LowFps(Rule):
+    """Analysis rate below ``min_fraction`` of the source rate: low."""
+
+    min_fraction: float = 0.5
+    k: int = 3
+    n: int = 3
+    name = "low_fps"
+
+    def check(self, observation, current):
+        if observation.fps_ratio is None:
+            return None
+        slow = observation.fps_ratio < self.min_fraction
+        return Reading("low" if slow else None, f"AI at {observation.fps_ratio:.0%} of the video rate")
+
+
+@dataclass
+class ModelFailure(Rule):
+    """The model raised an exception or gave NaN output: medium; shown at least ``min_on_s``."""
+
+    min_on_s: float = 1.0
+    name = "model_error"
+
+    def check(self, observation, current):
+        error = observation.model_error
+        return Reading("medium" if error else None, f"model error: {error}" if error else "model error")
+
+
+RULES = {rule.name: rule for rule in (VesselProximity, VesselContact, AiStale, CaptureLost, LowFps, ModelFailure)}
+CLINICAL_RULES = ("vessel_proximity", "vessel_contact")
+HEALTH_RULES = ("ai_stale", "capture_lost", "low_fps", "model_error")
+
+
+def build_rules(names: tuple[str, ...], settings: dict[str, dict] | None = None) -> list[Rule]:
+    """Rules by name, each with its settings (``{rule: {parameter: value}}``) applied."""
+    settings = settings or {}
+    unknown = set(settings) - set(RULES)
+    if unknown:
+        raise ValueError(f"unknown alert rules {', '.join(sorted(unknown))} (known: {', '.join(RULES)})")
+    rules = []
+    for name in names:
+        try:
+            rules.append(RULES[name](**settings.get(name, {})))
+        except TypeError as error:
+            raise ValueError(f"alert rule {name}: {error}") from None
+    return rules

@@ -1,0 +1,152 @@
+"""Overlay stage: small annotators, each ``annotate(scene, packet) -> image``, composed in order.
+
+    overlay = Overlay()                       # masks, contours, labels, proximity line, alerts
+    packet = overlay(packet)                  # fills packet.overlay
+    image = MaskAnnotator().annotate(frame.copy(), packet)
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from pipeline.core.classes import PRIORITY_COLOURS, ROLE_COLOURS
+from pipeline.core.packet import FramePacket, timed
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _text_scale(scene: np.ndarray) -> float:
+    return max(0.45, scene.shape[0] / 1080)
+
+
+@lru_cache(maxsize=8)
+def colour_table(roles: tuple[str, ...]) -> np.ndarray:
+    """(256, 3) uint8: class-map value -> BGR colour of its role (background black)."""
+    table = np.zeros((256, 3), np.uint8)
+    for index, role in enumerate(roles):
+        table[index + 1] = ROLE_COLOURS[role]
+    return table
+
+
+class MaskAnnotator:
+    """Translucent colour over every segmented pixel, by role."""
+
+    def __init__(self, opacity: float = 0.45):
+        self.opacity = opacity
+
+    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+        segmentation = packet.segmentation
+        if segmentation is None:
+            return scene
+        x, y, w, h = cv2.boundingRect(segmentation.class_map)  # blend only the covered box
+        if not w:
+            return scene
+        class_map, region = segmentation.class_map[y:y + h, x:x + w], scene[y:y + h, x:x + w]
+        colours = cv2.LUT(cv2.cvtColor(class_map, cv2.COLOR_GRAY2BGR), colour_table(segmentation.roles)[:, None])
+        blended = cv2.addWeighted(region, 1 - self.opacity, colours, self.opacity, 0)
+        cv2.copyTo(blended, class_map, region)  # where the class map is non-zero; region is a view of scene
+        return scene
+
+
+class ContourAnnotator:
+    """Solid outline of each class region, by role."""
+
+    def __init__(self, thickness: int = 2):
+        self.thickness = thickness
+
+    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+        segmentation = packet.segmentation
+        if segmentation is None:
+            return scene
+        x, y, w, h = cv2.boundingRect(segmentation.class_map)  # search only the covered box
+        class_map = segmentation.class_map[y:y + h, x:x + w]
+        for index, role in enumerate(segmentation.roles):
+            region = (class_map == index + 1).astype(np.uint8)
+            contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x, y))
+            cv2.drawContours(scene, contours, -1, ROLE_COLOURS[role], self.thickness, cv2.LINE_AA)
+        return scene
+
+
+class LabelAnnotator:
+    """Class name and score at the top-left of each instance's box."""
+
+    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+        segmentation = packet.segmentation
+        if segmentation is None:
+            return scene
+        scale = _text_scale(scene)
+        for box, cls, score in zip(segmentation.boxes, segmentation.class_ids, segmentation.scores):
+            text = f"{segmentation.names[cls]} {score:.2f}"
+            x, y = int(box[0]), max(int(box[1]), int(20 * scale))
+            (w, h), _ = cv2.getTextSize(text, FONT, 0.6 * scale, 1)
+            cv2.rectangle(scene, (x, y - h - 6), (x + w + 6, y), ROLE_COLOURS[segmentation.roles[cls]], -1)
+            cv2.putText(scene, text, (x + 3, y - 4), FONT, 0.6 * scale, (0, 0, 0), 1, cv2.LINE_AA)
+        return scene
+
+
+class ProximityAnnotator:
+    """Line between the closest instrument and vessel points, with the distance."""
+
+    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+        proximity = packet.proximity
+        if proximity is None or proximity.instrument_point is None:
+            return scene
+        colour = PRIORITY_COLOURS["high"] if packet.active_alerts else (255, 255, 255)
+        cv2.line(scene, proximity.instrument_point, proximity.vessel_point, colour, 2, cv2.LINE_AA)
+        for point in (proximity.instrument_point, proximity.vessel_point):
+            cv2.circle(scene, point, 4, colour, -1, cv2.LINE_AA)
+        mm = proximity.distance_mm
+        text = f"{mm:.1f} mm" if mm is not None else f"{proximity.distance_px:.0f} px"
+        middle = ((proximity.instrument_point[0] + proximity.vessel_point[0]) // 2 + 6,
+                  (proximity.instrument_point[1] + proximity.vessel_point[1]) // 2)
+        scale = _text_scale(scene)
+        cv2.putText(scene, text, middle, FONT, 0.7 * scale, (0, 0, 0), 4, cv2.LINE_AA)
+        cv2.putText(scene, text, middle, FONT, 0.7 * scale, colour, 2, cv2.LINE_AA)
+        return scene
+
+
+class BannerAnnotator:
+    """A banner row per active alert across the top, by priority (IEC 60601-1-8 style):
+    high: red, fast flash; medium: yellow, slow flash; low: steady."""
+
+    FLASH_HZ = {"high": 2.0, "medium": 0.6, "low": 0.0}
+
+    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+        scale = _text_scale(scene)
+        height = int(44 * scale)
+        now = packet.t_capture_ns / 1e9  # flash phase follows the video's own clock (replays repeat exactly)
+        for row, alert in enumerate(packet.active_alerts):
+            colour, hz = PRIORITY_COLOURS[alert.priority], self.FLASH_HZ[alert.priority]
+            lit = hz == 0 or (now * hz) % 1.0 < 0.6  # on 60 % of each flash period
+            top = row * height
+            if lit:
+                cv2.rectangle(scene, (0, top), (scene.shape[1], top + height), colour, -1)
+            text_colour = ((255, 255, 255) if alert.priority == "high" else (0, 0, 0)) if lit else colour
+            cv2.putText(scene, f"{alert.priority.upper()}: {(alert.message or alert.rule).upper()}",
+                        (int(12 * scale), top + int(31 * scale)), FONT, 0.9 * scale, text_colour, 2, cv2.LINE_AA)
+        return scene
+
+
+def mark_annotators() -> list:
+    """The vector marks drawn over the mask layer: labels, the proximity line, alert banners."""
+    return [LabelAnnotator(), ProximityAnnotator(), BannerAnnotator()]
+
+
+class Overlay:
+    """Stage: composite the annotators onto a copy of the source frame into ``packet.overlay``."""
+
+    reads = ("image", "segmentation", "proximity", "active_alerts")
+    writes = ("overlay",)
+
+    def __init__(self, annotators=None):
+        self.annotators = annotators or [MaskAnnotator(), ContourAnnotator(), *mark_annotators()]
+
+    def __call__(self, packet: FramePacket) -> FramePacket:
+        with timed(packet, "overlay"):
+            scene = packet.image.copy()
+            for annotator in self.annotators:
+                scene = annotator.annotate(scene, packet)
+            packet.overlay = scene
+        return packet

@@ -1,0 +1,100 @@
+"""The command line as a user meets it: real processes, exit status 2 on bad input."""
+import json
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+
+def orsight(*args, timeout=240):
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["run", "--source", "nowhere.mp4"], "no such file"),
+    (["run", "--source", "bogus://x"], "unknown source scheme"),
+    (["run", "--source", "/dev/video42"], "no such video device"),
+    (["run", "--device", "cuda"], "no CUDA device"),
+    (["run", "--frames", "many"], "invalid int value"),
+    (["run", "--source", "7"], "cannot open camera 7"),
+    (["run", "--source", "rtsp://127.0.0.1:9/none"], "cannot open rtsp://"),
+])
+def test_bad_input_is_one_line_and_status_2(args, words):
+    result = orsight(*args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in result.stderr
+
+
+def test_wrong_model_file_and_bad_config(tmp_path):
+    model = tmp_path / "model.onnx"
+    model.write_text("not onnx")
+    result = orsight("run", "--model", str(model))
+    assert result.returncode == 2 and "cannot load ONNX model" in result.stderr
+    config = tmp_path / "config.yaml"
+    config.write_text("alert_enter_px: 10\nfavourite_colour: blue\n")
+    result = orsight("run", "--config", str(config))
+    assert result.returncode == 2 and "favourite_colour" in result.stderr
+
+
+def test_training_from_a_missing_checkpoint_is_status_2(tmp_path):
+    data = tmp_path / "data.yaml"
+    data.write_text("path: .\ntrain: images\nval: images\nnames: {0: instrument, 1: vessel}\n")
+    result = orsight("train", "--data", str(data), "--out", str(tmp_path / "run"), "--init", str(tmp_path / "no.pt"))
+    assert result.returncode == 2 and "no such checkpoint" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_port_in_use_is_status_2(untrained_models, free_tcp_endpoint):
+    from pipeline.transport.zeromq import Publisher
+
+    holder = Publisher(free_tcp_endpoint)
+    try:
+        result = orsight("run", "--model", str(untrained_models["onnx"]), "--publish", free_tcp_endpoint,
+                         "--frames", "5")
+    finally:
+        holder.close()
+    assert result.returncode == 2 and "cannot publish on" in result.stderr.strip().splitlines()[-1]
+
+
+def test_run_on_a_video_file_ends_cleanly_with_a_summary(untrained_models, free_tcp_endpoint, tmp_path):
+    from tests.helpers import write_video
+
+    video = tmp_path / "clip.mp4"
+    write_video(video, frames=15)
+    result = orsight("run", "--source", str(video), "--model", str(untrained_models["onnx"]),
+                     "--publish", free_tcp_endpoint, "--summary", str(tmp_path / "s.json"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["frames_captured"] == 15 == summary["frames_analysed"] and summary["state"] == "ended"
+
+
+def test_demo_writes_video_and_summary(untrained_models, tmp_path):
+    result = orsight("demo", "--frames", "45", "--out", str(tmp_path), "--model", str(untrained_models["onnx"]))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["frames"] == 45 and summary["frames_shown"] >= 40
+    assert summary["passthrough_delay_ms"]["p99"] is not None
+    assert summary["annotation_delay_ms"]["p50"] is not None
+    video = cv2.VideoCapture(str(tmp_path / "display.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == summary["frames_shown"]
+    assert "passthrough_delay_ms" in result.stdout
+
+
+def test_run_with_a_calibration_undistorts_and_gives_millimetres(untrained_models, free_tcp_endpoint, tmp_path):
+    from tests.helpers import PINHOLE
+
+    calibration = tmp_path / "scope.yaml"
+    PINHOLE.save(calibration)
+    result = orsight("run", "--model", str(untrained_models["onnx"]), "--publish", free_tcp_endpoint,
+                     "--calibration", str(calibration), "--working-distance", "60", "--size", "640x480",
+                     "--frames", "5", "--summary", str(tmp_path / "s.json"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["frames_analysed"] == 5 and summary["errors"] == 0
+    assert "undistort" in summary["stage_ms_p50"] and "redistort" in summary["stage_ms_p50"]
+    result = orsight("run", "--model", str(untrained_models["onnx"]), "--calibration", str(calibration))
+    assert result.returncode == 2 and "is for 640x480 frames, the source gives 1280x720" in result.stderr
+    result = orsight("run", "--working-distance", "50")
+    assert result.returncode == 2 and "needs --calibration" in result.stderr

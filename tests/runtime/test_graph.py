@@ -1,0 +1,78 @@
+"""The one graph builder: every path runs its stages; the chain of packet fields is checked."""
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+import pipeline.training.evaluate as evaluate_module
+from pipeline.core.config import PipelineConfig
+from pipeline.runtime.graph import GraphError, build_graph, check_chain, split_at
+from pipeline.runtime.replay import Analyser, ReplayOptions
+from pipeline.sources.phantom import PhantomScene
+from pipeline.stages.alerts.engine import Alerts
+from pipeline.stages.analyse.cpu import Analyse
+from pipeline.stages.infer import load_model
+from pipeline.stages.overlay.cpu import Overlay
+from pipeline.stages.undistort import Redistort, Undistort
+from tests.helpers import PINHOLE
+
+
+def _kinds(stages):
+    return [type(stage).__name__ for stage in stages]
+
+
+def test_live_eval_and_replay_run_the_same_stages(untrained_models, monkeypatch, tmp_path):
+    model = load_model(untrained_models["onnx"])
+    live = _kinds(build_graph(model, PipelineConfig()))
+    assert live == ["LetterboxPreprocess", "OnnxSegmentationModel", "InstanceDecode", "Analyse", "Alerts", "Overlay"]
+    built = []
+
+    def recording_build_graph(*args, **kwargs):
+        built.append(build_graph(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(evaluate_module, "build_graph", recording_build_graph)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), PhantomScene(320, 240).render(0)[0])
+    cv2.imwrite(str(tmp_path / "masks" / "a.png"), np.zeros((240, 320), np.uint8))
+    evaluate_module.evaluate(tmp_path, model)
+    assert _kinds(built[0]) == live  # eval scores the live graph (up to its alerts)
+    analyser = Analyser(untrained_models["onnx"], ReplayOptions(progress=False))
+    assert _kinds([*analyser.before_model, analyser.model, *analyser.after_model]) == live[:4]
+
+
+def test_a_calibration_puts_undistortion_around_the_graph(untrained_models):
+    stages = build_graph(load_model(untrained_models["onnx"]), PipelineConfig(), camera=PINHOLE)
+    assert isinstance(stages[0], Undistort) and isinstance(stages[-1], Redistort)
+
+
+def test_a_broken_chain_is_refused_when_built():
+    with pytest.raises(GraphError, match="Analyse reads segmentation"):
+        check_chain([Analyse(), Overlay()])
+    before, rest = split_at([Analyse(), Alerts([]), Overlay()], Alerts)
+    assert _kinds(before) == ["Analyse"] and _kinds(rest) == ["Alerts", "Overlay"]
+
+
+def test_replay_with_a_calibration_undistorts(untrained_models, tmp_path):
+    video = tmp_path / "scope.mp4"
+    scene = PhantomScene(640, 480, scenario="approach")
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 480))
+    for frame in range(100, 106):
+        writer.write(scene.render(frame)[0])
+    writer.release()
+    PINHOLE.save(tmp_path / "scope.yaml")
+    for name, extra in (("plain", []), ("calibrated", ["--calibration", str(tmp_path / "scope.yaml")])):
+        result = subprocess.run([sys.executable, "-m", "pipeline.cli", "replay", str(video), "--out",
+                                 str(tmp_path / name), "--model", str(untrained_models["onnx"]), "--no-progress",
+                                 *extra], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        summary = json.loads((tmp_path / name / "scope" / "summary.json").read_text())
+        assert summary["frames_analysed"] == 6
+    analyser = Analyser(untrained_models["onnx"], ReplayOptions(progress=False, camera=PINHOLE))
+    assert isinstance(analyser.before_model[0], Undistort)
+    annotated = cv2.VideoCapture(str(tmp_path / "calibrated" / "scope" / "annotated.mp4"))
+    assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 6

@@ -1,0 +1,153 @@
+"""The live path over real sockets: protocol, slow model, lost camera."""
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.core.config import PipelineConfig
+from pipeline.runtime.graph import build_graph
+from pipeline.runtime.live import LiveOptions, run_live
+from pipeline.sources.capture import PhantomSource, SourceError, SourceLost, open_source
+from pipeline.stages.infer import load_model
+from pipeline.transport.zeromq import Publisher, Receiver
+
+
+@pytest.mark.parametrize("video_encoding", ["raw-bgr8", "shm-bgr8", "jpeg"])
+def test_every_header_follows_the_protocol(untrained_models, free_tcp_endpoint, tmp_path, video_encoding):
+    model = load_model(untrained_models["onnx"])
+    report = tmp_path / "report.json"
+    endpoint = free_tcp_endpoint
+    subscriber = subprocess.Popen([sys.executable, str(Path(__file__).parents[1] / "protocol_subscriber.py"),
+                                   endpoint, "60", str(report)])
+    publisher = Publisher(endpoint)
+    try:
+        assert publisher.wait_for_subscriber(timeout=30)
+        time.sleep(0.2)  # all five subscriptions in
+        summary = run_live(open_source("phantom:approach", size=(640, 360)), build_graph(model, PipelineConfig()),
+                           publisher, LiveOptions(frames=40, video_encoding=video_encoding))
+        subscriber.wait(timeout=60)
+    finally:
+        publisher.close()
+        subscriber.kill()
+    result = json.loads(report.read_text())
+    assert result["errors"] == []
+    assert result["final"] and result["gaps"] == 0
+    assert result["counts"]["video"] == 40 and result["counts"]["mask"] == summary["frames_analysed"] == 40
+    assert result["counts"]["overlay"] == 40 and result["counts"]["status"] >= 1
+
+
+def _run_and_listen(endpoint, source, stages, options, topics=("video", "overlay", "mask", "alert", "status")):
+    """Run the live path on ``endpoint`` with a subscriber that logs every message of ``topics``.
+
+    Returns the run summary, the receiver (counts, delays) and the headers received, in order.
+    """
+    publisher = Publisher(endpoint)
+    receiver = Receiver(endpoint, topics=topics).start()
+    headers, stop = [], threading.Event()
+
+    def listen():  # the receiver keeps the newest message per topic; pick up each new one
+        newest = {}
+        while not stop.is_set():
+            for topic in topics:
+                message = receiver.newest(topic)
+                if message is not None and message is not newest.get(topic):
+                    newest[topic] = message
+                    headers.append(message.header)
+            time.sleep(0.002)
+
+    listener = threading.Thread(target=listen, daemon=True)
+    try:
+        assert publisher.wait_for_subscriber(timeout=10)
+        time.sleep(0.2)
+        listener.start()
+        started = time.monotonic()
+        summary = run_live(source, stages, publisher, options)
+        summary["wall_s"] = time.monotonic() - started
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        receiver.stop()
+        publisher.close()
+    return summary, receiver, headers
+
+
+class SlowModel:
+    """The real model behind a 200 ms sleep: the AI runs at under 5 fps."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, packet):
+        time.sleep(0.2)
+        return self.model(packet)
+
+
+def _stages_with(model_wrapper, untrained_models):
+    model = load_model(untrained_models["onnx"])
+    stages = build_graph(model, PipelineConfig())
+    stages[1] = model_wrapper(model)
+    return stages
+
+
+def test_slow_model_never_holds_up_the_video(untrained_models, free_tcp_endpoint):
+    summary, receiver, _ = _run_and_listen(free_tcp_endpoint, open_source("phantom", size=(1280, 720), fps=30),
+                                           _stages_with(SlowModel, untrained_models),
+                                           LiveOptions(frames=60, realtime=True))
+    assert receiver.counts["video"] == 60  # every frame passed through
+    assert summary["wall_s"] < 3.0  # at the source's 30 fps, not the model's 5 fps
+    assert summary["frames_analysed"] <= 15 and summary["drops"] >= 40
+    assert np.median(receiver.delays_ms["video"]) < 20  # passthrough does not wait ~200 ms for the AI
+
+
+class StallingModel(SlowModel):
+    """The real model, which hangs for 0.6 s once, at frame 15."""
+
+    def __call__(self, packet):
+        if packet.frame_id == 15:
+            time.sleep(0.6)
+        return self.model(packet)
+
+
+def test_stalled_model_raises_ai_stale_and_clears_it(untrained_models, free_tcp_endpoint):
+    summary, _, headers = _run_and_listen(free_tcp_endpoint, open_source("phantom", size=(640, 360), fps=30),
+                                          _stages_with(StallingModel, untrained_models),
+                                          LiveOptions(frames=60, realtime=True), topics=("alert",))
+    stale = [(h["state"], h["priority"]) for h in headers if h["rule"] == "ai_stale"]
+    assert stale[0] == ("raised", "medium") and stale[-1][0] == "cleared"
+    assert summary["alerts_raised"] >= 1 and summary["drops"] > 5
+
+
+class FlakyCamera(PhantomSource):
+    """A live camera that vanishes at frame 5 and comes back on the third reconnection."""
+
+    live = True
+
+    def __init__(self):
+        super().__init__("default", (320, 240), 100.0)
+        self.reopens = 0
+
+    def read(self):
+        if self.frame == 5 and self.reopens < 3:
+            raise SourceLost("camera unplugged")
+        return super().read()
+
+    def reopen(self):
+        self.reopens += 1
+        if self.reopens < 3:
+            raise SourceError("camera still gone")
+
+
+def test_lost_camera_is_reported_and_retried(untrained_models, free_tcp_endpoint):
+    source = FlakyCamera()
+    stages = build_graph(load_model(untrained_models["onnx"]), PipelineConfig())
+    summary, _, headers = _run_and_listen(free_tcp_endpoint, source, stages,
+                                          LiveOptions(frames=20, reconnect_max_s=0.5), topics=("status", "alert"))
+    lost = [h for h in headers if h["topic"] == "status" and h["state"] == "capture_lost"]
+    assert lost and "camera" in lost[0]["error"] and lost[0]["retry_in_s"] > 0
+    assert ("capture_lost", "raised") in [(h["rule"], h["state"]) for h in headers if h["topic"] == "alert"]
+    assert source.reopens == 3 and summary["frames_captured"] == 20 and summary["state"] == "ended"
