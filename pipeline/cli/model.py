@@ -114,11 +114,14 @@ def command_eval(args) -> int:
         raise UsageError(str(error)) from None
     fitted = " pixels, fitted to each picture" if report["input_fitted"] else ""
     print(f"{report['frames']} frames, {report['model']}, input {'x'.join(map(str, report['input_size']))}{fitted}")
-    columns = ("iou", "dice", "precision", "recall", "frame_mean_iou")
-    print(f"{'class':12s} {'IoU':>7s} {'Dice':>7s} {'prec':>7s} {'recall':>7s} {'frame IoU':>10s} {'frames':>7s}")
+    columns = ("iou", "dice", "precision", "recall", "frame_mean_iou", "detection_rate", "false_alarm_rate")
+    print(f"{'class':12s} {'IoU':>7s} {'Dice':>7s} {'prec':>7s} {'recall':>7s} {'frame IoU':>10s} {'frames':>7s} "
+          f"{'detected':>9s} {'false alarm':>12s}")
     for name, c in report["classes"].items():
-        iou, dice, precision, recall, frame_iou = (f"{c[k]:.3f}" if c[k] is not None else "-" for k in columns)
-        print(f"{name:12s} {iou:>7s} {dice:>7s} {precision:>7s} {recall:>7s} {frame_iou:>10s} {c['frames_scored']:7d}")
+        iou, dice, precision, recall, frame_iou, detection, alarm = (f"{c[k]:.3f}" if c[k] is not None else "-"
+                                                                     for k in columns)
+        print(f"{name:12s} {iou:>7s} {dice:>7s} {precision:>7s} {recall:>7s} {frame_iou:>10s} {c['frames_scored']:7d} "
+              f"{detection:>9s} {alarm:>12s}")
     print(f"mask mAP50-95 {report['mask_map50_95']:.3f}  mAP50 {report['mask_map50']:.3f}  "
           f"inference {report['ms_per_frame']:.1f} ms/frame")
     if args.json:

@@ -23,6 +23,7 @@ from pipeline.training.dataset import (
 )
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+MIN_ALARM_PX = 50  # a prediction this large (source pixels) in a frame without the class is a false alarm
 
 
 def _match(pred_masks, pred_cls, true_masks, true_cls) -> np.ndarray:
@@ -59,7 +60,13 @@ def _instances(class_map: np.ndarray, classes: int):
 def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
              ignore: tuple[int, ...] = ENDOSCAPES_IGNORE) -> dict:
     """Per class IoU and Dice over the whole set (ignore pixels excluded), per-frame mean IoU,
-    mask mAP50-95 and inference time; ``folder`` holds ``images/`` and ``masks/``."""
+    frame-level detection and false-alarm rates, mask mAP50-95 and inference time; ``folder``
+    holds ``images/`` and ``masks/``.
+
+    Detection rate: of the frames where the class is present, those where the prediction
+    overlaps it. False-alarm rate: of the frames where it is absent, those where it is predicted
+    anyway (``MIN_ALARM_PX`` pixels or more). That is what an alert feels, more than IoU.
+    """
     from ultralytics.utils.metrics import ap_per_class
 
     folder = Path(folder)
@@ -72,6 +79,7 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
     preprocess = stages[0]
     inter, union, pred_sum, true_sum = (np.zeros(classes) for _ in range(4))
     frame_iou = [[] for _ in range(classes)]
+    present, detected, absent, false_alarms = (np.zeros(classes, int) for _ in range(4))
     tps, confs, pred_classes, target_classes, infer_ms = [], [], [], [], []
     for index, path in enumerate(images):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -95,6 +103,12 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
             true_sum[c] += t.sum()
             if u:
                 frame_iou[c].append(i / u)
+            if t.any():
+                present[c] += 1
+                detected[c] += bool(i)
+            else:
+                absent[c] += 1
+                false_alarms[c] += int(p.sum()) >= MIN_ALARM_PX
         true_masks, true_cls = _instances(np.where(valid, truth, 0), classes)
         masks = segmentation.masks & valid
         tps.append(_match(masks, segmentation.class_ids, true_masks, true_cls))
@@ -114,7 +128,11 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
             "precision": float(inter[c] / pred_sum[c]) if pred_sum[c] else None,  # of the pixels painted
             "recall": float(inter[c] / true_sum[c]) if true_sum[c] else None,  # of the true pixels
             "frame_mean_iou": float(np.mean(frame_iou[c])) if frame_iou[c] else None,
-            "frames_scored": len(frame_iou[c])}  # frames where the class is in the truth or the prediction
+            "frames_scored": len(frame_iou[c]),  # frames where the class is in the truth or the prediction
+            "detection_rate": float(detected[c] / present[c]) if present[c] else None,
+            "frames_present": int(present[c]),
+            "false_alarm_rate": float(false_alarms[c] / absent[c]) if absent[c] else None,
+            "frames_absent": int(absent[c])}
     report["mask_map50_95"] = float(ap.mean()) if ap.size else 0.0
     report["mask_map50"] = float(ap[:, 0].mean()) if ap.size else 0.0
     report["ms_per_frame"] = float(np.median(infer_ms))

@@ -77,6 +77,20 @@ def test_eval_metrics_match_hand_computed_values(tmp_path):
     assert report["mask_map50_95"] == pytest.approx(0.0)  # IoU 1/3 is below every threshold
 
 
+def test_eval_reports_frame_detection_and_false_alarm_rates(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name, columns in (("a", slice(10, 30)), ("b", slice(30, 40)), ("c", None)):
+        cv2.imwrite(str(tmp_path / "images" / f"{name}.png"), np.full((40, 40, 3), 100, np.uint8))
+        mask = np.zeros((40, 40), np.uint8)
+        if columns is not None:
+            mask[:, columns] = 6  # a: overlaps the predicted left half; b: right of it; c: no instrument
+        cv2.imwrite(str(tmp_path / "masks" / f"{name}.png"), mask)
+    instrument = evaluate(tmp_path, FixedModel())["classes"]["instrument"]
+    assert instrument["frames_present"] == 2 and instrument["detection_rate"] == pytest.approx(1 / 2)
+    assert instrument["frames_absent"] == 1 and instrument["false_alarm_rate"] == pytest.approx(1.0)
+
+
 def test_instance_matching_by_threshold():
     truth = np.zeros((1, 10, 10), bool)
     truth[0, :, :6] = True

