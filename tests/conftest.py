@@ -1,10 +1,15 @@
 """Shared fixtures: a seeded, untrained model built from ultralytics' YAML (no downloads)."""
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# The tests' own list of trusted .pt checkpoints (never the user's), inherited by the CLI processes they start.
+os.environ["ORSIGHT_TRUSTED_MODELS"] = str(Path(tempfile.mkdtemp(prefix="orsight-tests-")) / "trusted-models.txt")
 
 
 @pytest.fixture(scope="session")
@@ -20,11 +25,13 @@ def untrained_semantic_models(tmp_path_factory) -> dict[str, Path]:
 
 
 def _untrained(arch: str, folder: Path) -> dict[str, Path]:
+    from pipeline.core.trust import trust
     from pipeline.core.yolo import model_from_yaml
     from pipeline.training.export import export_onnx
 
     pt = folder / f"untrained-{arch}.pt"
     model_from_yaml(arch, seed=0).save(str(pt))
+    trust(pt)  # written by the tests themselves
     return {"pt": pt, "onnx": export_onnx(pt, imgsz=320, out=folder / f"untrained-{arch}.onnx")}
 
 

@@ -9,7 +9,7 @@ import sys
 from calibration.camera import CalibrationError
 from pipeline.cli import calibrate, live, model, replay
 from pipeline.cli.common import EXIT_BAD_INPUT, Parser, UsageError
-from pipeline.transport.zeromq import TransportError
+from pipeline.transport.untrusted import TransportError
 
 EXIT_INTERRUPTED = 130
 
@@ -27,6 +27,7 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     from pipeline.core.config import ConfigError
+    from pipeline.core.trust import UntrustedModel
     from pipeline.runtime.graph import GraphError
     from pipeline.runtime.video import ReplayError
     from pipeline.sources.capture import SourceError
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (UsageError, ConfigError, GraphError, SourceError, ModelError, TransportError, CalibrationError,
-            ReplayError) as error:
+            ReplayError, UntrustedModel) as error:
         print(f"orsight: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

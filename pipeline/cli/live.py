@@ -9,7 +9,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline.cli.common import UsageError, input_size_arg, resolve_device, size_arg, write_json
+from pipeline.cli.common import (
+    UsageError,
+    input_size_arg,
+    positive,
+    positive_int,
+    resolve_device,
+    size_arg,
+    write_json,
+)
 from pipeline.transport.zeromq import DEFAULT_ENDPOINT, ENCODINGS
 
 
@@ -41,13 +49,13 @@ def add_commands(commands) -> None:
 def _add_source_options(parser) -> None:
     parser.add_argument("--source", default="phantom", help="phantom[:SCENARIO], file, folder, camera, rtsp://, gst:")
     parser.add_argument("--size", type=size_arg, default=(1280, 720), help="phantom size / camera request (WxH)")
-    parser.add_argument("--fps", type=float, default=30.0, help="phantom rate / camera request")
+    parser.add_argument("--fps", type=positive, default=30.0, help="phantom rate / camera request")
     parser.add_argument("--fourcc", default=None, help="camera pixel format to request, e.g. MJPG")
     parser.add_argument("--model", default=None, help=".onnx or .pt (default: the shipped model)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the AI runs")
     parser.add_argument("--imgsz", type=input_size_arg, default=None,
                         help="model input size, N or WxH (default: the model's)")
-    parser.add_argument("--frames", type=int, default=None, help="stop after N frames")
+    parser.add_argument("--frames", type=positive_int, default=None, help="stop after N frames")
     parser.add_argument("--realtime", action="store_true", help="pace files and the phantom at their native rate")
     parser.add_argument("--config", default=None, help="YAML file of pipeline settings (see README)")
     parser.add_argument("--calibration", default=None, help="camera calibration YAML: undistort before analysis")
@@ -111,6 +119,9 @@ def command_run(args) -> int:
     print(json.dumps(summary, indent=2))
     if args.summary:
         write_json(args.summary, summary)
+    if summary["state"] == "source_error" or not summary["frames_analysed"]:
+        raise UsageError(f"analysed {summary['frames_analysed']} of {summary['frames_captured']} frames: "
+                         f"{summary['last_error'] or 'the source gave no frame'}")
     return 0
 
 

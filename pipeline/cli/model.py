@@ -62,6 +62,10 @@ def add_commands(commands) -> None:
                         help="dynamic batch and input shape (replay --batch; the input fitted to each picture)")
     export.add_argument("--tensorrt", action="store_true", help="also build a TensorRT engine")
     export.set_defaults(handler=command_export)
+    trust = commands.add_parser("trust", help="allow a .pt checkpoint you know the origin of to be loaded "
+                                              "(a .pt runs code when loaded)")
+    trust.add_argument("checkpoint", help=".pt file")
+    trust.set_defaults(handler=command_trust)
 
 
 def command_dataset(args) -> int:
@@ -138,4 +142,13 @@ def command_export(args) -> int:
     print(f"wrote {out}")
     if args.tensorrt:
         print(f"wrote {export_tensorrt(args.model, args.imgsz, Path(args.out).with_suffix('.engine'))}")
+    return 0
+
+
+def command_trust(args) -> int:
+    from pipeline.core.trust import trust, trust_file
+
+    if not Path(args.checkpoint).is_file():
+        raise UsageError(f"no such file: {args.checkpoint}")
+    print(f"trusted {args.checkpoint} (sha256 {trust(args.checkpoint)}) in {trust_file()}")
     return 0

@@ -1,14 +1,19 @@
 """The OR display: raw video with the newest mask composited; the picture never waits on the AI.
 
-A receiver thread drains the socket to the newest message of each topic. Each new ``video``
-frame is shown at once, with the newest mask drawn over it if that mask was captured at most
-``stale_ms`` before the frame; otherwise the mask is hidden and "AI STALE" is shown.
+A receiver thread drains the socket to the newest message of each topic (each one checked as
+untrusted input first). Each new ``video`` frame is shown at once, with the newest mask drawn
+over it if that mask was captured at most ``stale_ms`` before the frame; otherwise the mask is
+hidden and "AI STALE" is shown. The display keeps its own watchdog: after ``no_signal_ms``
+without video the picture is replaced by NO SIGNAL (CAPTURE LOST when the publisher says so),
+never left frozen; ZeroMQ reconnects, and the stream is shown again when the publisher returns.
 
     summary = run_display("tcp://127.0.0.1:5555", headless=True, record="out.mp4", frames=300)
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
+import threading
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -23,16 +28,15 @@ from pipeline.stages.overlay.cpu import (
     MaskAnnotator,
     ProximityAnnotator,
 )
-from pipeline.transport.zeromq import (
-    SWITCH_INTERVAL_S,
-    Message,
-    Receiver,
-    TransportError,
-    decode_image,
-)
+from pipeline.transport.untrusted import Message, TransportError, decode_image
+from pipeline.transport.zeromq import SWITCH_INTERVAL_S, Receiver
 
 STALE_MS = 120.0
+NO_SIGNAL_MS = 500.0  # no video for this long: the picture is replaced by NO SIGNAL
+REFRESH_S = 0.1  # how often the NO SIGNAL screen is redrawn (and the loop looks at the clock)
+NO_SIGNAL_SIZE = (720, 1280)  # (height, width) of the NO SIGNAL screen before any frame came
 WINDOW = "orsight"
+ALERT_FIELDS = {f.name for f in dataclasses.fields(AlertEvent)}
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -50,8 +54,21 @@ def _stale_alert(video: Message) -> AlertEvent:
 
 
 def _alerts_from(header: dict) -> list[AlertEvent]:
-    return [AlertEvent(**{**a, "location": tuple(a["location"]) if a["location"] else None})
+    """The header's active alerts (fields this version does not know are left out)."""
+    return [AlertEvent(**{**{k: v for k, v in a.items() if k in ALERT_FIELDS},
+                          "location": tuple(a["location"]) if a["location"] else None})
             for a in header.get("active_alerts", [])]
+
+
+def no_signal_screen(size: tuple[int, int], status: Message | None, now_ns: int) -> np.ndarray:
+    """A black picture with a flashing high-priority banner: CAPTURE LOST if the publisher's
+    newest status says so, else NO SIGNAL (the publisher itself is silent)."""
+    lost = status is not None and status.header.get("state") == "capture_lost"
+    alert = AlertEvent(alert_id=0, rule="capture_lost" if lost else "no_signal", state="active", priority="high",
+                       frame_id=-1, t_capture_ns=now_ns, message="CAPTURE LOST" if lost else "NO SIGNAL")
+    packet = FramePacket(frame_id=-1, source="display", image=np.zeros((*size, 3), np.uint8), t_capture_ns=now_ns,
+                         t_capture_mono_ns=0, active_alerts=[alert])
+    return BannerAnnotator().annotate(packet.image, packet)
 
 
 def fresh_mask(video: Message, mask: Message | None, stale_ms: float = STALE_MS) -> Message | None:
@@ -83,7 +100,11 @@ def _packet_from(video: Message, mask: Message | None, status: Message | None) -
     if mask is None:
         packet.active_alerts = health + [_stale_alert(video)]
         return packet
-    packet.segmentation = _segmentation_from(mask, image.shape[:2])
+    try:
+        packet.segmentation = _segmentation_from(mask, image.shape[:2])
+    except (TransportError, ValueError):  # a mask that does not decode: shown as no mask, the picture goes on
+        packet.active_alerts = health + [_stale_alert(video)]
+        return packet
     near = mask.header["proximity"]
     packet.proximity = Proximity(
         distance_px=near["distance_px"] if near["distance_px"] is not None else float("inf"),
@@ -95,44 +116,67 @@ def _packet_from(video: Message, mask: Message | None, status: Message | None) -
 
 
 def run_display(endpoint: str, headless: bool = False, record: str | Path | None = None,
-                frames: int | None = None, stale_ms: float = STALE_MS, idle_timeout_s: float = 10.0) -> dict:
-    """Show (or record) the stream until ``frames`` frames, the publisher's final status, or silence."""
+                frames: int | None = None, stale_ms: float = STALE_MS, no_signal_ms: float = NO_SIGNAL_MS,
+                stop: threading.Event | None = None) -> dict:
+    """Show (or record) the stream until ``frames`` frames, the publisher's final status, ``stop``,
+    or q/Esc. Silence is not an end: NO SIGNAL is shown until video comes back."""
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))  # the receiver stamps arrivals promptly
     receiver = Receiver(endpoint).start()
     annotators = [MaskAnnotator(), ContourAnnotator(), ProximityAnnotator(), BannerAnnotator()]
-    writer, shown, stale_frames, overwritten, video = None, 0, 0, 0, None
+    writer, shown, stale_frames, overwritten, failed, no_signal, video = None, 0, 0, 0, 0, 0, None
+    last_video_s, size = time.monotonic(), NO_SIGNAL_SIZE
     record_path = Path(record) if record else None
     partial = record_path.with_name(record_path.stem + ".partial" + record_path.suffix) if record_path else None
     compose_ms: list[float] = []
+
+    def show(scene: np.ndarray, fps: float | None = None) -> bool:
+        """Record and show ``scene``; False when the user closed the display. The recording starts
+        at the first video frame (``fps`` given) and keeps that frame size."""
+        nonlocal writer
+        if partial is not None:
+            if writer is None and fps is not None:
+                writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                         (scene.shape[1], scene.shape[0]))
+            if writer is not None and scene.shape[:2] == size:
+                writer.write(scene)
+        if not headless:
+            cv2.imshow(WINDOW, scene)
+            return cv2.waitKey(1) & 0xFF not in (27, ord("q"))
+        return True
+
     try:
-        while frames is None or shown < frames:
+        while (frames is None or shown < frames) and not (stop is not None and stop.is_set()):
             status = receiver.newest("status")
             ended = status is not None and status.header.get("final", False)
-            newer = receiver.wait_newer("video", video, timeout=0.3 if ended else idle_timeout_s)
+            newer = receiver.wait_newer("video", video, timeout=0.3 if ended else REFRESH_S)
             if newer is None:
-                break
-            video = newer
+                if ended:
+                    break
+                if (time.monotonic() - last_video_s) * 1e3 >= no_signal_ms:  # the watchdog: never a frozen picture
+                    no_signal += 1
+                    if not show(no_signal_screen(size, status, time.time_ns())):
+                        break
+                continue
+            video, last_video_s = newer, time.monotonic()
             started = time.perf_counter()
             mask = fresh_mask(video, receiver.newest("mask"), stale_ms)
             try:
                 packet = _packet_from(video, mask, status)
+                scene = packet.image
+                for annotator in annotators:
+                    scene = annotator.annotate(scene, packet)
             except TransportError:  # a shared-memory frame reused before we read it: the next one is newer
                 overwritten += 1
                 continue
+            except Exception:  # a message that passed the checks but cannot be drawn: skip it, keep showing
+                failed += 1
+                continue
             stale_frames += mask is None
-            scene = packet.image
-            for annotator in annotators:
-                scene = annotator.annotate(scene, packet)
             compose_ms.append((time.perf_counter() - started) * 1e3)
-            if partial is not None:
-                if writer is None:
-                    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), video.header["fps"],
-                                             (scene.shape[1], scene.shape[0]))
-                writer.write(scene)
-            if not headless:
-                cv2.imshow(WINDOW, scene)
-                if cv2.waitKey(1) & 0xFF in (27, ord("q")):
-                    break
+            if writer is None:
+                size = scene.shape[:2]
+            if not show(scene, video.header["fps"] or 30.0):
+                break
             shown += 1
     finally:
         receiver.stop()
@@ -145,6 +189,9 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
         "frames_shown": shown,
         "frames_stale": stale_frames,
         "frames_overwritten": overwritten,  # shm-bgr8 frames the display was too late to read
+        "frames_failed": failed,  # frames that could not be drawn (skipped)
+        "no_signal_screens": no_signal,  # NO SIGNAL / CAPTURE LOST pictures shown by the watchdog
+        "messages_rejected": dict(receiver.rejected),  # bad messages by kind (never shown)
         "received": dict(receiver.counts),
         "passthrough_delay_ms": percentiles(receiver.delays_ms["video"]),
         "annotation_delay_ms": percentiles(receiver.delays_ms["overlay"]),

@@ -172,9 +172,9 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
         else options.video_encoding
 
     def capture() -> None:
-        period = 1.0 / source.fps if options.realtime and not source.live else 0.0
         next_due = time.monotonic()
-        try:
+        try:  # whatever happens here, the slot is closed: the AI thread must never wait for ever
+            period = 1.0 / source.fps if options.realtime and not source.live else 0.0
             while not stop.is_set() and (options.frames is None or stats.captured < options.frames):
                 if period:
                     stop.wait(max(0.0, next_due - time.monotonic()))

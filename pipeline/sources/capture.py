@@ -102,6 +102,8 @@ class CaptureSource(Source):
         self.pending = first[1]
         self.frame_size = (self.pending.shape[1], self.pending.shape[0])
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or fps or 30.0
+        self.claimed = 0 if live else int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT))  # what a file says it holds
+        self.frames_read = 1
 
     def _open(self) -> cv2.VideoCapture:
         capture = cv2.VideoCapture(self.target, self.backend)
@@ -125,9 +127,13 @@ class CaptureSource(Source):
             return image, None
         ok, image = self.capture.read()
         if ok:
+            self.frames_read += 1
             return image, None
         if self.live:
             raise SourceLost(f"{self.name} stopped delivering frames")
+        if self.frames_read < self.claimed - 1:  # container counts may be off by one, never by more
+            raise SourceError(f"{self.name} ended after {self.frames_read} of its {self.claimed} frames "
+                              "(truncated or corrupt)")
         return None
 
     def reopen(self) -> None:
@@ -145,6 +151,8 @@ def _has_gstreamer() -> bool:
 def open_source(spec: str, size: tuple[int, int] = (1280, 720), fps: float = 30.0,
                 fourcc: str | None = None, seed: int = 0) -> Source:
     """Open ``spec``; ``size``/``fps`` shape the phantom and are requested from cameras."""
+    if not fps > 0 or min(size) <= 0:
+        raise SourceError(f"frame rate and size must be positive, not {fps:g} fps at {size[0]}x{size[1]}")
     if spec == "phantom" or spec.startswith("phantom:"):
         return PhantomSource(parse_phantom(spec), size, fps, seed)
     if spec.startswith("gst:"):

@@ -159,8 +159,13 @@ class TorchSegmentationModel(SegmentationModel):
         super().__init__(**kw)
         import torch
 
+        from pipeline.core.trust import UntrustedModel, require_trusted
         from pipeline.core.yolo import YOLO
 
+        try:
+            require_trusted(path)
+        except UntrustedModel as error:
+            raise ModelError(str(error)) from None
         try:
             yolo = YOLO(str(path))
         except Exception as error:

@@ -19,8 +19,10 @@ def _export(pt: str | Path, out: str | Path, **settings) -> Path:
     Ultralytics writes its export next to the checkpoint; working on a copy means a file already
     beside the ``.pt`` (the shipped ONNX) is never overwritten.
     """
+    from pipeline.core.trust import require_trusted
     from pipeline.core.yolo import YOLO
 
+    require_trusted(pt)
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / Path(pt).name
         shutil.copy(pt, copy)

@@ -24,8 +24,9 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
 
     Semantic models learn with orsight's thin-class loss (``tversky``: the weights of painted-
     wrongly and missed pixels, 0.5/0.5 = per-class Dice; see ``thin_class``), without mosaic
-    (its shrink erases thin structures), AdamW at 1e-3 on a cosine schedule (a pretrained backbone).
+    (its shrink erases thin structures), AdamW at 1e-3 on a cosine schedule, a step per batch.
     """
+    from pipeline.core.trust import require_trusted
     from pipeline.core.yolo import YOLO, model_from_yaml
     from pipeline.training.thin_class import thin_class_trainer
 
@@ -34,20 +35,37 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     if resume:
         if not last.is_file():
             raise FileNotFoundError(f"nothing to resume: {last} does not exist")
+        require_trusted(last)
         YOLO(str(last)).train(resume=True)
-        return out / "weights" / "best.pt"
+        return _trusted_outputs(out)
     if init is not None and not Path(init).is_file():
         raise FileNotFoundError(f"no such checkpoint to start from: {init}")
+    if init is not None:
+        require_trusted(init)
     model = model_from_yaml(arch, names=names, seed=seed)
     if model.task == "semantic" and "masks_dir" not in yaml.safe_load(Path(data).read_text()):
         raise ValueError(f"{arch} is a semantic model: train it on the semantic.yaml beside {Path(data).name}")
     if init is not None:
         model.load(str(init))  # every layer whose name and shape match (all of them for the same arch)
+    batch = batch or (16 if device == "cpu" else 64)
+    # nbs = batch: one optimiser step per batch (ultralytics' default accumulates to 64 images: on 343
+    # frames with batch 8 that is 5 steps an epoch, and the pretrained model barely moves); no warm-up
+    # learning rate of 0.1 for biases (with Adam it wipes out the pretrained batch-norm shifts)
     recipe = ({"trainer": thin_class_trainer(*tversky), "mosaic": 0.0, "scale": 0.25, "optimizer": "AdamW",
-               "lr0": 1e-3, "cos_lr": True, "warmup_epochs": 1} if model.task == "semantic" else {})
-    model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch or (16 if device == "cpu" else 64),
+               "lr0": 1e-3, "cos_lr": True, "warmup_epochs": 1, "warmup_bias_lr": 0.0, "nbs": batch}
+              if model.task == "semantic" else {})
+    model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch,
                 workers=2 if device == "cpu" else 8, device=device, seed=seed, deterministic=True,
                 project=str(out.parent), name=out.name, exist_ok=True, plots=False, amp=device != "cpu",
                 close_mosaic=max(1, epochs // 10), patience=max(20, epochs // 3), cls_pw=class_weight_power,
                 **recipe, **({"time": hours} if hours else {}))
+    return _trusted_outputs(out)
+
+
+def _trusted_outputs(out: Path) -> Path:
+    """The run's checkpoints go on the trusted list (this process wrote them); returns ``best.pt``."""
+    from pipeline.core.trust import trust
+
+    for checkpoint in (out / "weights").glob("*.pt"):
+        trust(checkpoint)
     return out / "weights" / "best.pt"

@@ -4,7 +4,7 @@
     publisher.send_image("video", image, frame_id=1, t_capture_ns=t, encoding="raw-bgr8")
     receiver = Receiver("tcp://127.0.0.1:5555"); receiver.start()
     message = receiver.wait_newer("video", previous=None, timeout=1.0)
-    image = decode_image(message)
+    image = decode_image(message)                       # pipeline.transport.untrusted
 """
 from __future__ import annotations
 
@@ -16,21 +16,28 @@ import sys
 import threading
 import time
 import zlib
-from dataclasses import dataclass
-from functools import lru_cache
+from collections import Counter
 from pathlib import Path
 
 import cv2
 import numpy as np
 import zmq
 
+from pipeline.transport.untrusted import (
+    RING_PREFIX,
+    SHARED_DIR,
+    SHARED_ENCODING,
+    BadMessage,
+    Message,
+    TransportError,
+    parse,
+)
+
 SCHEMA_VERSION = 1
 TOPICS = ("video", "overlay", "mask", "alert", "status")
-SHARED_ENCODING = "shm-bgr8"  # same host only: the pixels in a shared-memory ring, the message says where
 ENCODINGS = ("raw-bgr8", "jpeg", "png", SHARED_ENCODING)  # for pictures
 MASK_ENCODING = "zlib"  # class-index maps: zlib of the raw bytes (4x faster than PNG at 1080p)
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
-SHARED_DIR = Path("/dev/shm")
 SWITCH_INTERVAL_S = 0.0002  # how long a thread that stamps or sends frames waits for the interpreter at most
 
 
@@ -40,10 +47,6 @@ LOCAL_PREFIXES = ("ipc://", "inproc://", "tcp://127.", "tcp://localhost:", "tcp:
 def default_video_encoding(endpoint: str) -> str:
     """``shm-bgr8`` where every subscriber must be on this host (ipc, loopback), ``raw-bgr8`` elsewhere."""
     return SHARED_ENCODING if endpoint.startswith(LOCAL_PREFIXES) and SHARED_DIR.is_dir() else "raw-bgr8"
-
-
-class TransportError(Exception):
-    """An endpoint cannot be bound or connected, or a message breaks the protocol."""
 
 
 def encode_image(image: np.ndarray, encoding: str, jpeg_quality: int = 85) -> bytes | memoryview:
@@ -80,9 +83,11 @@ class SharedFrameRing:
         self.stride = -(-(8 + self.frame_bytes) // mmap.PAGESIZE) * mmap.PAGESIZE
         # Never the same name twice, even for a restarted publisher with the same pid (containers):
         # a reader keeps old rings mapped by name and would show a dead ring's frames.
-        self.path = SHARED_DIR / f"orsight-{stream}-{os.getpid()}-{secrets.token_hex(6)}"
+        self.path = SHARED_DIR / f"{RING_PREFIX}{stream}-{os.getpid()}-{secrets.token_hex(6)}"
         size = self.stride * self.SLOTS
-        with open(self.path, "wb+") as file:
+        # 0600: live patient video is for this user's processes only
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with open(descriptor, "wb+") as file:
             try:  # reserve the pages now: a full /dev/shm (64 MB in many containers) fails here, not as SIGBUS later
                 os.posix_fallocate(file.fileno(), 0, size)
             except OSError as error:
@@ -110,34 +115,10 @@ class SharedFrameRing:
 
 def _remove_orphaned_rings() -> None:
     """Delete rings left in /dev/shm by orsight publishers that died without closing."""
-    for path in SHARED_DIR.glob("orsight-*-*-*") if SHARED_DIR.is_dir() else ():
+    for path in SHARED_DIR.glob(f"{RING_PREFIX}*-*-*") if SHARED_DIR.is_dir() else ():
         pid = path.name.split("-")[-2]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             path.unlink(missing_ok=True)
-
-
-@lru_cache(maxsize=8)
-def _shared_mapping(path: str) -> mmap.mmap:
-    """A read-only view of a publisher's ring (kept while it is in use; rings are few)."""
-    try:
-        with open(path, "rb") as file:
-            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-    except OSError as error:
-        raise TransportError(f"shared-memory frame {path} is not readable here ({error.strerror}): "
-                             "shm-bgr8 works only on the publisher's host") from None
-
-
-def _read_shared(header: dict) -> np.ndarray:
-    """A private copy of a ``shm-bgr8`` frame, or TransportError if it was overwritten meanwhile."""
-    where = header["shm"]
-    memory = _shared_mapping(where["path"])
-    if where["offset"] + int(np.prod(header["shape"])) > len(memory):
-        raise TransportError(f"shared-memory frame beyond the end of {where['path']}")
-    counter = np.ndarray((), "<u8", memory, where["offset"] - 8)
-    image = np.ndarray(tuple(header["shape"]), np.uint8, memory, where["offset"]).copy()
-    if int(counter) != where["generation"]:
-        raise TransportError(f"shared-memory frame {header.get('frame_id')} was overwritten before it was read")
-    return image
 
 
 class Publisher:
@@ -211,38 +192,6 @@ class Publisher:
             ring.close()
 
 
-@dataclass(eq=False)  # compared and hashed by identity: each message is one event
-class Message:
-    """One received message, stamped with its wall-clock receive time."""
-
-    topic: str
-    header: dict
-    payloads: list[memoryview]
-    t_receive_ns: int
-
-    @property
-    def delay_ms(self) -> float:
-        """Capture-to-receive delay (same host clocks)."""
-        return (self.t_receive_ns - self.header["t_capture_ns"]) / 1e6
-
-
-def decode_image(message: Message) -> np.ndarray:
-    """The image carried by an image message (``video``, ``overlay`` or ``mask``)."""
-    header, payload = message.header, message.payloads[0]
-    shape = tuple(header["shape"])
-    if header["encoding"] == SHARED_ENCODING:
-        return _read_shared(header)
-    if header["encoding"] == "raw-bgr8":
-        return np.frombuffer(payload, np.uint8).reshape(shape)
-    if header["encoding"] == "zlib":
-        return np.frombuffer(zlib.decompress(payload), np.uint8).reshape(shape)
-    flags = cv2.IMREAD_UNCHANGED if header["encoding"] == "png" else cv2.IMREAD_COLOR
-    image = cv2.imdecode(np.frombuffer(payload, np.uint8), flags)
-    if image is None or image.shape != shape:
-        raise TransportError(f"{message.topic} payload does not decode to shape {shape}")
-    return image
-
-
 class Receiver:
     """Subscriber thread that drains the socket and keeps the newest message of each topic.
 
@@ -265,6 +214,7 @@ class Receiver:
         self.latest: dict[str, Message] = {}
         self.delays_ms: dict[str, list[float]] = {topic: [] for topic in topics}
         self.counts = {topic: 0 for topic in topics}
+        self.rejected: Counter[str] = Counter()  # bad messages by kind
         self.changed = threading.Condition()
         self.running = False
         self.thread = threading.Thread(target=self._drain, name="orsight-receiver", daemon=True)
@@ -285,12 +235,18 @@ class Receiver:
                 except zmq.Again:
                     break
                 received = time.time_ns()
-                topic = frames[0].bytes.decode()
-                message = Message(topic, json.loads(frames[1].bytes), [f.buffer for f in frames[2:]], received)
+                try:
+                    message = parse(frames, received, self.topics)
+                except BadMessage as bad:  # counted, said once per kind, skipped: the receiver never dies
+                    self.rejected[bad.kind] += 1
+                    if self.rejected[bad.kind] == 1:
+                        print(f"orsight: ignoring bad messages ({bad}); further ones of this kind are only counted",
+                              file=sys.stderr)
+                    continue
                 if "t_capture_ns" in message.header:
-                    self.delays_ms[topic].append(message.delay_ms)
-                self.counts[topic] += 1
-                batch[topic] = message
+                    self.delays_ms[message.topic].append(message.delay_ms)
+                self.counts[message.topic] += 1
+                batch[message.topic] = message
             with self.changed:
                 self.latest.update(batch)
                 self.changed.notify_all()

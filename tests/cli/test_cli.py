@@ -17,7 +17,9 @@ def orsight(*args, timeout=240):
     (["run", "--source", "bogus://x"], "unknown source scheme"),
     (["run", "--source", "/dev/video42"], "no such video device"),
     (["run", "--device", "cuda"], "no CUDA device"),
-    (["run", "--frames", "many"], "invalid int value"),
+    (["run", "--frames", "many"], "must be a whole number above 0"),
+    (["run", "--fps", "0", "--realtime"], "must be a number above 0"),
+    (["run", "--imgsz", "7", "--frames", "1"], "imgsz must be"),
     (["run", "--source", "7"], "cannot open camera 7"),
     (["run", "--source", "rtsp://127.0.0.1:9/none"], "cannot open rtsp://"),
 ])

@@ -4,7 +4,8 @@ import pytest
 
 from pipeline.display.viewer import _packet_from, fresh_mask
 from pipeline.stages.overlay.cpu import BannerAnnotator, MaskAnnotator
-from pipeline.transport.zeromq import Message, encode_image
+from pipeline.transport.untrusted import Message
+from pipeline.transport.zeromq import encode_image
 
 T0 = 1_700_000_000_000_000_000
 
@@ -54,7 +55,8 @@ def test_a_shared_frame_reused_before_it_is_read_is_skipped_not_fatal(free_tcp_e
     import time
 
     from pipeline.display.viewer import run_display
-    from pipeline.transport.zeromq import SHARED_DIR, Publisher, SharedFrameRing
+    from pipeline.transport.untrusted import SHARED_DIR
+    from pipeline.transport.zeromq import Publisher, SharedFrameRing
 
     if not SHARED_DIR.is_dir():
         pytest.skip("no /dev/shm")
@@ -79,7 +81,7 @@ def test_a_shared_frame_reused_before_it_is_read_is_skipped_not_fatal(free_tcp_e
     sender = threading.Thread(target=publish, daemon=True)
     sender.start()
     try:
-        summary = run_display(free_tcp_endpoint, headless=True, idle_timeout_s=5)
+        summary = run_display(free_tcp_endpoint, headless=True)
     finally:
         sender.join(timeout=10)
         publisher.close()

@@ -4,16 +4,8 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.transport.zeromq import (
-    SHARED_DIR,
-    Publisher,
-    Receiver,
-    SharedFrameRing,
-    TransportError,
-    decode_image,
-    default_video_encoding,
-    encode_image,
-)
+from pipeline.transport.untrusted import SHARED_DIR, TransportError, decode_image
+from pipeline.transport.zeromq import Publisher, Receiver, SharedFrameRing, default_video_encoding, encode_image
 
 needs_shm = pytest.mark.skipif(not SHARED_DIR.is_dir(), reason="no /dev/shm")
 
@@ -69,7 +61,7 @@ def _frames_over(endpoint: str, count: int, shape=(6, 8, 3)):
         assert publisher.wait_for_subscriber(timeout=5)
         for frame_id in range(count):
             publisher.send_image("video", np.full(shape, frame_id, np.uint8), "shm-bgr8", frame_id=frame_id,
-                                 t_capture_ns=time.time_ns())
+                                 t_capture_ns=time.time_ns(), fps=30.0)
             time.sleep(0.02)  # a frame rate: a burst faster than the subscriber reads is dropped by design
             seen.append(receiver.wait_newer("video", seen[-1] if seen else None, timeout=5))
     finally:

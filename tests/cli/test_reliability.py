@@ -1,0 +1,70 @@
+"""Inputs that must not run: crafted checkpoints, bad settings, sources that give nothing (exit status 2)."""
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+
+def orsight(*args, timeout=240, **kw):
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+class _Payload:
+    """Unpickling this runs a shell command: what a crafted .pt can do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_checkpoint_never_runs(tmp_path):
+    evil, marker = tmp_path / "evil.pt", tmp_path / "it-ran"
+    torch.save({"model": _Payload(marker)}, evil)
+    for command in (["run", "--model", str(evil), "--frames", "1"],
+                    ["replay", "x.mp4", "--out", str(tmp_path / "out"), "--model", str(evil)],
+                    ["eval", "--data", str(tmp_path), "--model", str(evil)],
+                    ["export", "--model", str(evil), "--imgsz", "320", "--out", str(tmp_path / "m.onnx")]):
+        result = orsight(*command)
+        assert result.returncode == 2 and "not trusted" in result.stderr, result.stderr
+        assert not marker.exists()
+    trusted = orsight("trust", str(evil))
+    assert trusted.returncode == 0 and "sha256" in trusted.stdout  # the user's own, deliberate choice
+
+
+@pytest.mark.parametrize("setting, words", [
+    ('conf: "high"', "conf must be a number"), ("conf: 7", "conf must be in (0, 1]"), ("iou: -1", "iou must be in"),
+    ("stale_ms: -5", "stale_ms must be in"), ('mm_per_px: "abc"', "mm_per_px must be a number"),
+    ("overlay_view: sideways", "overlay_view must be one of"), ("crop_to_fov: 3", "crop_to_fov must be true or false"),
+    ("alerts: {vessel_proximity: {nonsense: 1}}", "alert rule vessel_proximity"),
+])
+def test_a_bad_setting_is_named_before_anything_runs(tmp_path, setting, words):
+    (tmp_path / "c.yaml").write_text(setting + "\n")
+    result = orsight("run", "--config", str(tmp_path / "c.yaml"), "--frames", "1")
+    assert result.returncode == 2 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreadable_image_mid_folder_ends_the_run_with_status_2(tmp_path):
+    for index in range(3):
+        cv2.imwrite(str(tmp_path / f"{index}.png"), np.full((120, 160, 3), 80, np.uint8))
+    (tmp_path / "1.png").write_bytes(b"not a picture")
+    result = orsight("run", "--source", str(tmp_path), "--publish", "ipc://" + str(tmp_path / "s"))
+    assert result.returncode == 2 and "cannot read image" in result.stderr
+
+
+def test_a_truncated_video_is_reported_not_taken_for_its_end(tmp_path):
+    path = tmp_path / "clip.avi"  # MJPEG in AVI: frames stay decodable up to the cut
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 120))
+    for index in range(60):
+        writer.write(np.full((120, 160, 3), index * 4, np.uint8))
+    writer.release()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    result = orsight("run", "--source", str(path), "--publish", "ipc://" + str(tmp_path / "s"))
+    assert result.returncode == 2 and "truncated" in result.stderr, result.stderr[-500:]
