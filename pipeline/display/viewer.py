@@ -178,6 +178,8 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
             if not show(scene, video.header["fps"] or 30.0):
                 break
             shown += 1
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: a clean stop; the recording is finished below
+        pass
     finally:
         receiver.stop()
         if writer is not None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket
+from pipeline.core.signals import block_stop_signals
 from pipeline.sources.capture import Source, SourceError, SourceLost
 from pipeline.stages.alerts.health import HealthMonitor
 from pipeline.transport.zeromq import (
@@ -29,6 +30,8 @@ from pipeline.transport.zeromq import (
     Publisher,
     default_video_encoding,
 )
+
+JOIN_S = 10.0  # how long a stop waits for the capture and AI threads (a frame or an inference: milliseconds)
 
 
 @dataclass
@@ -214,15 +217,15 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
             stats.alerts_raised += sum(event.state == "raised" for event in packet.alerts)
             stats.add_timings(packet.timings_ms)
 
-    capture_thread = threading.Thread(target=capture, name="orsight-capture", daemon=True)
-    ai_thread = threading.Thread(target=analyse, name="orsight-ai", daemon=True)
-    threads = (capture_thread, ai_thread)
-    for thread in threads:
-        thread.start()
+    # Finished threads are told by events, not join(): a join cut short by Ctrl-C or SIGTERM marks the
+    # thread as stopped while it still runs (CPython gh-90882), and the interpreter then aborts inside the model.
+    capture_done, ai_done = threading.Event(), threading.Event()
+    for target, done, name in ((capture, capture_done, "orsight-capture"), (analyse, ai_done, "orsight-ai")):
+        threading.Thread(target=_signalling(target, done), name=name, daemon=True).start()
     rates = Rates(time.monotonic())
     try:
-        while any(thread.is_alive() for thread in threads):
-            ai_thread.join(timeout=options.health_tick_s)
+        while not (capture_done.is_set() and ai_done.is_set()):
+            ai_done.wait(timeout=options.health_tick_s)
             fps_ai = rates.tick(stats, options.heartbeat_s)
             events = health.observe(stats, fps_ai)
             for event in events:
@@ -230,16 +233,31 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
             stats.alerts_raised += sum(event.state == "raised" for event in events)
             if fps_ai is not None or events:
                 publisher.send("status", _status_fields(stats, slot, source, rates, health.engine.active))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM, SIGHUP: a clean stop, then the final status
+        stats.state = "stopped"
+        stats.last_error = stats.last_error or f"stopped by {interrupt.args[0] if interrupt.args else 'SIGINT'}"
         stop.set()
-        for thread in threads:
-            thread.join(timeout=2)
+        for done in (capture_done, ai_done):  # a thread killed inside the model aborts the interpreter
+            done.wait(timeout=JOIN_S)
     if stats.state == "running":
         stats.state = "ended"
     summary = _summary(stats, slot, source, time.monotonic() - started)
     publisher.send("status", {**_status_fields(stats, slot, source, Rates(0.0), []), "state": stats.state,
                               "final": True})
     return summary
+
+
+def _signalling(target, done: threading.Event):
+    """``target`` run in a worker thread: the stop signals go to the main thread only, ``done`` is set at the end."""
+
+    def run() -> None:
+        block_stop_signals()
+        try:
+            target()
+        finally:
+            done.set()
+
+    return run
 
 
 @dataclass

@@ -32,6 +32,7 @@ import numpy as np
 from calibration.camera import CameraModel
 from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket, Proximity, Segmentation, to_host
+from pipeline.core.signals import block_stop_signals
 from pipeline.runtime.graph import build_graph, finishing_stages, split_at
 from pipeline.runtime.video import ReplayError, VideoInfo, plan_chunks, probe, read_frames
 from pipeline.stages.alerts.engine import Alerts
@@ -210,6 +211,7 @@ def _overlapped(path: str, info: VideoInfo, analyser: Analyser, finaliser: Final
     failure: list[BaseException] = []
 
     def decode():
+        block_stop_signals()
         try:
             for index, image in read_frames(path):
                 prepared.put(analyser.prepare(index, image, info.fps, path))
@@ -218,6 +220,7 @@ def _overlapped(path: str, info: VideoInfo, analyser: Analyser, finaliser: Final
         prepared.put(None)
 
     def finalise():
+        block_stop_signals()
         try:
             while (packet := inferred.get()) is not None:
                 finaliser.add(packet.image, analyser.describe(packet, info.fps))
@@ -260,21 +263,45 @@ def _finalise_from_records(path: str, records: list[dict], finaliser: Finaliser,
     return done_at
 
 
+def output_names(videos: list[str]) -> dict[str, str]:
+    """Each video's output folder name: its file stem, or ``parent-stem`` where two stems are alike."""
+    stems = [Path(video).stem for video in videos]
+    return {video: stem if stems.count(stem) == 1 else f"{Path(video).resolve().parent.name}-{stem}"
+            for video, stem in zip(videos, stems)}
+
+
+def _finished(final: Path, path: str) -> dict | None:
+    """The earlier complete result for this very file (same size and time), else None: redone."""
+    summary_path = final / "summary.json"
+    if not summary_path.is_file():
+        return None
+    summary = json.loads(summary_path.read_text())
+    unchanged = summary.get("video_stat") == _video_stat(path)
+    return summary if unchanged and not summary["partial"] else None
+
+
+def _video_stat(path: str) -> list[int]:
+    stat = Path(path).stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 def replay_video(path: str | Path, out: str | Path, model_path=None, options: ReplayOptions | None = None,
-                 records: list[dict] | None = None) -> dict:
-    """Analyse one video into ``out/<name>/``; ``records`` from chunked analysis skip phase 1.
+                 records: list[dict] | None = None, name: str | None = None) -> dict:
+    """Analyse one video into ``out/<name>/`` (``name``: the file's stem by default); ``records``
+    from chunked analysis skip phase 1.
 
     Outputs are written in ``out/<name>.partial/`` and renamed when complete; a complete
-    earlier result is kept (resume), a leftover partial one is redone.
+    earlier result of the same file is kept (resume); a partial one, one of a file changed since
+    (a repaired video), or a leftover ``.partial`` folder is redone.
     """
     from tqdm import tqdm
 
     options = options or ReplayOptions()
     path = str(path)
     info = probe(path)
-    final = Path(out) / Path(path).stem
-    if (final / "summary.json").is_file():
-        return {**json.loads((final / "summary.json").read_text()), "resumed": True}
+    final = Path(out) / (name or Path(path).stem)
+    if (earlier := _finished(final, path)) is not None:
+        return {**earlier, "resumed": True}
     work = final.with_name(final.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -314,7 +341,8 @@ def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, 
     distances = [d for d in finaliser.series["distance_px"] if d is not None]
     raised = [a for a in finaliser.timeline if a["state"] == "raised"]
     return {
-        "video": info.path, "fps": info.fps, "size": list(info.size), "frames_claimed": info.frame_count,
+        "video": info.path, "video_stat": _video_stat(info.path), "fps": info.fps, "size": list(info.size),
+        "frames_claimed": info.frame_count,
         "frames_analysed": count, "partial": partial,
         "error": f"truncated: read {count} of {info.frame_count} frames" if partial else None,
         "duration_s": round(count / info.fps, 3), "seconds": round(seconds, 3),
@@ -341,6 +369,7 @@ def replay_videos(videos: list[str], out: str | Path, model_path=None, options: 
     """
     options = options or ReplayOptions()
     summaries, errors, pending = [], {}, []
+    names = output_names(videos)
     if use_ray:
         import ray
 
@@ -353,7 +382,7 @@ def replay_videos(videos: list[str], out: str | Path, model_path=None, options: 
             errors[video] = str(error)
             continue
         chunk_frames = options.chunk_frames or (RAY_CHUNK_FRAMES if use_ray else None)
-        if not chunk_frames or (Path(out) / Path(video).stem / "summary.json").is_file():
+        if not chunk_frames or _finished(Path(out) / names[video], video) is not None:
             pending.append((video, None))
             continue
         chunks = plan_chunks(video, max(info.frame_count, 1), chunk_frames)
@@ -366,7 +395,7 @@ def replay_videos(videos: list[str], out: str | Path, model_path=None, options: 
         if parts is not None and use_ray:
             parts = ray.get(parts)
         records = None if parts is None else [record for part in parts for record in part]
-        summary = replay_video(video, out, model_path, options, records=records)
+        summary = replay_video(video, out, model_path, options, records=records, name=names[video])
         summaries.append(summary)
         if summary["partial"]:
             errors[video] = summary["error"]

@@ -12,6 +12,7 @@ import json
 import mmap
 import os
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -23,6 +24,7 @@ import cv2
 import numpy as np
 import zmq
 
+from pipeline.core.signals import block_stop_signals
 from pipeline.transport.untrusted import (
     RING_PREFIX,
     SHARED_DIR,
@@ -121,6 +123,19 @@ def _remove_orphaned_rings() -> None:
             path.unlink(missing_ok=True)
 
 
+def _ipc_in_use(endpoint: str) -> bool:
+    """Whether a live process listens on this ``ipc://`` path (a leftover file from a dead one does not count)."""
+    path = endpoint[len("ipc://"):] if endpoint.startswith("ipc://") else None
+    if not path or not os.path.exists(path):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 class Publisher:
     """Binds a PUB endpoint and sends versioned messages; safe to call from several threads.
 
@@ -130,6 +145,8 @@ class Publisher:
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, stream: str = "orsight", high_water_mark: int = 8):
         self.endpoint, self.stream = endpoint, stream
+        if _ipc_in_use(endpoint):  # binding would silently take the endpoint over from a running publisher
+            raise TransportError(f"cannot publish on {endpoint}: another publisher is using it")
         self.context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.XPUB)  # a PUB that also reports subscriptions
         self.socket.setsockopt(zmq.SNDHWM, high_water_mark)
@@ -225,6 +242,7 @@ class Receiver:
         return self
 
     def _drain(self) -> None:
+        block_stop_signals()
         while self.running:
             if not self.socket.poll(50, zmq.POLLIN):
                 continue

@@ -130,6 +130,35 @@ def test_rerun_resumes_and_leftover_partial_is_redone(single_run, phantom_video,
     assert (tmp_path / folder.name / "frames.jsonl").read_bytes() == (folder / "frames.jsonl").read_bytes()
 
 
+def test_videos_of_the_same_name_get_folders_of_their_own(phantom_video, replay_model, tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(phantom_video, tmp_path / folder / "case1.mp4")
+    summaries, errors = replay_videos([str(tmp_path / "a" / "case1.mp4"), str(tmp_path / "b" / "case1.mp4")],
+                                      tmp_path / "out", replay_model[0],
+                                      ReplayOptions(progress=False, config=replay_model[1]))
+    assert errors == {} and [s["video"] for s in summaries] == [str(tmp_path / f / "case1.mp4") for f in "ab"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a-case1", "b-case1"]
+
+
+def test_a_repaired_video_is_analysed_again(replay_model, tmp_path):
+    path = tmp_path / "cut.avi"
+    scene = PhantomScene(320, 240, fps=30)
+    frames = [scene.render(frame)[0] for frame in range(30)]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    for image in frames:
+        writer.write(image)
+    writer.release()
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    options = ReplayOptions(progress=False, config=replay_model[1])
+    (first,), _ = replay_videos([str(path)], tmp_path / "out", replay_model[0], options)
+    path.write_bytes(whole)  # the file is repaired (re-exported from the archive, say)
+    (second,), errors = replay_videos([str(path)], tmp_path / "out", replay_model[0], options)
+    assert first["partial"] and not second["partial"] and not second.get("resumed") and errors == {}
+    assert second["frames_analysed"] == 30
+
+
 def test_report_shows_its_plots_in_headless_chromium(single_run, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -72,7 +72,8 @@ def test_contact_rule_and_ids_and_updates():
 
 
 def test_health_rules():
-    rules = [AiStale(threshold_ms=120), CaptureLost(), LowFps(min_fraction=0.5, k=1, n=1), ModelFailure(min_on_s=0)]
+    rules = [AiStale(threshold_ms=120, k=1, n=1, min_on_s=0), CaptureLost(), LowFps(min_fraction=0.5, k=1, n=1),
+             ModelFailure(min_on_s=0)]
     engine = AlertEngine(rules)
     events = engine.update(Observation(0, ai_age_ms=300, capture_lost="unplugged", fps_ratio=0.2,
                                        model_error="NaN output"))
@@ -81,6 +82,14 @@ def test_health_rules():
     assert [a.priority for a in engine.active] == ["high", "medium", "medium", "low"]
     events = engine.update(Observation(10**9, ai_age_ms=30, capture_lost=None, fps_ratio=0.9, model_error=None))
     assert {e.rule for e in events if e.state == "cleared"} == {"ai_stale", "capture_lost", "low_fps", "model_error"}
+
+
+def test_ai_stale_does_not_flap_on_a_busy_host():
+    engine = AlertEngine([AiStale()])
+    ages = [150 if tick % 3 else 60 for tick in range(35 * 25)]  # 35 s of 40 ms ticks, an AI hovering at the limit
+    events = [e for tick, age in enumerate(ages) for e in engine.update(Observation(tick * 40 * 10**6, ai_age_ms=age))]
+    raised = [e for e in events if e.state == "raised"]
+    assert 1 <= len(raised) <= 3  # it was 70 raise/clear pairs before debouncing
 
 
 def test_rules_are_configurable_and_checked():

@@ -135,15 +135,26 @@ class VesselContact(Rule):
 
 @dataclass
 class AiStale(Rule):
-    """No segmentation result for more than ``threshold_ms`` while video flows: medium."""
+    """No segmentation result for more than ``threshold_ms`` while video flows: medium.
 
+    Debounced like the clinical rules (checked every health tick, 40 ms): raised when 3 of the
+    last 4 ticks are stale, cleared only below ``release_fraction`` of the threshold, shown at
+    least ``min_on_s``, then quiet for ``cooldown_s`` (on a busy host it flapped 70 times in 35 s).
+    """
+
+    k: int = 3
+    n: int = 4
+    min_on_s: float = 1.0
+    cooldown_s: float = 0.5
     threshold_ms: float = 120.0
+    release_fraction: float = 0.75
     name = "ai_stale"
 
     def check(self, observation, current):
         if observation.ai_age_ms is None:
             return None
-        stale = observation.ai_age_ms > self.threshold_ms
+        limit = self.threshold_ms * (self.release_fraction if current else 1.0)
+        stale = observation.ai_age_ms > limit
         return Reading("medium" if stale else None, f"AI stale ({observation.ai_age_ms:.0f} ms)")
 
 

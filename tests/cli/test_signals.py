@@ -1,0 +1,59 @@
+"""Signals end every command cleanly; what orsight writes is this user's only (patient data)."""
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import cv2
+import pytest
+
+from pipeline.transport.untrusted import SHARED_DIR
+
+
+def _start(*args, cwd):
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_run_and_display_stop_cleanly_on_a_signal(tmp_path, signum):
+    endpoint = f"ipc://{tmp_path}/live.sock"
+    run = _start("run", "--publish", endpoint, "--realtime", "--size", "320x240", "--summary", "run.json",
+                 cwd=tmp_path)
+    display = _start("display", "--connect", endpoint, "--headless", "--record", "shown.mp4", "--summary",
+                     "display.json", cwd=tmp_path)
+    _wait_for(tmp_path / "shown.partial.mp4")
+    time.sleep(2)
+    display.send_signal(signum)
+    assert display.wait(timeout=30) == 0, display.stderr.read()
+    run.send_signal(signum)
+    assert run.wait(timeout=30) == 0, run.stderr.read()
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert summary["state"] == "stopped" and summary["frames_analysed"] > 0
+    assert not list(SHARED_DIR.glob(f"orsight-*-{run.pid}-*"))  # the ring went with it
+    recording = cv2.VideoCapture(str(tmp_path / "shown.mp4"))  # finished, under its final name
+    assert recording.isOpened() and recording.get(cv2.CAP_PROP_FRAME_COUNT) > 10
+    for name in ("run.json", "display.json", "shown.mp4"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600
+
+
+def test_a_second_publisher_cannot_take_an_endpoint_in_use(tmp_path):
+    endpoint = f"ipc://{tmp_path}/live.sock"
+    first = _start("run", "--publish", endpoint, "--realtime", cwd=tmp_path)
+    try:
+        _wait_for(tmp_path / "live.sock")
+        second = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--publish", endpoint, "--frames", "1"],
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and "another publisher is using it" in second.stderr
+    finally:
+        first.terminate()
+        first.wait(timeout=30)
