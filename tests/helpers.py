@@ -27,3 +27,11 @@ def write_video(path, frames=12, size=(160, 120), fps=25):
 def segment(model: SegmentationModel, packet: FramePacket) -> FramePacket:
     """A preprocessed packet through the model and its decoder (as the graph chains them)."""
     return decode_stage(model)(model(packet))
+
+
+def frame_times(path) -> list[float]:
+    """Presentation time (s) of every frame of a video file, decoded with PyAV."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [frame.time for frame in container.decode(video=0)]

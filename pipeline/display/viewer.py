@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from pipeline.core.packet import AlertEvent, FramePacket, Proximity, Segmentation
+from pipeline.runtime.recorder import Recorder
 from pipeline.stages.overlay.cpu import (
     BannerAnnotator,
     ContourAnnotator,
@@ -58,6 +59,11 @@ def _alerts_from(header: dict) -> list[AlertEvent]:
     return [AlertEvent(**{**{k: v for k, v in a.items() if k in ALERT_FIELDS},
                           "location": tuple(a["location"]) if a["location"] else None})
             for a in header.get("active_alerts", [])]
+
+
+def video_size(video: Message | None) -> tuple[int, int]:
+    """(height, width) of the last video frame, or the NO SIGNAL screen's own before any."""
+    return tuple(video.header["shape"][:2]) if video is not None else NO_SIGNAL_SIZE
 
 
 def no_signal_screen(size: tuple[int, int], status: Message | None, now_ns: int) -> np.ndarray:
@@ -123,22 +129,16 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))  # the receiver stamps arrivals promptly
     receiver = Receiver(endpoint).start()
     annotators = [MaskAnnotator(), ContourAnnotator(), ProximityAnnotator(), BannerAnnotator()]
-    writer, shown, stale_frames, overwritten, failed, no_signal, video = None, 0, 0, 0, 0, 0, None
-    last_video_s, size = time.monotonic(), NO_SIGNAL_SIZE
-    record_path = Path(record) if record else None
-    partial = record_path.with_name(record_path.stem + ".partial" + record_path.suffix) if record_path else None
+    recorder = Recorder(record) if record else None
+    shown, stale_frames, overwritten, failed, no_signal, video = 0, 0, 0, 0, 0, None
+    last_video_s = time.monotonic()
     compose_ms: list[float] = []
 
-    def show(scene: np.ndarray, fps: float | None = None) -> bool:
-        """Record and show ``scene``; False when the user closed the display. The recording starts
-        at the first video frame (``fps`` given) and keeps that frame size."""
-        nonlocal writer
-        if partial is not None:
-            if writer is None and fps is not None:
-                writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                         (scene.shape[1], scene.shape[0]))
-            if writer is not None and scene.shape[:2] == size:
-                writer.write(scene)
+    def show(scene: np.ndarray, t_ns: int, video_frame: bool = True) -> bool:
+        """Record (at its time) and show ``scene``; False when the user closed the display. The
+        recording starts with the first video frame (its size is the file's)."""
+        if recorder is not None and (video_frame or recorder.frames):
+            recorder.write(scene, t_ns)
         if not headless:
             cv2.imshow(WINDOW, scene)
             return cv2.waitKey(1) & 0xFF not in (27, ord("q"))
@@ -154,7 +154,8 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
                     break
                 if (time.monotonic() - last_video_s) * 1e3 >= no_signal_ms:  # the watchdog: never a frozen picture
                     no_signal += 1
-                    if not show(no_signal_screen(size, status, time.time_ns())):
+                    now_ns = time.time_ns()
+                    if not show(no_signal_screen(video_size(video), status, now_ns), now_ns, video_frame=False):
                         break
                 continue
             video, last_video_s = newer, time.monotonic()
@@ -173,18 +174,14 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
                 continue
             stale_frames += mask is None
             compose_ms.append((time.perf_counter() - started) * 1e3)
-            if writer is None:
-                size = scene.shape[:2]
-            if not show(scene, video.header["fps"] or 30.0):
+            if not show(scene, video.header["t_capture_ns"]):
                 break
             shown += 1
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: a clean stop; the recording is finished below
         pass
     finally:
         receiver.stop()
-        if writer is not None:
-            writer.release()
-            partial.replace(record_path)  # only a finished recording carries the final name
+        recorded = recorder.close() if recorder is not None else None  # a finished file under its final name
         if not headless:
             cv2.destroyAllWindows()
     return {
@@ -199,5 +196,5 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
         "annotation_delay_ms": percentiles(receiver.delays_ms["overlay"]),
         "mask_delay_ms": percentiles(receiver.delays_ms["mask"]),
         "compose_ms": percentiles(compose_ms),
-        "recording": str(record_path) if writer is not None else None,
+        "recording": str(recorded) if recorded else None,
     }

@@ -34,6 +34,7 @@ from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket, Proximity, Segmentation, to_host
 from pipeline.core.signals import block_stop_signals
 from pipeline.runtime.graph import build_graph, finishing_stages, split_at
+from pipeline.runtime.recorder import Recorder
 from pipeline.runtime.video import ReplayError, VideoInfo, plan_chunks, probe, read_frames
 from pipeline.stages.alerts.engine import Alerts
 from pipeline.stages.alerts.rules import CLINICAL_RULES
@@ -159,10 +160,7 @@ class Finaliser:
         # every frame is analysed (nothing goes stale); alert ids count from 1 in each video
         self.undistort = Undistort(camera) if camera else None  # the records' pixels are the undistorted picture's
         self.finish = finishing_stages(options.config, camera, alert_ids=itertools.count(1), stale_ms=float("inf"))
-        self.writer = cv2.VideoWriter(str(work / "annotated.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), info.fps,
-                                      info.size)
-        if not self.writer.isOpened():
-            raise ReplayError(f"cannot write {work / 'annotated.mp4'}")
+        self.recorder = Recorder(work / "annotated.mp4", info.fps, live=False)  # H.264, frame times as the source
         self.frames_file = open(work / "frames.jsonl", "w")
         self.alerts_file = open(work / "alerts.jsonl", "w")
         self.timeline: list[dict] = []
@@ -178,7 +176,7 @@ class Finaliser:
                                      _point(record["instrument_point"]), _point(record["vessel_point"]))
         for stage in self.finish:
             packet = stage(packet)
-        self.writer.write(packet.overlay)
+        self.recorder.write(packet.overlay, packet.t_capture_ns)
         self.frames_file.write(json.dumps(record, separators=(",", ":")) + "\n")
         for event in packet.alerts:
             line = {**asdict(event), "t_s": round(event.t_capture_ns / 1e9, 6)}
@@ -192,7 +190,7 @@ class Finaliser:
         self.series["distance_px"].append(record["distance_px"])
 
     def close(self) -> None:
-        self.writer.release()
+        self.recorder.close()
         self.frames_file.close()
         self.alerts_file.close()
 

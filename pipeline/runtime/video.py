@@ -37,12 +37,26 @@ def probe(path: str | Path) -> VideoInfo:
         raise ReplayError(f"no such video: {path}")
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     ok, frame = capture.read() if capture.isOpened() else (False, None)
-    info = VideoInfo(str(path), capture.get(cv2.CAP_PROP_FPS) or 30.0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    info = VideoInfo(str(path), fps, count if count > 1 or not ok else _counted_frames(str(path), fps),
                      (frame.shape[1], frame.shape[0]) if ok else (0, 0), detect_fov(frame) if ok else None)
     capture.release()
     if not ok:
         raise ReplayError(f"cannot read video {path}: not a video, or no decodable frame")
     return info
+
+
+def _counted_frames(path: str, fps: float) -> int:
+    """The frame count of a file whose index does not say (a fragmented MP4, as the display records)."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            return stream.frames or sum(1 for _ in container.demux(stream) if _.size)
+    except (av.error.FFmpegError, IndexError):
+        return 0
 
 
 def read_frames(path: str, start: int = 0, stop: int | None = None):

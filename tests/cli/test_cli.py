@@ -3,8 +3,9 @@ import json
 import subprocess
 import sys
 
-import cv2
 import pytest
+
+from tests.helpers import frame_times
 
 
 def orsight(*args, timeout=240):
@@ -79,8 +80,9 @@ def test_demo_writes_video_and_summary(untrained_models, tmp_path):
     assert summary["frames"] == 45 and summary["frames_shown"] >= 40
     assert summary["passthrough_delay_ms"]["p99"] is not None
     assert summary["annotation_delay_ms"]["p50"] is not None
-    video = cv2.VideoCapture(str(tmp_path / "display.mp4"))
-    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == summary["frames_shown"]
+    times = frame_times(tmp_path / "display.mp4")  # H.264, timed by the capture clock: 45 frames at 30 fps
+    assert len(times) >= summary["frames_shown"]  # and NO SIGNAL pictures once the video ended, if any
+    assert times[summary["frames_shown"] - 1] == pytest.approx(44 / 30, abs=0.3)
     assert "passthrough_delay_ms" in result.stdout
 
 

@@ -105,7 +105,7 @@ def test_slow_model_never_holds_up_the_video(untrained_models, free_tcp_endpoint
 
 
 class StallingModel(SlowModel):
-    """The real model, which hangs for 0.6 s once, at frame 15."""
+    """The real model, which hangs for 0.6 s once, at frame 15 (then 3 s to raise, hold and clear ai_stale)."""
 
     def __call__(self, packet):
         if packet.frame_id == 15:
@@ -116,7 +116,7 @@ class StallingModel(SlowModel):
 def test_stalled_model_raises_ai_stale_and_clears_it(untrained_models, free_tcp_endpoint):
     summary, _, headers = _run_and_listen(free_tcp_endpoint, open_source("phantom", size=(640, 360), fps=30),
                                           _stages_with(StallingModel, untrained_models),
-                                          LiveOptions(frames=60, realtime=True), topics=("alert",))
+                                          LiveOptions(frames=120, realtime=True), topics=("alert",))
     stale = [(h["state"], h["priority"]) for h in headers if h["rule"] == "ai_stale"]
     assert stale[0] == ("raised", "medium") and stale[-1][0] == "cleared"
     assert summary["alerts_raised"] >= 1 and summary["drops"] > 5

@@ -57,6 +57,13 @@ def test_every_frame_in_order_with_all_outputs(single_run):
         ["annotated.mp4", "frames.jsonl", "alerts.jsonl", "report.html", "summary.json"])
     records = [json.loads(line) for line in (folder / "frames.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(FRAMES))
+    import av
+
+    with av.open(str(folder / "annotated.mp4")) as container:  # H.264: browsers play it
+        stream = container.streams.video[0]
+        times = [frame.time for frame in container.decode(stream)]
+    assert stream.codec_context.name == "h264" and len(times) == FRAMES
+    assert times[-1] == pytest.approx((FRAMES - 1) / 30, abs=0.002)  # each frame at its time in the video
     assert records[1]["t_s"] == pytest.approx(1 / 30, abs=1e-5)
     video = cv2.VideoCapture(str(folder / "annotated.mp4"))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES and video.get(cv2.CAP_PROP_FPS) == pytest.approx(30)
