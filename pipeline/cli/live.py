@@ -25,6 +25,10 @@ def add_commands(commands) -> None:
     run = commands.add_parser("run", help="live pipeline: source -> AI -> ZeroMQ")
     _add_source_options(run)
     run.add_argument("--publish", default=DEFAULT_ENDPOINT, help="ZeroMQ endpoint to bind")
+    run.add_argument("--secure", default=None, metavar="KEYS",
+                     help="CurveZMQ with the keys of `orsight keys` (needed on endpoints other hosts can reach)")
+    run.add_argument("--insecure", action="store_true",
+                     help="allow an endpoint other hosts can reach without --secure (unencrypted patient video)")
     run.add_argument("--summary", default=None, help="write the run summary as JSON here")
     run.add_argument("--audit-log", default=None, help="append every alert transition to this JSONL file")
     run.set_defaults(handler=command_run)
@@ -36,6 +40,7 @@ def add_commands(commands) -> None:
                                                                   "the publisher ends)")
     display.add_argument("--stale-ms", type=float, default=120.0, help="hide masks older than this")
     display.add_argument("--summary", default=None, help="write delays and counts as JSON here")
+    display.add_argument("--secure", default=None, metavar="KEYS", help="this display's keys, for a --secure publisher")
     display.set_defaults(handler=command_display)
     demo = commands.add_parser("demo", help="phantom through the whole live path and a headless display")
     demo.add_argument("--frames", type=int, default=300, help="frames to capture")
@@ -44,6 +49,9 @@ def add_commands(commands) -> None:
     demo.add_argument("--size", type=size_arg, default=(1280, 720), help="phantom frame size (WxH)")
     demo.add_argument("--source", default="phantom:approach", help="any `run --source` (paced at its own rate)")
     demo.set_defaults(handler=command_demo)
+    keys = commands.add_parser("keys", help="CurveZMQ key pairs for `run --secure` and `display --secure`")
+    keys.add_argument("--out", required=True, help="folder to write (server and client keys, clients/ allow-list)")
+    keys.set_defaults(handler=command_keys)
 
 
 def _add_source_options(parser) -> None:
@@ -106,7 +114,7 @@ def command_run(args) -> int:
     session = _session(args.source, args.model, args.device, config,
                        load_camera(args.calibration, args.working_distance), args.audit_log, args.size, args.fps,
                        args.fourcc)
-    publisher = Publisher(args.publish)
+    publisher = Publisher(args.publish, keys=args.secure, insecure=args.insecure)
     options = LiveOptions(frames=args.frames, realtime=args.realtime, video_encoding=args.video_encoding,
                           overlay_encoding=args.overlay_encoding, ai_priority=args.ai_priority)
     print(f"orsight: {session.source.name} -> {session.model.description} -> {args.publish}", file=sys.stderr)
@@ -114,7 +122,7 @@ def command_run(args) -> int:
         summary = run_live(session.source, session.stages, publisher, options, health=session.health)
     finally:
         publisher.close()
-        session.source.close()
+        session.close()
     summary["model"] = session.model.description
     print(json.dumps(summary, indent=2))
     if args.summary:
@@ -137,7 +145,7 @@ def command_display(args) -> int:
     if not args.headless and not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
         raise UsageError("no screen (DISPLAY is not set): use --headless --record FILE.mp4")
     summary = run_display(args.connect, headless=args.headless, record=args.record, frames=args.frames,
-                          stale_ms=args.stale_ms)
+                          stale_ms=args.stale_ms, keys=args.secure)
     _print_delays(summary)
     if args.summary:
         write_json(args.summary, summary)
@@ -171,6 +179,7 @@ def command_demo(args) -> int:
         if display.poll() is None:
             display.kill()
         publisher.close()
+        session.close()
     if display.returncode != 0 or not display_json.exists():
         raise UsageError(f"the display process failed (exit status {display.returncode})")
     shown = json.loads(display_json.read_text())
@@ -188,4 +197,13 @@ def command_demo(args) -> int:
     print(f"{'alerts raised':38s} {summary['alerts_raised']}")
     _print_delays(summary)
     print(f"wrote {out / 'display.mp4'}, {out / 'summary.json'} and {out / 'audit.jsonl'}")
+    return 0
+
+
+def command_keys(args) -> int:
+    from pipeline.transport.curve import make_keys
+
+    folder = make_keys(args.out)
+    print(f"wrote {folder}/server.key(_secret) for `run --secure {folder}`, {folder}/client.key(_secret) for "
+          f"`display --secure {folder}`; allowed clients: {folder}/clients/")
     return 0

@@ -66,6 +66,12 @@ def add_commands(commands) -> None:
                                               "(a .pt runs code when loaded)")
     trust.add_argument("checkpoint", help=".pt file")
     trust.set_defaults(handler=command_trust)
+    audit = commands.add_parser("audit", help="check an audit log")
+    audit_kinds = audit.add_subparsers(dest="kind", required=True, parser_class=Parser)
+    verify = audit_kinds.add_parser("verify", help="every line follows the one before (nothing removed, added "
+                                                   "or edited)")
+    verify.add_argument("log", help="audit log (JSONL) of `orsight run --audit-log`")
+    verify.set_defaults(handler=command_audit_verify)
 
 
 def command_dataset(args) -> int:
@@ -151,4 +157,18 @@ def command_trust(args) -> int:
     if not Path(args.checkpoint).is_file():
         raise UsageError(f"no such file: {args.checkpoint}")
     print(f"trusted {args.checkpoint} (sha256 {trust(args.checkpoint)}) in {trust_file()}")
+    return 0
+
+
+def command_audit_verify(args) -> int:
+    from pipeline.stages.alerts.audit import verify
+
+    if not Path(args.log).is_file():
+        raise UsageError(f"no such file: {args.log}")
+    problems = verify(args.log)
+    for problem in problems:
+        print(f"{args.log}: {problem}")
+    if problems:
+        raise UsageError(f"{args.log}: the chain is broken ({len(problems)} problem(s))")
+    print(f"{args.log}: intact")
     return 0

@@ -123,11 +123,12 @@ def _packet_from(video: Message, mask: Message | None, status: Message | None) -
 
 def run_display(endpoint: str, headless: bool = False, record: str | Path | None = None,
                 frames: int | None = None, stale_ms: float = STALE_MS, no_signal_ms: float = NO_SIGNAL_MS,
-                stop: threading.Event | None = None) -> dict:
+                stop: threading.Event | None = None, keys: str | Path | None = None) -> dict:
     """Show (or record) the stream until ``frames`` frames, the publisher's final status, ``stop``,
-    or q/Esc. Silence is not an end: NO SIGNAL is shown until video comes back."""
+    or q/Esc. Silence is not an end: NO SIGNAL is shown until video comes back. ``keys``: this
+    display's ``orsight keys`` folder, for a ``--secure`` publisher."""
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))  # the receiver stamps arrivals promptly
-    receiver = Receiver(endpoint).start()
+    receiver = Receiver(endpoint, keys=keys).start()
     annotators = [MaskAnnotator(), ContourAnnotator(), ProximityAnnotator(), BannerAnnotator()]
     recorder = Recorder(record) if record else None
     shown, stale_frames, overwritten, failed, no_signal, video = 0, 0, 0, 0, 0, None

@@ -17,7 +17,8 @@ from typing import Protocol
 from calibration.camera import CameraModel
 from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket
-from pipeline.stages.alerts.engine import Alerts, AuditLog
+from pipeline.stages.alerts.audit import AuditLog
+from pipeline.stages.alerts.engine import Alerts
 from pipeline.stages.alerts.rules import CLINICAL_RULES, build_rules
 from pipeline.stages.analyse.cpu import Analyse
 from pipeline.stages.decode.instance import InstanceDecode

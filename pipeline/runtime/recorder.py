@@ -33,6 +33,8 @@ class Recorder:
     """H.264 MP4 of BGR frames of one size (odd sizes are cropped by a pixel), each at its time."""
 
     def __init__(self, path: str | Path, nominal_fps: float = 30.0, live: bool = True):
+        import av  # noqa: F401  (loaded now, not when the first frame is due)
+
         self.path, self.live = Path(path), live
         self.partial = partial_path(self.path)
         self.nominal_fps = nominal_fps if nominal_fps and nominal_fps > 0 else 30.0

@@ -371,7 +371,8 @@ def replay_videos(videos: list[str], out: str | Path, model_path=None, options: 
     if use_ray:
         import ray
 
-        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        local = {} if ray_address else {"_node_ip_address": "127.0.0.1"}  # a Ray started here listens on loopback
+        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True, **local)
         task = ray.remote(num_cpus=1, num_gpus=1 if options.device == "cuda" else 0)(analyse_chunk)
     for video in videos:
         try:

@@ -15,7 +15,7 @@ from calibration.camera import CameraModel
 from pipeline.core.config import PipelineConfig
 from pipeline.runtime.graph import Stage, build_graph
 from pipeline.sources.capture import Source, open_source
-from pipeline.stages.alerts.engine import AuditLog
+from pipeline.stages.alerts.audit import AuditLog
 from pipeline.stages.alerts.health import HealthMonitor
 from pipeline.stages.infer import SegmentationModel, load_model
 from pipeline.stages.preprocess.geometry import input_dims
@@ -32,6 +32,13 @@ class Session:
     stages: list[Stage]
     health: HealthMonitor
     config: PipelineConfig  # as resolved (the input size that runs)
+    audit: AuditLog | None = None
+
+    def close(self) -> None:
+        """Close the source and end the audit log's run (its close record)."""
+        self.source.close()
+        if self.audit is not None:
+            self.audit.close()
 
 
 def model_identity(model: SegmentationModel, config: PipelineConfig) -> dict:
@@ -39,9 +46,9 @@ def model_identity(model: SegmentationModel, config: PipelineConfig) -> dict:
     from pipeline import __version__
 
     path = getattr(model, "path", None)
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else None
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
     settings = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
-    return {"orsight": __version__, "model": model.description, "model_sha256": digest,
+    return {"orsight": __version__, "model": model.description, "model_sha256": digest,  # full SHA-256
             "config_sha256": hashlib.sha256(settings.encode()).hexdigest()[:16]}
 
 
@@ -62,4 +69,4 @@ def open_session(source_spec: str, model_path: str | Path | None, device: str, c
     except OSError as error:
         raise SessionError(f"cannot write audit log {audit_path}: {error.strerror}") from None
     stages = build_graph(model, config, camera, audit, device)
-    return Session(source, model, stages, HealthMonitor(config, audit, source.fps), config)
+    return Session(source, model, stages, HealthMonitor(config, audit, source.fps), config, audit)

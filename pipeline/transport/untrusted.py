@@ -61,7 +61,8 @@ class Message:
 
 
 @lru_cache(maxsize=1)
-def _validator():
+def validator():
+    """The protocol's JSON Schema, compiled once."""
     import jsonschema
 
     return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
@@ -86,7 +87,7 @@ def parse(frames: list, received_ns: int, topics: tuple[str, ...]) -> Message:
         raise BadMessage("header not JSON", repr(raw[1][:40])) from None
     if not isinstance(header, dict):
         raise BadMessage("header not an object", type(header).__name__)
-    error = next(_validator().iter_errors(header), None)
+    error = next(validator().iter_errors(header), None)
     if error is not None or header.get("topic") != topic:
         where = "/".join(map(str, error.absolute_path)) if error is not None else "topic"
         raise BadMessage("header breaks the schema", f"{where}: {error.message if error else 'differs from frame 0'}"[:200])

@@ -25,6 +25,7 @@ import numpy as np
 import zmq
 
 from pipeline.core.signals import block_stop_signals
+from pipeline.transport.curve import secure_publisher, secure_subscriber
 from pipeline.transport.untrusted import (
     RING_PREFIX,
     SHARED_DIR,
@@ -33,6 +34,7 @@ from pipeline.transport.untrusted import (
     Message,
     TransportError,
     parse,
+    validator,
 )
 
 SCHEMA_VERSION = 1
@@ -143,12 +145,22 @@ class Publisher:
     subscriber instead of letting memory grow.
     """
 
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, stream: str = "orsight", high_water_mark: int = 8):
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, stream: str = "orsight", high_water_mark: int = 8,
+                 keys: str | Path | None = None, insecure: bool = False):
+        """``keys``: a folder of ``orsight keys`` (CurveZMQ, allowed clients only); an endpoint other
+        hosts can reach needs it, or ``insecure`` (which warns)."""
         self.endpoint, self.stream = endpoint, stream
         if _ipc_in_use(endpoint):  # binding would silently take the endpoint over from a running publisher
             raise TransportError(f"cannot publish on {endpoint}: another publisher is using it")
+        if keys is None and not endpoint.startswith(LOCAL_PREFIXES):
+            if not insecure:
+                raise TransportError(f"{endpoint} can be reached from other hosts: publish with --secure KEYS "
+                                     "(orsight keys), or --insecure to send patient video unencrypted")
+            print(f"orsight: warning: publishing unencrypted to any host that reaches {endpoint}", file=sys.stderr)
         self.context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.XPUB)  # a PUB that also reports subscriptions
+        if keys is not None:
+            secure_publisher(self.socket, keys)
         self.socket.setsockopt(zmq.SNDHWM, high_water_mark)
         self.socket.setsockopt(zmq.SNDBUF, 4 << 20)  # a raw 1080p frame in 2 kernel writes, not 30 (halves its p99)
         self.socket.setsockopt(zmq.LINGER, 200)
@@ -216,10 +228,14 @@ class Receiver:
     messages are read with :meth:`newest` or awaited with :meth:`wait_newer`.
     """
 
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, topics: tuple[str, ...] = TOPICS):
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, topics: tuple[str, ...] = TOPICS,
+                 keys: str | Path | None = None):
         self.endpoint, self.topics = endpoint, topics
+        validator()  # built now, not on the first frame (it would be shown late)
         self.context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.SUB)
+        if keys is not None:  # a --secure publisher: this display's client keys
+            secure_subscriber(self.socket, keys)
         self.socket.setsockopt(zmq.RCVHWM, 8)
         self.socket.setsockopt(zmq.LINGER, 0)
         for topic in topics:

@@ -1,5 +1,6 @@
 """The alert engine: rules, persistence, hysteresis, cooldown, suppression, audit log, health."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.core.packet import FramePacket, Proximity
+from pipeline.core.packet import AlertEvent, FramePacket, Proximity
 from pipeline.sources.phantom import INSTRUMENT, VESSEL, PhantomScene
 from pipeline.stages.alerts.engine import AlertEngine, Alerts
 from pipeline.stages.alerts.rules import (
@@ -184,7 +185,8 @@ def test_audit_log_is_complete_after_a_crash(tmp_path):
     log = tmp_path / "audit.jsonl"
     script = textwrap.dedent(f"""
         import itertools
-        from pipeline.stages.alerts.engine import AlertEngine, AuditLog
+        from pipeline.stages.alerts.audit import AuditLog
+        from pipeline.stages.alerts.engine import AlertEngine
         from pipeline.stages.alerts.rules import Observation, VesselContact
         from pipeline.core.packet import Proximity
         engine = AlertEngine([VesselContact(k=1, n=1, min_on_s=0, cooldown_s=0)],
@@ -205,3 +207,26 @@ def test_audit_log_is_complete_after_a_crash(tmp_path):
     assert {r["alert_id"] for r in records if r["state"] == "raised"} == {r["alert_id"] for r in records
                                                                           if r["state"] == "cleared"} | (
         {records[-1]["alert_id"]} if states[-1] == "raised" else set())
+
+
+def test_audit_log_chain_shows_a_removed_or_edited_line(tmp_path):
+    from pipeline.stages.alerts.audit import AuditLog, verify
+
+    log = tmp_path / "audit.jsonl"
+    for run in range(2):  # a second run appends to the same chain
+        audit = AuditLog(log, {"model_sha256": "f" * 64})
+        for alert_id in range(3):
+            audit.write(AlertEvent(alert_id, "vessel_contact", "raised", "high", alert_id, 10 * alert_id))
+        audit.close()
+    assert verify(log) == [] and os.stat(log).st_mode & 0o777 == 0o600
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["record"] for r in records].count("close") == 2 and len({r["run_id"] for r in records}) == 2
+    lines = log.read_text().splitlines(keepends=True)
+    (tmp_path / "removed.jsonl").write_text("".join(lines[:2] + lines[3:]))
+    (tmp_path / "edited.jsonl").write_text("".join(lines[:1] + [lines[1].replace('"high"', '"low"')] + lines[2:]))
+    assert verify(tmp_path / "removed.jsonl") == ["line 3: does not follow line 2 (a line was removed, added or "
+                                                  "edited before it)"]
+    assert len(verify(tmp_path / "edited.jsonl")) == 1
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "audit", "verify", str(tmp_path / "edited.jsonl")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "line 3" in result.stdout

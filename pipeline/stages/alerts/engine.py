@@ -18,41 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
-import os
-import threading
-import time
 from collections import deque
 
 from pipeline.core.packet import AlertEvent, FramePacket, timed
+from pipeline.stages.alerts.audit import AuditLog
 from pipeline.stages.alerts.rules import CLINICAL_RULES, Observation, Rule
 
 PRIORITY_RANK = {"high": 3, "medium": 2, "low": 1, None: 0}
 ALERT_IDS = itertools.count(1)  # live: alert ids are unique within a process, across engines
-
-
-class AuditLog:
-    """Append-only JSONL of every alert transition; each line written whole, at once, and flushed.
-
-    Every line carries the identity of the model and the configuration in force, so a log can
-    be tied to what produced it. A crash leaves every written line complete.
-    """
-
-    def __init__(self, path: str | os.PathLike, identity: dict | None = None):
-        self.path, self.identity = os.fspath(path), identity or {}
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self.lock = threading.Lock()
-
-    def write(self, event: AlertEvent) -> None:
-        line = json.dumps({"t_wall_ns": time.time_ns(), **dataclasses.asdict(event), **self.identity},
-                          separators=(",", ":")) + "\n"
-        with self.lock:
-            os.write(self.fd, line.encode())  # one write of one line on an O_APPEND file: never interleaved
-            os.fsync(self.fd)
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 class _RuleState:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import AlertEvent
-from pipeline.stages.alerts.engine import AlertEngine, AuditLog
+from pipeline.stages.alerts.audit import AuditLog
+from pipeline.stages.alerts.engine import AlertEngine
 from pipeline.stages.alerts.rules import HEALTH_RULES, Observation, build_rules
 
 if TYPE_CHECKING:

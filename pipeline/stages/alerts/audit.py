@@ -1,0 +1,92 @@
+"""The audit log: append-only JSONL of every alert transition, hash-chained so that a deleted,
+inserted or edited line is detected (``orsight audit verify FILE``).
+
+Each line carries the run's id, its place in the run, the identity of the model and the
+configuration in force, and ``prev``: the SHA-256 of the line before it in the file (the first
+line's is 64 zeros). A run ends with a ``close`` record. Every line is written whole, at once,
+and flushed: a crash leaves every written line complete.
+
+    audit = AuditLog("audit.jsonl", identity={"model_sha256": ...})
+    audit.write(event); audit.close()
+    problems = verify("audit.jsonl")          # [] when intact
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import threading
+import time
+import uuid
+
+from pipeline.core.packet import AlertEvent
+
+GENESIS = "0" * 64
+
+
+def _digest(line: bytes) -> str:
+    return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+
+
+def _last_line(path: str) -> bytes | None:
+    """The file's last line (read from the end), or None for an empty or new file."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    with open(path, "rb") as file:
+        file.seek(0, os.SEEK_END)
+        position, tail = file.tell(), b""
+        while position > 0 and tail.count(b"\n") < 2:
+            step = min(4096, position)
+            position -= step
+            file.seek(position)
+            tail = file.read(step) + tail
+    return tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+
+
+class AuditLog:
+    """Append-only, hash-chained JSONL of every alert transition (created 0600)."""
+
+    def __init__(self, path: str | os.PathLike, identity: dict | None = None):
+        self.path, self.identity = os.fspath(path), identity or {}
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        last = _last_line(self.path)
+        self.previous = GENESIS if last is None else _digest(last)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.run_id, self.index = uuid.uuid4().hex, 0
+        self.lock = threading.Lock()
+
+    def _append(self, record: dict) -> None:
+        with self.lock:
+            record = {"run_id": self.run_id, "index": self.index, "t_wall_ns": time.time_ns(), **record,
+                      **self.identity, "prev": self.previous}
+            line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+            os.write(self.fd, line)  # one write of one line on an O_APPEND file: never interleaved
+            os.fsync(self.fd)
+            self.previous, self.index = _digest(line), self.index + 1
+
+    def write(self, event: AlertEvent, published: bool = True) -> None:
+        """One alert transition; ``published``: sent to the displays (not only logged)."""
+        self._append({"record": "alert", **dataclasses.asdict(event), "published": published})
+
+    def close(self) -> None:
+        self._append({"record": "close", "lines": self.index})
+        os.close(self.fd)
+
+
+def verify(path: str | os.PathLike) -> list[str]:
+    """What is wrong with the log's chain, line by line; ``[]`` when every line follows the one before."""
+    problems, previous = [], GENESIS
+    with open(path, "rb") as file:
+        for number, line in enumerate(file, start=1):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                problems.append(f"line {number}: not a JSON record")
+                previous = _digest(line)
+                continue
+            if record.get("prev") != previous:
+                problems.append(f"line {number}: does not follow line {number - 1} (a line was removed, added or "
+                                "edited before it)")
+            previous = _digest(line)
+    return problems
