@@ -115,8 +115,11 @@ def command_run(args) -> int:
                        load_camera(args.calibration, args.working_distance), args.audit_log, args.size, args.fps,
                        args.fourcc)
     publisher = Publisher(args.publish, keys=args.secure, insecure=args.insecure)
+    from pipeline.runtime.session import model_identity
+
     options = LiveOptions(frames=args.frames, realtime=args.realtime, video_encoding=args.video_encoding,
-                          overlay_encoding=args.overlay_encoding, ai_priority=args.ai_priority)
+                          overlay_encoding=args.overlay_encoding, ai_priority=args.ai_priority,
+                          identity=model_identity(session.model, session.config))
     print(f"orsight: {session.source.name} -> {session.model.description} -> {args.publish}", file=sys.stderr)
     try:
         summary = run_live(session.source, session.stages, publisher, options, health=session.health)

@@ -48,6 +48,7 @@ class LiveOptions:
     ai_priority: str = "idle"  # Linux: "idle" = SCHED_IDLE (the AI gets only CPU time nothing else wants),
     ai_niceness: int = 10  # "nice" = this much nicer than the capture thread (for hosts shared with other work)
     reconnect_max_s: float = 5.0
+    identity: dict = field(default_factory=dict)  # on every status: which model (full SHA-256) and settings run
 
 
 class LatestSlot:
@@ -232,7 +233,8 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
                 publisher.send("alert", dataclasses.asdict(event))
             stats.alerts_raised += sum(event.state == "raised" for event in events)
             if fps_ai is not None or events:
-                publisher.send("status", _status_fields(stats, slot, source, rates, health.engine.active))
+                publisher.send("status", {**_status_fields(stats, slot, source, rates, health.engine.active),
+                                          **options.identity})
     except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM, SIGHUP: a clean stop, then the final status
         stats.state = "stopped"
         stats.last_error = stats.last_error or f"stopped by {interrupt.args[0] if interrupt.args else 'SIGINT'}"
@@ -242,7 +244,8 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
     if stats.state == "running":
         stats.state = "ended"
     summary = _summary(stats, slot, source, time.monotonic() - started)
-    publisher.send("status", {**_status_fields(stats, slot, source, Rates(0.0), []), "state": stats.state,
+    publisher.send("status", {**_status_fields(stats, slot, source, Rates(0.0), []), **options.identity,
+                              "state": stats.state,
                               "final": True})
     return summary
 

@@ -1,3 +1,4 @@
+import json
 import os
 import time
 
@@ -111,3 +112,14 @@ def test_a_full_shared_memory_falls_back_to_frames_through_the_socket(free_tcp_e
     assert [m.header["encoding"] for m in seen] == ["raw-bgr8", "raw-bgr8"]
     assert decode_image(seen[1])[0, 0, 0] == 1
     assert "no room" in capfd.readouterr().err and not list(SHARED_DIR.glob(f"orsight-*-{os.getpid()}-*"))
+
+
+def test_the_packaged_schema_is_the_one_the_protocol_prints():
+    import re
+    from pathlib import Path
+
+    from pipeline.transport.untrusted import SCHEMA_PATH
+
+    document = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    printed = re.search(r"## Machine-readable schema.*?```json\n(.*?)```", document, re.S).group(1)
+    assert json.loads(printed) == json.loads(SCHEMA_PATH.read_text())
