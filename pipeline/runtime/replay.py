@@ -31,10 +31,11 @@ import numpy as np
 
 from calibration.camera import CameraModel
 from pipeline.core.config import PipelineConfig
-from pipeline.core.packet import FramePacket, Proximity, Segmentation, to_host
+from pipeline.core.packet import FramePacket, Proximity
 from pipeline.core.signals import block_stop_signals
 from pipeline.runtime.graph import build_graph, finishing_stages, split_at
 from pipeline.runtime.recorder import Recorder
+from pipeline.runtime.records import frame_record, point, segmentation_from_record
 from pipeline.runtime.video import ReplayError, VideoInfo, plan_chunks, probe, read_frames
 from pipeline.stages.alerts.engine import Alerts
 from pipeline.stages.alerts.rules import CLINICAL_RULES
@@ -54,29 +55,6 @@ class ReplayOptions:
 
 
 # ---- phase 1: analyse -------------------------------------------------------------------
-def frame_record(packet: FramePacket, fps: float) -> dict:
-    """The deterministic per-frame result: instances (class, score, box, area, polygons), distance.
-
-    Polygons are traced at model-input resolution (where the masks are made) and mapped to
-    source pixels; the area is the instance's pixel count in source pixels.
-    """
-    segmentation, proximity = packet.segmentation, packet.proximity
-    geometry = segmentation.geometry
-    instances = []
-    for index, (cls, score, box) in enumerate(zip(segmentation.class_ids, segmentation.scores, segmentation.boxes)):
-        inside = (to_host(segmentation.instance_logits[index]) > 0).astype(np.uint8)
-        contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        polygons = [np.round(geometry.to_source(c.reshape(-1, 2) + 0.5) - 0.5).astype(int).reshape(-1).tolist()
-                    for c in contours if len(c) >= 3]
-        instances.append({"class": segmentation.names[cls], "class_id": int(cls), "score": round(float(score), 4),
-                          "box": [round(float(v), 1) for v in box],
-                          "area": int(round(inside.sum() / geometry.scale**2)), "polygons": polygons})
-    distance = proximity.distance_px
-    return {"frame": packet.frame_id, "t_s": round(packet.frame_id / fps, 6), "instances": instances,
-            "distance_px": None if not np.isfinite(distance) else round(float(distance), 2),
-            "instrument_point": proximity.instrument_point, "vessel_point": proximity.vessel_point}
-
-
 class Analyser:
     """Phase 1 for one model: frames -> records (and the analysed packets, for the overlap).
 
@@ -138,19 +116,6 @@ def analyse_chunk(info: VideoInfo, start: int, stop: int, model_path, options: R
 
 
 # ---- phase 2: finalise ------------------------------------------------------------------
-def segmentation_from_record(record: dict, size: tuple[int, int], names, roles) -> Segmentation:
-    """Rasterise a record's polygons back into a class map (higher score drawn last, wins)."""
-    width, height = size
-    class_map = np.zeros((height, width), np.uint8)
-    instances = sorted(record["instances"], key=lambda i: i["score"])
-    for instance in instances:
-        polygons = [np.array(p, np.int32).reshape(-1, 2) for p in instance["polygons"]]
-        cv2.fillPoly(class_map, polygons, instance["class_id"] + 1)
-    return Segmentation(class_map, names, roles, np.array([i["class_id"] for i in instances], int),
-                        np.array([i["score"] for i in instances], np.float32),
-                        np.array([i["box"] for i in instances], np.float32).reshape(-1, 4))
-
-
 class Finaliser:
     """Phase 2 for one video: alerts in frame order, overlays from the records, outputs written."""
 
@@ -173,7 +138,7 @@ class Finaliser:
             packet = self.undistort(packet)
         packet.segmentation = segmentation_from_record(record, self.info.size, self.names, self.roles)
         packet.proximity = Proximity(record["distance_px"] if record["distance_px"] is not None else float("inf"),
-                                     _point(record["instrument_point"]), _point(record["vessel_point"]))
+                                     point(record["instrument_point"]), point(record["vessel_point"]))
         for stage in self.finish:
             packet = stage(packet)
         self.recorder.write(packet.overlay, packet.t_capture_ns)
@@ -193,10 +158,6 @@ class Finaliser:
         self.recorder.close()
         self.frames_file.close()
         self.alerts_file.close()
-
-
-def _point(value):
-    return tuple(value) if value is not None else None
 
 
 # ---- one video, start to end ------------------------------------------------------------
