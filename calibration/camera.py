@@ -106,7 +106,7 @@ class CameraModel:
             raise CalibrationError(f"calibration file not found: {path}")
         try:
             storage = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
-        except cv2.error:
+        except (cv2.error, SystemError):  # OpenCV's parser raises either for a file it cannot read
             raise CalibrationError(f"{path} is not an OpenCV YAML calibration file") from None
         matrix = storage.getNode("camera_matrix").mat()
         distortion = storage.getNode("distortion_coefficients").mat()

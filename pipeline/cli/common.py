@@ -9,10 +9,29 @@ import tempfile
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+MAX_SIDE = 8192  # pixels: frames up to 8K
 
 
 class UsageError(Exception):
     """Bad input from the user: reported in one line, exit status 2."""
+
+
+def writable(path: str | Path | None, what: str, folder: bool = False) -> None:
+    """Fail now, in one line, if ``path`` cannot be written (not after a whole run): its folder is
+    made if need be and a scratch file is written there."""
+    if path is None:
+        return
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file, not a folder")
+    if not folder and path.is_dir():
+        raise UsageError(f"{what} {path} is a folder, not a file")
+    try:
+        (path if folder else path.parent).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path if folder else path.parent):
+            pass
+    except OSError as error:
+        raise UsageError(f"cannot write {what} {path}: {error.strerror}") from None
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -61,8 +80,8 @@ def size_arg(text: str) -> tuple[int, int]:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, not {text!r}") from None
-    if width <= 0 or height <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, not {text!r}")
+    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+        raise argparse.ArgumentTypeError(f"size must be between 1x1 and {MAX_SIDE}x{MAX_SIDE}, not {text!r}")
     return width, height
 
 

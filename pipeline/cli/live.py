@@ -16,6 +16,7 @@ from pipeline.cli.common import (
     positive_int,
     resolve_device,
     size_arg,
+    writable,
     write_json,
 )
 from pipeline.transport.zeromq import DEFAULT_ENDPOINT, ENCODINGS
@@ -108,6 +109,7 @@ def command_run(args) -> int:
     from pipeline.runtime.live import LiveOptions, run_live
     from pipeline.transport.zeromq import Publisher
 
+    writable(args.summary, "--summary")
     config = load_config(args.config)
     overrides = {k: v for k, v in (("imgsz", args.imgsz), ("overlay_view", args.overlay_view)) if v is not None}
     config = dataclasses.replace(config, **overrides)
@@ -147,6 +149,8 @@ def command_display(args) -> int:
 
     if not args.headless and not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
         raise UsageError("no screen (DISPLAY is not set): use --headless --record FILE.mp4")
+    writable(args.record, "--record")
+    writable(args.summary, "--summary")
     summary = run_display(args.connect, headless=args.headless, record=args.record, frames=args.frames,
                           stale_ms=args.stale_ms, keys=args.secure)
     _print_delays(summary)

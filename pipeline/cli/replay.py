@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.cli.common import EXIT_BAD_INPUT, resolve_device
+from pipeline.cli.common import EXIT_BAD_INPUT, resolve_device, writable
 
 
 def add_commands(commands) -> None:
@@ -30,6 +30,7 @@ def command_replay(args) -> int:
     from pipeline.runtime.replay import ReplayOptions, replay_videos
     from pipeline.stages.infer import load_model
 
+    writable(args.out, "--out", folder=True)
     config = load_config(args.config)
     device = resolve_device(args.device)
     load_model(args.model, device="cpu")  # a wrong model file fails here, before any work

@@ -21,12 +21,18 @@ def _export(pt: str | Path, out: str | Path, **settings) -> Path:
     """
     from pipeline.core.trust import require_trusted
     from pipeline.core.yolo import YOLO
+    from pipeline.stages.infer import ModelError
 
     require_trusted(pt)
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / Path(pt).name
         shutil.copy(pt, copy)
-        exported = YOLO(str(copy)).export(verbose=False, **settings)
+        try:
+            model = YOLO(str(copy))
+        except Exception as error:  # ultralytics raises many kinds for a file that is not its checkpoint
+            raise ModelError(f"cannot load {pt} as an ultralytics checkpoint: {str(error).splitlines()[0][:200]}") \
+                from None
+        exported = model.export(verbose=False, **settings)
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(exported, out)

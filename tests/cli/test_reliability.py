@@ -68,3 +68,23 @@ def test_a_truncated_video_is_reported_not_taken_for_its_end(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     result = orsight("run", "--source", str(path), "--publish", "ipc://" + str(tmp_path / "s"))
     assert result.returncode == 2 and "truncated" in result.stderr, result.stderr[-500:]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["run", "--frames", "1", "--summary", "/proc/no/such/summary.json"], "cannot write --summary"),
+    (["display", "--headless", "--record", "/proc/no/such/shown.mp4"], "cannot write --record"),
+    (["run", "--frames", "1", "--size", "99999x99999"], "size must be between"),
+])
+def test_outputs_and_sizes_are_checked_before_the_work(args, words):
+    result = orsight(*args, timeout=60)
+    assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_replay_and_calibration_inputs_that_are_not_what_they_claim(tmp_path):
+    (tmp_path / "results").write_text("a file where a folder should be")
+    (tmp_path / "scope.yaml").write_text("x: [\n")
+    for args, words in ((["replay", "x.mp4", "--out", str(tmp_path / "results")], "is a file, not a folder"),
+                        (["run", "--frames", "1", "--calibration", str(tmp_path / "scope.yaml")],
+                         "not an OpenCV YAML calibration file")):
+        result = orsight(*args, timeout=60)
+        assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr

@@ -65,9 +65,10 @@ class AuditLog:
             os.fsync(self.fd)
             self.previous, self.index = _digest(line), self.index + 1
 
-    def write(self, event: AlertEvent, published: bool = True) -> None:
-        """One alert transition; ``published``: sent to the displays (not only logged)."""
-        self._append({"record": "alert", **dataclasses.asdict(event), "published": published})
+    def write(self, event: AlertEvent, displayable: bool = True) -> None:
+        """One alert transition; ``displayable``: it reached the displays fresh enough to be shown
+        (a result older than the stale limit is hidden by every display)."""
+        self._append({"record": "alert", **dataclasses.asdict(event), "displayable": displayable})
 
     def close(self) -> None:
         self._append({"record": "close", "lines": self.index})

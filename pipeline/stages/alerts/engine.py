@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 from collections import deque
 
 from pipeline.core.packet import AlertEvent, FramePacket, timed
@@ -52,8 +53,9 @@ class AlertEngine:
         alerts = [s.active for s in self.states.values() if s.active is not None]
         return sorted(alerts, key=lambda a: -PRIORITY_RANK[a.priority])
 
-    def update(self, observation: Observation) -> list[AlertEvent]:
-        """Transitions (raised / updated / cleared) caused by ``observation``."""
+    def update(self, observation: Observation, displayable: bool = True) -> list[AlertEvent]:
+        """Transitions (raised / updated / cleared) caused by ``observation``; ``displayable``: they
+        reach the displays fresh enough to be shown (the audit log says so)."""
         events = []
         for rule in self.rules:
             state = self.states[rule.name]
@@ -65,7 +67,7 @@ class AlertEngine:
             if event is not None:
                 events.append(event)
                 if self.audit is not None:
-                    self.audit.write(event)
+                    self.audit.write(event, displayable)
         return events
 
     def clear_all(self, observation: Observation, rule_names: tuple[str, ...], why: str) -> list[AlertEvent]:
@@ -142,6 +144,8 @@ class Alerts:
             suppressed = self.engine.clear_all(observation, CLINICAL_RULES, "suppressed: segmentation was stale") \
                 if stale else []
             self.previous_ns = packet.t_capture_ns
-            packet.alerts = suppressed + self.engine.update(observation)
+            # a result older than the stale limit is hidden by every display: its alerts are logged as not shown
+            displayable = time.time_ns() - packet.t_capture_ns <= self.stale_ns
+            packet.alerts = suppressed + self.engine.update(observation, displayable)
             packet.active_alerts = self.engine.active
         return packet
