@@ -10,3 +10,12 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg inside OpenCV: quiet
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``from pipeline import Analyzer, Result``: the Python API (pipeline/api.py), loaded on first use."""
+    if name in ("Analyzer", "Result"):
+        from pipeline import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

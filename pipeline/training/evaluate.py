@@ -1,4 +1,4 @@
-"""Evaluation on labelled frames through the live graph itself (preprocess, model, decode, analyse).
+"""Evaluation on labelled frames through the live graph itself (the Python API's :class:`Analyzer`).
 
     report = evaluate("endoscapes/val", load_model("best.onnx"))
     # report["classes"]["vessel"]["iou"], report["mask_map50_95"], report["ms_per_frame"]
@@ -10,10 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.core.config import PipelineConfig
-from pipeline.core.packet import FramePacket
-from pipeline.runtime.graph import build_graph, split_at
-from pipeline.stages.alerts.engine import Alerts
+from pipeline.api import Analyzer
 from pipeline.stages.preprocess.geometry import input_dims
 from pipeline.training.dataset import (
     ENDOSCAPES_IGNORE,
@@ -75,8 +72,7 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
     if not images:
         raise ValueError(f"no images in {folder / 'images'}")
     classes = len(model.names)
-    stages, _ = split_at(build_graph(model, PipelineConfig()), Alerts)  # the live path up to its alerts
-    preprocess = stages[0]
+    analyzer = Analyzer(model)  # the Python API, so the live graph itself
     inter, union, pred_sum, true_sum = (np.zeros(classes) for _ in range(4))
     frame_iou = [[] for _ in range(classes)]
     present, detected, absent, false_alarms = (np.zeros(classes, int) for _ in range(4))
@@ -87,10 +83,7 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
         if image is None or raw is None:
             raise ValueError(f"cannot read {path.name} or its mask")
         truth = remap_mask(raw, mapping, ignore)
-        preprocess.redetect()  # every frame is a different recording
-        packet = FramePacket.capture(image, index, str(path))
-        for stage in stages:
-            packet = stage(packet)
+        packet = analyzer.analyse(image, new_scene=True).packet  # every frame is a different recording
         infer_ms.append(packet.timings_ms["infer"])
         segmentation = packet.segmentation
         valid = truth != IGNORE

@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-import pipeline.training.evaluate as evaluate_module
+import pipeline.api as api_module
+from pipeline.training.evaluate import evaluate
 from pipeline.core.config import PipelineConfig
 from pipeline.runtime.graph import GraphError, build_graph, check_chain, split_at
 from pipeline.runtime.replay import Analyser, ReplayOptions
@@ -34,13 +35,13 @@ def test_live_eval_and_replay_run_the_same_stages(untrained_models, monkeypatch,
         built.append(build_graph(*args, **kwargs))
         return built[-1]
 
-    monkeypatch.setattr(evaluate_module, "build_graph", recording_build_graph)
+    monkeypatch.setattr(api_module, "build_graph", recording_build_graph)
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     cv2.imwrite(str(tmp_path / "images" / "a.png"), PhantomScene(320, 240).render(0)[0])
     cv2.imwrite(str(tmp_path / "masks" / "a.png"), np.zeros((240, 320), np.uint8))
-    evaluate_module.evaluate(tmp_path, model)
-    assert _kinds(built[0]) == live  # eval scores the live graph (up to its alerts)
+    evaluate(tmp_path, model)
+    assert _kinds(built[0]) == live  # eval scores the live graph, through the Python API
     analyser = Analyser(untrained_models["onnx"], ReplayOptions(progress=False))
     assert _kinds([*analyser.before_model, analyser.model, *analyser.after_model]) == live[:4]
 

@@ -1,0 +1,110 @@
+"""The Python API: the live path's own stages on your frames and videos.
+
+    from pipeline import Analyzer
+
+    analyzer = Analyzer()                          # the shipped model on the CPU (model=, device=, config=)
+    result = analyzer.analyse(frame_bgr)           # a numpy (H, W, 3) uint8 picture
+    result.instances                               # [{"class", "role", "score", "box", "area"}, ...]
+    result.class_map, result.masks                 # (H, W) class values, (N, H, W) instance masks
+    result.proximity.distance_px, result.alerts    # closest instrument-vessel gap, active alerts
+    cv2.imwrite("overlay.png", result.plot())      # the overlay the OR display shows
+    print(result.to_json())
+    summaries, errors = analyzer.replay(["case1.mp4"], "results/")    # orsight replay
+
+``orsight eval`` scores models through this class, so the API is what the command line runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core.config import PipelineConfig
+from pipeline.core.packet import FramePacket
+from pipeline.runtime.graph import build_graph, split_at
+from pipeline.stages.infer import SegmentationModel, load_model
+
+
+@dataclasses.dataclass
+class Result:
+    """What the pipeline found in one frame, in the frame's pixels."""
+
+    packet: FramePacket
+
+    @property
+    def class_map(self) -> np.ndarray:
+        """(H, W) uint8: 0 background, class index + 1 elsewhere."""
+        return self.packet.segmentation.class_map
+
+    @property
+    def masks(self) -> np.ndarray:
+        """(N, H, W) bool, one per instance."""
+        return self.packet.segmentation.masks
+
+    @property
+    def instances(self) -> list[dict]:
+        segmentation = self.packet.segmentation
+        areas = segmentation.masks.sum(axis=(1, 2))
+        return [{"class": segmentation.names[c], "role": segmentation.roles[c], "score": round(float(s), 4),
+                 "box": [round(float(v), 1) for v in box], "area": int(area)}
+                for c, s, box, area in zip(segmentation.class_ids, segmentation.scores, segmentation.boxes, areas)]
+
+    @property
+    def proximity(self):
+        """The closest instrument-vessel pair (``distance_px`` inf when one of them is absent)."""
+        return self.packet.proximity
+
+    @property
+    def alerts(self) -> list:
+        """The clinical alerts active after this frame, highest priority first."""
+        return self.packet.active_alerts
+
+    def plot(self) -> np.ndarray:
+        """The picture with masks, labels, the proximity line and alert banners (BGR), as the OR display shows it."""
+        return self.packet.overlay
+
+    def to_json(self) -> str:
+        distance = self.proximity.distance_px
+        return json.dumps({"frame": self.packet.frame_id, "instances": self.instances,
+                           "distance_px": None if not np.isfinite(distance) else round(float(distance), 2),
+                           "instrument_point": self.proximity.instrument_point,
+                           "vessel_point": self.proximity.vessel_point,
+                           "alerts": [dataclasses.asdict(a) for a in self.alerts],
+                           "timings_ms": {k: round(v, 3) for k, v in self.packet.timings_ms.items()}})
+
+
+class Analyzer:
+    """A model and the live graph built around it; frames analysed one after another (alerts follow them)."""
+
+    def __init__(self, model: str | Path | SegmentationModel | None = None, device: str = "cpu",
+                 config: PipelineConfig | None = None, camera=None, threads: int | None = None):
+        self.config = config or PipelineConfig()
+        self.model_path = None if isinstance(model, SegmentationModel) else model
+        self.model = model if isinstance(model, SegmentationModel) else \
+            load_model(model, device=device, threads=threads, conf=self.config.conf, iou=self.config.iou,
+                       roles=self.config.roles)
+        self.device, self.camera = device, camera
+        self.stages = build_graph(self.model, self.config, camera, device=device)
+        self.frames = 0
+
+    def analyse(self, image: np.ndarray, new_scene: bool = False) -> Result:
+        """One BGR frame through the graph. ``new_scene``: detect the field of view again (a frame
+        from another recording)."""
+        before_model, _ = split_at(self.stages, SegmentationModel)
+        if new_scene:
+            before_model[-1].redetect()  # the preprocess
+        packet = FramePacket.capture(image, self.frames, "api")
+        self.frames += 1
+        for stage in self.stages:
+            packet = stage(packet)
+        return Result(packet)
+
+    def replay(self, videos: list[str | Path], out: str | Path, **options) -> tuple[list[dict], dict[str, str]]:
+        """``orsight replay``: every frame of each video, outputs under ``out``; ``options`` of ReplayOptions."""
+        from pipeline.runtime.replay import ReplayOptions, replay_videos
+
+        settings = ReplayOptions(device=self.device, config=self.config, camera=self.camera,
+                                 **{"progress": False, **options})
+        return replay_videos([str(v) for v in videos], out, self.model_path, settings)
