@@ -51,6 +51,7 @@ def add_commands(commands) -> None:
     evaluation.add_argument("--mapping", default="6:0,3:1",
                             help="mask value:class index pairs, in the model's class order (default Endoscapes)")
     evaluation.add_argument("--ignore", default="7,255", help="mask values left out of every figure")
+    evaluation.add_argument("--colours", default=None, help="YAML of R,G,B: value for colour-coded masks")
     evaluation.add_argument("--json", default=None, help="write the report as JSON here")
     evaluation.set_defaults(handler=command_eval)
     export = commands.add_parser("export", help=".pt -> ONNX (and TensorRT where present)")
@@ -74,16 +75,24 @@ def add_commands(commands) -> None:
     verify.set_defaults(handler=command_audit_verify)
 
 
+def _colour_table(path: str | None) -> dict | None:
+    """``--colours FILE``: YAML of ``R,G,B: value`` -> ``{(r, g, b): value}``."""
+    if path is None:
+        return None
+    try:
+        table = yaml.safe_load(Path(path).read_text())
+        return {tuple(int(v) for v in str(k).split(",")): int(v) for k, v in table.items()}
+    except (OSError, yaml.YAMLError, ValueError, AttributeError) as error:
+        raise UsageError(f"--colours {path}: not a YAML table of R,G,B: value ({error})") from None
+
+
 def command_dataset(args) -> int:
     from pipeline.training.dataset import convert_masks, write_phantom_dataset
 
     if args.kind == "phantom":
         path = write_phantom_dataset(args.out, n=args.n, size=args.imgsz)
     else:
-        colours = None
-        if args.colours:
-            table = yaml.safe_load(Path(args.colours).read_text())
-            colours = {tuple(int(v) for v in str(k).split(",")): int(v) for k, v in table.items()}
+        colours = _colour_table(args.colours)
         mapping, names = pairs(args.mapping, "--mapping"), tuple(n for n in args.names.split(",") if n)
         if sorted(set(mapping.values())) != list(range(len(names))):
             raise UsageError(f"--mapping gives classes {sorted(set(mapping.values()))}: --names needs one name "
@@ -119,7 +128,8 @@ def command_eval(args) -> int:
 
     model = load_model(args.model)
     try:
-        report = evaluate(args.data, model, pairs(args.mapping, "--mapping"), integers(args.ignore, "--ignore"))
+        report = evaluate(args.data, model, pairs(args.mapping, "--mapping"), integers(args.ignore, "--ignore"),
+                          _colour_table(args.colours))
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
     fitted = " pixels, fitted to each picture" if report["input_fitted"] else ""

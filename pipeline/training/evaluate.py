@@ -16,6 +16,7 @@ from pipeline.training.dataset import (
     ENDOSCAPES_IGNORE,
     ENDOSCAPES_MAPPING,
     IGNORE,
+    colour_to_index,
     remap_mask,
 )
 
@@ -54,8 +55,21 @@ def _instances(class_map: np.ndarray, classes: int):
     return np.array(masks, bool).reshape(-1, *class_map.shape), np.array(cls, int)
 
 
+def class_values(raw: np.ndarray, path: Path, colours: dict | None = None) -> np.ndarray:
+    """A mask as class values: grey as it is; RGB or RGBA through ``colours`` (RGB -> value), or as
+    grey when its channels are equal (a grey mask saved in colour)."""
+    if raw.ndim == 2:
+        return raw
+    bgr = raw[..., :3]
+    if colours is not None:
+        return colour_to_index(bgr, colours)
+    if (bgr == bgr[..., :1]).all():
+        return np.ascontiguousarray(bgr[..., 0])
+    raise ValueError(f"{path} is a colour mask: give its colour table (--colours FILE, R,G,B: value)")
+
+
 def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
-             ignore: tuple[int, ...] = ENDOSCAPES_IGNORE) -> dict:
+             ignore: tuple[int, ...] = ENDOSCAPES_IGNORE, colours: dict | None = None) -> dict:
     """Per class IoU and Dice over the whole set (ignore pixels excluded), per-frame mean IoU,
     frame-level detection and false-alarm rates, mask mAP50-95 and inference time; ``folder``
     holds ``images/`` and ``masks/``.
@@ -79,10 +93,14 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
     tps, confs, pred_classes, target_classes, infer_ms = [], [], [], [], []
     for index, path in enumerate(images):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        raw = cv2.imread(str(folder / "masks" / (path.stem + ".png")), cv2.IMREAD_UNCHANGED)
+        mask_path = folder / "masks" / (path.stem + ".png")
+        raw = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
         if image is None or raw is None:
-            raise ValueError(f"cannot read {path.name} or its mask")
-        truth = remap_mask(raw, mapping, ignore)
+            raise ValueError(f"cannot read {path if image is None else mask_path}")
+        truth = remap_mask(class_values(raw, mask_path, colours), mapping, ignore)
+        if truth.shape != image.shape[:2]:
+            raise ValueError(f"{mask_path} is {truth.shape[1]}x{truth.shape[0]}, its image "
+                             f"{image.shape[1]}x{image.shape[0]}")
         packet = analyzer.analyse(image, new_scene=True).packet  # every frame is a different recording
         infer_ms.append(packet.timings_ms["infer"])
         segmentation = packet.segmentation

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import pipeline.api as api_module
-from pipeline.training.evaluate import evaluate
 from pipeline.core.config import PipelineConfig
 from pipeline.runtime.graph import GraphError, build_graph, check_chain, split_at
 from pipeline.runtime.replay import Analyser, ReplayOptions
@@ -18,6 +17,7 @@ from pipeline.stages.analyse.cpu import Analyse
 from pipeline.stages.infer import load_model
 from pipeline.stages.overlay.cpu import Overlay
 from pipeline.stages.undistort import Redistort, Undistort
+from pipeline.training.evaluate import evaluate
 from tests.helpers import PINHOLE, frame_times
 
 

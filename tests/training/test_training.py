@@ -91,6 +91,24 @@ def test_eval_reports_frame_detection_and_false_alarm_rates(tmp_path):
     assert instrument["frames_absent"] == 1 and instrument["false_alarm_rate"] == pytest.approx(1.0)
 
 
+def test_eval_reads_grey_masks_saved_in_colour_and_colour_coded_ones(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.full((40, 40, 3), 100, np.uint8))
+    grey = np.zeros((40, 40), np.uint8)
+    grey[:, 10:30] = 6
+    rgba = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGRA)  # 4 channels, as many tools save a class mask
+    cv2.imwrite(str(tmp_path / "masks" / "a.png"), rgba)
+    assert evaluate(tmp_path, FixedModel())["classes"]["instrument"]["iou"] == pytest.approx(10 / 30)
+    coded = np.zeros((40, 40, 3), np.uint8)
+    coded[:, 10:30] = (0, 0, 255)  # red (BGR) is the instrument in this dataset's table
+    cv2.imwrite(str(tmp_path / "masks" / "a.png"), coded)
+    with pytest.raises(ValueError, match="a.png is a colour mask"):
+        evaluate(tmp_path, FixedModel())
+    report = evaluate(tmp_path, FixedModel(), colours={(255, 0, 0): 6})
+    assert report["classes"]["instrument"]["iou"] == pytest.approx(10 / 30)
+
+
 def test_instance_matching_by_threshold():
     truth = np.zeros((1, 10, 10), bool)
     truth[0, :, :6] = True
