@@ -106,8 +106,20 @@ def command_dataset(args) -> int:
     return 0
 
 
+def _training_extra(module: str):
+    """``module`` of the training code, or one line saying how to install it."""
+    import importlib
+
+    try:
+        importlib.import_module("pipeline.core.yolo")  # torch and ultralytics
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise UsageError(f"this command needs the training extra ({error.name} is missing): "
+                         "pip install 'orsight[train]'") from None
+
+
 def command_train(args) -> int:
-    from pipeline.training.train import train
+    train = _training_extra("pipeline.training.train").train
 
     if not Path(args.data).is_file() and not args.resume:
         raise UsageError(f"no such dataset file: {args.data}")
@@ -150,7 +162,8 @@ def command_eval(args) -> int:
 
 
 def command_export(args) -> int:
-    from pipeline.training.export import export_onnx, export_tensorrt
+    export = _training_extra("pipeline.training.export")
+    export_onnx, export_tensorrt = export.export_onnx, export.export_tensorrt
 
     if not Path(args.model).is_file():
         raise UsageError(f"model file not found: {args.model}")

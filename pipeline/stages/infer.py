@@ -157,7 +157,11 @@ class TorchSegmentationModel(SegmentationModel):
 
     def __init__(self, path: str | Path, device: str = "cpu", **kw):
         super().__init__(**kw)
-        import torch
+        try:
+            import torch
+        except ImportError:
+            raise ModelError(f"{path}: running a .pt needs torch: pip install 'orsight[train]' "
+                             "(or run its ONNX export)") from None
 
         from pipeline.core.trust import UntrustedModel, require_trusted
         from pipeline.core.yolo import YOLO
