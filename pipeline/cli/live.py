@@ -36,6 +36,10 @@ def add_commands(commands) -> None:
     display = commands.add_parser("display", help="OR display: subscribe and show")
     display.add_argument("--connect", default=DEFAULT_ENDPOINT, help="ZeroMQ endpoint of `orsight run --publish`")
     display.add_argument("--headless", action="store_true", help="no window (record instead)")
+    display.add_argument("--web", action="store_true", help="serve the display to a browser instead of a window")
+    display.add_argument("--port", type=int, default=8080, help="with --web: the HTTP port")
+    display.add_argument("--host", default="127.0.0.1",
+                         help="with --web: the address to serve on (loopback: this machine's browsers only)")
     display.add_argument("--record", default=None, help="write what is shown to this .mp4")
     display.add_argument("--frames", type=int, default=None, help="stop after showing N frames (default: until "
                                                                   "the publisher ends)")
@@ -147,6 +151,18 @@ def _print_delays(summary: dict) -> None:
 def command_display(args) -> int:
     from pipeline.display.viewer import run_display
 
+    if args.web:
+        from pipeline.display.web import serve_web
+
+        if not args.host.startswith("127.") and args.host != "localhost":
+            print(f"orsight: warning: serving patient video unencrypted to anyone who reaches {args.host}:{args.port}",
+                  file=sys.stderr)
+        print(f"orsight: display at http://{args.host}:{args.port}/", file=sys.stderr)
+        summary = serve_web(args.connect, args.host, args.port, args.stale_ms, keys=args.secure)
+        _print_delays(summary)
+        if args.summary:
+            write_json(args.summary, summary)
+        return 0
     if not args.headless and not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
         raise UsageError("no screen (DISPLAY is not set): use --headless --record FILE.mp4")
     writable(args.record, "--record")

@@ -121,6 +121,79 @@ def _packet_from(video: Message, mask: Message | None, status: Message | None) -
     return packet
 
 
+@dataclasses.dataclass
+class Shown:
+    """One picture the display shows: a composited video frame, or the watchdog's NO SIGNAL screen."""
+
+    scene: np.ndarray
+    t_ns: int  # the video frame's capture time, or now for NO SIGNAL
+    video_frame: bool
+    stale: bool  # a video frame shown without its mask (AI STALE)
+    packet: FramePacket | None = None  # the frame's results (None for NO SIGNAL)
+
+
+class Compositor:
+    """What the OR display shows, picture by picture, from a receiver: the newest video frame with the
+    newest fresh mask and the alerts, or NO SIGNAL after ``no_signal_ms`` without video."""
+
+    def __init__(self, receiver: Receiver, stale_ms: float = STALE_MS, no_signal_ms: float = NO_SIGNAL_MS):
+        self.receiver, self.stale_ms, self.no_signal_ms = receiver, stale_ms, no_signal_ms
+        self.annotators = [MaskAnnotator(), ContourAnnotator(), ProximityAnnotator(), BannerAnnotator()]
+        self.video: Message | None = None
+        self.last_video_s = time.monotonic()
+        self.counts = {"frames_stale": 0, "frames_overwritten": 0, "frames_failed": 0, "no_signal_screens": 0}
+        self.compose_ms: list[float] = []
+
+    @property
+    def status(self) -> Message | None:
+        return self.receiver.newest("status")
+
+    def next(self) -> Shown | None:
+        """The next picture (waiting at most ``REFRESH_S``), or None once the publisher has ended."""
+        while True:
+            status = self.status
+            ended = status is not None and status.header.get("final", False)
+            newer = self.receiver.wait_newer("video", self.video, timeout=0.3 if ended else REFRESH_S)
+            if newer is None:
+                if ended:
+                    return None
+                if (time.monotonic() - self.last_video_s) * 1e3 >= self.no_signal_ms:  # never a frozen picture
+                    self.counts["no_signal_screens"] += 1
+                    now_ns = time.time_ns()
+                    return Shown(no_signal_screen(video_size(self.video), status, now_ns), now_ns, False, False)
+                continue
+            self.video, self.last_video_s = newer, time.monotonic()
+            started = time.perf_counter()
+            mask = fresh_mask(newer, self.receiver.newest("mask"), self.stale_ms)
+            try:
+                packet = _packet_from(newer, mask, status)
+                scene = packet.image
+                for annotator in self.annotators:
+                    scene = annotator.annotate(scene, packet)
+            except TransportError:  # a shared-memory frame reused before we read it: the next one is newer
+                self.counts["frames_overwritten"] += 1
+                continue
+            except Exception:  # a message that passed the checks but cannot be drawn: skip it, keep showing
+                self.counts["frames_failed"] += 1
+                continue
+            self.counts["frames_stale"] += mask is None
+            self.compose_ms.append((time.perf_counter() - started) * 1e3)
+            return Shown(scene, newer.header["t_capture_ns"], True, mask is None, packet)
+
+    def summary(self, shown: int) -> dict:
+        receiver = self.receiver
+        return {
+            "frames_shown": shown,
+            **self.counts,  # stale: without mask; overwritten: shm frames read too late; failed: could not be drawn
+            "messages_rejected": dict(receiver.rejected),  # bad messages by kind (never shown)
+            "received": dict(receiver.counts),
+            "passthrough_delay_ms": percentiles(receiver.delays_ms["video"]),
+            "annotation_delay_ms": percentiles(receiver.delays_ms["overlay"]),
+            "mask_delay_ms": percentiles(receiver.delays_ms["mask"]),
+            "compose_ms": percentiles(self.compose_ms),
+        }
+
+
 def run_display(endpoint: str, headless: bool = False, record: str | Path | None = None,
                 frames: int | None = None, stale_ms: float = STALE_MS, no_signal_ms: float = NO_SIGNAL_MS,
                 stop: threading.Event | None = None, keys: str | Path | None = None) -> dict:
@@ -129,55 +202,22 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
     display's ``orsight keys`` folder, for a ``--secure`` publisher."""
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))  # the receiver stamps arrivals promptly
     receiver = Receiver(endpoint, keys=keys).start()
-    annotators = [MaskAnnotator(), ContourAnnotator(), ProximityAnnotator(), BannerAnnotator()]
+    compositor = Compositor(receiver, stale_ms, no_signal_ms)
     recorder = Recorder(record) if record else None
-    shown, stale_frames, overwritten, failed, no_signal, video = 0, 0, 0, 0, 0, None
-    last_video_s = time.monotonic()
-    compose_ms: list[float] = []
-
-    def show(scene: np.ndarray, t_ns: int, video_frame: bool = True) -> bool:
-        """Record (at its time) and show ``scene``; False when the user closed the display. The
-        recording starts with the first video frame (its size is the file's)."""
-        if recorder is not None and (video_frame or recorder.frames):
-            recorder.write(scene, t_ns)
-        if not headless:
-            cv2.imshow(WINDOW, scene)
-            return cv2.waitKey(1) & 0xFF not in (27, ord("q"))
-        return True
-
+    shown = 0
     try:
         while (frames is None or shown < frames) and not (stop is not None and stop.is_set()):
-            status = receiver.newest("status")
-            ended = status is not None and status.header.get("final", False)
-            newer = receiver.wait_newer("video", video, timeout=0.3 if ended else REFRESH_S)
-            if newer is None:
-                if ended:
-                    break
-                if (time.monotonic() - last_video_s) * 1e3 >= no_signal_ms:  # the watchdog: never a frozen picture
-                    no_signal += 1
-                    now_ns = time.time_ns()
-                    if not show(no_signal_screen(video_size(video), status, now_ns), now_ns, video_frame=False):
-                        break
-                continue
-            video, last_video_s = newer, time.monotonic()
-            started = time.perf_counter()
-            mask = fresh_mask(video, receiver.newest("mask"), stale_ms)
-            try:
-                packet = _packet_from(video, mask, status)
-                scene = packet.image
-                for annotator in annotators:
-                    scene = annotator.annotate(scene, packet)
-            except TransportError:  # a shared-memory frame reused before we read it: the next one is newer
-                overwritten += 1
-                continue
-            except Exception:  # a message that passed the checks but cannot be drawn: skip it, keep showing
-                failed += 1
-                continue
-            stale_frames += mask is None
-            compose_ms.append((time.perf_counter() - started) * 1e3)
-            if not show(scene, video.header["t_capture_ns"]):
+            picture = compositor.next()
+            if picture is None:
                 break
-            shown += 1
+            # the recording starts with the first video frame (its size is the file's)
+            if recorder is not None and (picture.video_frame or recorder.frames):
+                recorder.write(picture.scene, picture.t_ns)
+            if not headless:
+                cv2.imshow(WINDOW, picture.scene)
+                if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                    break
+            shown += picture.video_frame
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: a clean stop; the recording is finished below
         pass
     finally:
@@ -185,17 +225,4 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
         recorded = recorder.close() if recorder is not None else None  # a finished file under its final name
         if not headless:
             cv2.destroyAllWindows()
-    return {
-        "frames_shown": shown,
-        "frames_stale": stale_frames,
-        "frames_overwritten": overwritten,  # shm-bgr8 frames the display was too late to read
-        "frames_failed": failed,  # frames that could not be drawn (skipped)
-        "no_signal_screens": no_signal,  # NO SIGNAL / CAPTURE LOST pictures shown by the watchdog
-        "messages_rejected": dict(receiver.rejected),  # bad messages by kind (never shown)
-        "received": dict(receiver.counts),
-        "passthrough_delay_ms": percentiles(receiver.delays_ms["video"]),
-        "annotation_delay_ms": percentiles(receiver.delays_ms["overlay"]),
-        "mask_delay_ms": percentiles(receiver.delays_ms["mask"]),
-        "compose_ms": percentiles(compose_ms),
-        "recording": str(recorded) if recorded else None,
-    }
+    return {**compositor.summary(shown), "recording": str(recorded) if recorded else None}

@@ -1,0 +1,142 @@
+"""The OR display in a browser: ``orsight display --web [--port 8080]`` (loopback by default).
+
+The same compositor as the window (newest video frame, fresh mask, alerts, NO SIGNAL), served
+over HTTP by the standard library: ``/`` is a page with no plug-in (it fetches the newest
+picture as it comes: newest frame wins, a slow browser skips frames, never lags), the active
+alerts with their priorities, AI fps and delay; ``/snapshot.jpg`` is the newest picture shown;
+``/state.json`` what the page prints.
+
+    serve_web("ipc:///tmp/or.sock", port=8080)      # until Ctrl-C / SIGTERM / the publisher ends
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+
+from pipeline.core.signals import block_stop_signals
+from pipeline.display.viewer import NO_SIGNAL_MS, STALE_MS, Compositor, Shown
+from pipeline.transport.untrusted import TransportError
+from pipeline.transport.zeromq import Receiver
+
+JPEG_QUALITY = 85
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>orsight</title>
+<style>
+ body { margin: 0; background: #000; color: #eee; font: 16px system-ui, sans-serif; }
+ #picture { display: block; width: 100vw; max-height: 88vh; object-fit: contain; background: #000; }
+ #bar { display: flex; gap: 1.5em; padding: .4em .8em; align-items: center; }
+ .alert { padding: .15em .6em; border-radius: .2em; font-weight: 600; }
+ .high { background: #e60000; color: #fff; } .medium { background: #ffd700; color: #000; }
+ .low { background: #b4b4b4; color: #000; }
+</style></head>
+<body><img id="picture" alt="orsight live picture" src="snapshot.jpg">
+<div id="bar"><span id="stats">connecting</span><span id="alerts"></span></div>
+<script>
+const picture = document.getElementById("picture");
+let frame = -1;
+async function refresh() {
+  try {
+    const state = await (await fetch("state.json", {cache: "no-store"})).json();
+    document.getElementById("stats").textContent =
+      `${state.signal}  AI ${state.fps_ai ?? "-"} fps  delay ${state.annotation_delay_ms ?? "-"} ms`;
+    document.getElementById("alerts").innerHTML = state.alerts.map(
+      a => `<span class="alert ${a.priority}">${a.priority.toUpperCase()}: ${a.message || a.rule}</span>`).join(" ");
+    if (state.picture !== frame) {  // the newest picture only: a slow browser skips, never lags
+      frame = state.picture;
+      await new Promise(done => { picture.onload = picture.onerror = done; picture.src = `snapshot.jpg?${frame}`; });
+    }
+  } catch (error) { document.getElementById("stats").textContent = "display server unreachable"; }
+  setTimeout(refresh, 40);
+}
+refresh();
+</script></body></html>
+"""
+
+
+class WebState:
+    """The newest picture (JPEG) and what the page prints, shared with the HTTP handlers."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.jpeg: bytes = b""
+        self.state: dict = {"picture": -1, "signal": "waiting for video", "alerts": []}
+        self.pictures = 0
+
+    def update(self, picture: Shown, compositor: Compositor) -> None:
+        ok, jpeg = cv2.imencode(".jpg", picture.scene, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        status = compositor.status.header if compositor.status is not None else {}
+        alerts = picture.packet.active_alerts if picture.packet is not None else []
+        signal = "AI STALE" if picture.stale else "live" if picture.video_frame else \
+            ("CAPTURE LOST" if status.get("state") == "capture_lost" else "NO SIGNAL")
+        delays = compositor.receiver.delays_ms["overlay"][-30:]
+        with self.lock:
+            self.jpeg = jpeg.tobytes() if ok else self.jpeg
+            self.pictures += 1
+            self.state = {"picture": self.pictures, "signal": signal, "fps_ai": status.get("fps_ai"),
+                          "annotation_delay_ms": round(sum(delays) / len(delays), 1) if delays else None,
+                          "alerts": [dataclasses.asdict(a) for a in alerts if a.rule != "no_signal"]}
+
+    def read(self) -> tuple[bytes, bytes]:
+        with self.lock:
+            return self.jpeg, json.dumps(self.state).encode()
+
+
+def _handler(web: WebState):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the standard library's name)
+            path = self.path.split("?")[0]
+            jpeg, state = web.read()
+            body, kind = {"/": (PAGE.encode(), "text/html; charset=utf-8"), "/snapshot.jpg": (jpeg, "image/jpeg"),
+                          "/state.json": (state, "application/json")}.get(path, (None, None))
+            if body is None or (path == "/snapshot.jpg" and not body):
+                self.send_error(404 if body is None else 503)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # quiet: a page polls many times a second
+            pass
+
+    return Handler
+
+
+def serve_web(endpoint: str, host: str = "127.0.0.1", port: int = 8080, stale_ms: float = STALE_MS,
+              no_signal_ms: float = NO_SIGNAL_MS, keys: str | Path | None = None,
+              stop: threading.Event | None = None) -> dict:
+    """Serve the display until the publisher ends, ``stop``, or Ctrl-C / SIGTERM; returns its summary."""
+    try:
+        server = ThreadingHTTPServer((host, port), _handler(web := WebState()))
+    except OSError as error:
+        raise TransportError(f"cannot serve the web display on {host}:{port}: {error.strerror}") from None
+    server.daemon_threads = True
+
+    def serve():
+        block_stop_signals()
+        server.serve_forever(poll_interval=0.2)
+
+    threading.Thread(target=serve, name="orsight-web", daemon=True).start()
+    receiver = Receiver(endpoint, keys=keys).start()
+    compositor, shown = Compositor(receiver, stale_ms, no_signal_ms), 0
+    try:
+        while not (stop is not None and stop.is_set()):
+            picture = compositor.next()
+            if picture is None:
+                break
+            shown += picture.video_frame
+            web.update(picture, compositor)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.stop()
+        server.shutdown()
+        server.server_close()
+    return compositor.summary(shown)
