@@ -1,6 +1,8 @@
 """Helpers shared by the tests."""
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -10,6 +12,7 @@ from calibration.camera import CameraModel
 from pipeline.core.packet import FramePacket
 from pipeline.runtime.graph import decode_stage
 from pipeline.stages.infer import SegmentationModel
+from pipeline.transport.zeromq import Publisher
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "endoscapes"  # real frames, never committed
 PINHOLE = CameraModel("pinhole", np.array([[600.0, 0, 322], [0, 605, 236], [0, 0, 1]]),
@@ -35,3 +38,32 @@ def frame_times(path) -> list[float]:
 
     with av.open(str(path)) as container:
         return [frame.time for frame in container.decode(video=0)]
+
+
+ALERT = {"alert_id": 1, "rule": "vessel_contact", "state": "raised", "priority": "high", "frame_id": 0,
+         "t_capture_ns": 0, "t_start_ns": 0, "t_end_ns": None, "distance_px": 2.0, "distance_mm": None,
+         "location": [40, 40], "message": "instrument touching vessel"}
+
+
+def publish_synthetic(publisher: Publisher, stop: threading.Event) -> None:
+    """Until ``stop``: a moving picture (a bright square sliding right) at 30 fps with its mask, the
+    closest points, a raised high alert on the mask, and an ``alert`` message every 10 frames."""
+    publisher.wait_for_subscriber(timeout=10)
+    frame_id = 0
+    while not stop.is_set():
+        image = np.full((240, 320, 3), 60, np.uint8)
+        x = (frame_id * 4) % 280
+        image[100:140, x:x + 40] = 250
+        now = time.time_ns()
+        publisher.send_image("video", image, "raw-bgr8", frame_id=frame_id, t_capture_ns=now, fps=30.0)
+        class_map = np.zeros((240, 320), np.uint8)
+        class_map[100:140, x:x + 40] = 1
+        publisher.send_image("mask", class_map, "zlib", frame_id=frame_id, t_capture_ns=now, timings_ms={},
+                             classes=[{"value": 1, "name": "instrument", "role": "instrument"}],
+                             proximity={"distance_px": 10.0, "distance_mm": None, "mm_per_px": None,
+                                        "instrument_point": [x + 40, 120], "vessel_point": [x + 50, 120]},
+                             active_alerts=[{**ALERT, "frame_id": frame_id, "t_capture_ns": now}])
+        if frame_id % 10 == 0:
+            publisher.send("alert", {**ALERT, "frame_id": frame_id, "t_capture_ns": now, "timings_ms": {}})
+        frame_id += 1
+        time.sleep(1 / 30)

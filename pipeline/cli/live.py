@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline.cli.common import (
+    Parser,
     UsageError,
     input_size_arg,
     positive,
@@ -54,6 +55,14 @@ def add_commands(commands) -> None:
     demo.add_argument("--size", type=size_arg, default=(1280, 720), help="phantom frame size (WxH)")
     demo.add_argument("--source", default="phantom:approach", help="any `run --source` (paced at its own rate)")
     demo.set_defaults(handler=command_demo)
+    bridge = commands.add_parser("bridge", help="re-send the stream to other tools")
+    kinds = bridge.add_subparsers(dest="kind", required=True, parser_class=Parser)
+    igtl = kinds.add_parser("igtl", help="OpenIGTLink for 3D Slicer: video and labels as IMAGE, alerts as STRING, "
+                                         "the closest pair as POINT")
+    igtl.add_argument("--connect", default=DEFAULT_ENDPOINT, help="ZeroMQ endpoint of `orsight run --publish`")
+    igtl.add_argument("--port", type=int, default=18944, help="OpenIGTLink port (on loopback)")
+    igtl.add_argument("--secure", default=None, metavar="KEYS", help="this client's keys, for a --secure publisher")
+    igtl.set_defaults(handler=command_bridge_igtl)
     keys = commands.add_parser("keys", help="CurveZMQ key pairs for `run --secure` and `display --secure`")
     keys.add_argument("--out", required=True, help="folder to write (server and client keys, clients/ allow-list)")
     keys.set_defaults(handler=command_keys)
@@ -229,4 +238,17 @@ def command_keys(args) -> int:
     folder = make_keys(args.out)
     print(f"wrote {folder}/server.key(_secret) for `run --secure {folder}`, {folder}/client.key(_secret) for "
           f"`display --secure {folder}`; allowed clients: {folder}/clients/")
+    return 0
+
+
+def command_bridge_igtl(args) -> int:
+    try:
+        import pyigtl  # noqa: F401
+
+        from pipeline.display.igtl import serve_igtl
+    except ImportError:
+        raise UsageError("the OpenIGTLink bridge needs pyigtl: pip install 'orsight[slicer]'") from None
+    print(f"orsight: OpenIGTLink on 127.0.0.1:{args.port} (3D Slicer: OpenIGTLinkIF, client) <- {args.connect}",
+          file=sys.stderr)
+    print(json.dumps(serve_igtl(args.connect, args.port, keys=args.secure), indent=2))
     return 0

@@ -12,7 +12,6 @@ import pytest
 from pipeline.transport.untrusted import SHARED_DIR
 from tests.helpers import frame_times
 
-
 STARTED: list[subprocess.Popen] = []
 
 

@@ -14,37 +14,13 @@ import pytest
 
 from pipeline.display.web import serve_web
 from pipeline.transport.zeromq import Publisher
-
-ALERT = {"alert_id": 1, "rule": "vessel_contact", "state": "raised", "priority": "high", "frame_id": 0,
-         "t_capture_ns": 0, "t_start_ns": 0, "t_end_ns": None, "distance_px": 2.0, "distance_mm": None,
-         "location": [40, 40], "message": "instrument touching vessel"}
+from tests.helpers import publish_synthetic
 
 
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _publish(publisher: Publisher, stop: threading.Event) -> None:
-    """A moving picture (a bright square sliding right) with a mask and a raised high alert."""
-    publisher.wait_for_subscriber(timeout=10)
-    frame_id = 0
-    while not stop.is_set():
-        image = np.full((240, 320, 3), 60, np.uint8)
-        x = (frame_id * 4) % 280
-        image[100:140, x:x + 40] = 250
-        now = time.time_ns()
-        publisher.send_image("video", image, "raw-bgr8", frame_id=frame_id, t_capture_ns=now, fps=30.0)
-        class_map = np.zeros((240, 320), np.uint8)
-        class_map[100:140, x:x + 40] = 1
-        publisher.send_image("mask", class_map, "zlib", frame_id=frame_id, t_capture_ns=now, timings_ms={},
-                             classes=[{"value": 1, "name": "instrument", "role": "instrument"}],
-                             proximity={"distance_px": None, "distance_mm": None, "mm_per_px": None,
-                                        "instrument_point": None, "vessel_point": None},
-                             active_alerts=[{**ALERT, "frame_id": frame_id, "t_capture_ns": now}])
-        frame_id += 1
-        time.sleep(1 / 30)
 
 
 def _screenshot(chromium: str, url: str, path) -> np.ndarray:
@@ -62,7 +38,7 @@ def test_page_snapshot_and_state_in_a_real_browser(free_tcp_endpoint, tmp_path):
     server = threading.Thread(target=lambda: summary.update(serve_web(free_tcp_endpoint, port=port, stop=stop)),
                               daemon=True)
     server.start()
-    sender = threading.Thread(target=_publish, args=(publisher, stop), daemon=True)
+    sender = threading.Thread(target=publish_synthetic, args=(publisher, stop), daemon=True)
     sender.start()
     try:
         time.sleep(2)

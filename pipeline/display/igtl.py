@@ -1,0 +1,100 @@
+"""3D Slicer bridge: ``orsight bridge igtl --connect ENDPOINT [--port 18944]`` serves OpenIGTLink.
+
+A thin subscriber of the documented protocol (no second pipeline), re-sending what it receives
+to OpenIGTLink clients (3D Slicer's OpenIGTLinkIF module connects to it) with pyigtl:
+
+| OpenIGTLink device | type | what |
+|---|---|---|
+| ``orsight_video`` | IMAGE (RGB, 1 x H x W x 3) | each new ``video`` frame (newest wins) |
+| ``orsight_labels`` | IMAGE (uint8 label map, 1 x H x W) | each new ``mask``: 0 background, class index + 1 (the mask header's ``classes``; colours by role as the overlay's: README) |
+| ``orsight_alert`` | STRING | each ``alert`` transition: ``PRIORITY rule state: message`` |
+| ``orsight_closest`` | POINT | the closest instrument point and vessel point (pixels, z = 0), when both exist |
+
+    serve_igtl("ipc:///tmp/or.sock", port=18944)     # until Ctrl-C / SIGTERM / the publisher ends
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core.classes import ROLE_COLOURS
+from pipeline.transport.untrusted import TransportError, decode_image
+from pipeline.transport.zeromq import Receiver
+
+DEFAULT_PORT = 18944  # OpenIGTLink's registered port
+POINT_COLOURS = {"instrument": ROLE_COLOURS["instrument"], "vessel": ROLE_COLOURS["vessel"]}
+
+
+def _server(port: int):
+    """pyigtl's OpenIGTLink server on loopback, without the signal handlers its constructor installs
+    (they replace orsight's clean stop, and can only be set from the main thread)."""
+    import socketserver
+
+    import pyigtl.comm
+
+    class Server(pyigtl.comm.OpenIGTLinkServer):
+        def __init__(self):
+            pyigtl.comm.OpenIGTLinkBase.__init__(self)
+            self.port, self.host = port, "127.0.0.1"
+            socketserver.TCPServer.allow_reuse_address = True
+            socketserver.TCPServer.__init__(self, (self.host, port), pyigtl.comm.TCPRequestHandler)
+            self.start()
+
+    return Server()
+
+
+def serve_igtl(endpoint: str, port: int = DEFAULT_PORT, keys: str | Path | None = None, stop=None) -> dict:
+    """Re-send the stream as OpenIGTLink messages until the publisher ends, ``stop``, or a signal."""
+    import pyigtl
+
+    try:
+        server = _server(port)
+    except OSError as error:
+        raise TransportError(f"cannot serve OpenIGTLink on 127.0.0.1:{port}: {error.strerror}") from None
+    receiver = Receiver(endpoint, topics=("video", "mask", "alert", "status"), keys=keys).start()
+    sent = {"orsight_video": 0, "orsight_labels": 0, "orsight_alert": 0, "orsight_closest": 0}
+    newest = {"video": None, "mask": None, "alert": None}
+    try:
+        while not (stop is not None and stop.is_set()):
+            receiver.wait_newer("video", newest["video"], timeout=0.1)
+            fresh = False
+            for topic in newest:
+                message = receiver.newest(topic)
+                if message is None or message is newest[topic]:
+                    continue
+                newest[topic], fresh = message, True
+                try:
+                    for item in _messages(pyigtl, topic, message):
+                        server.send_message(item, wait=False)
+                        sent[item.device_name] += 1
+                except (TransportError, ValueError):  # a frame that cannot be decoded: the next one will
+                    continue
+            status = receiver.newest("status")
+            if not fresh and status is not None and status.header.get("final"):
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.stop()
+        server.stop()
+    return {"sent": sent, "messages_rejected": dict(receiver.rejected)}
+
+
+def _messages(pyigtl, topic: str, message) -> list:
+    """The OpenIGTLink messages for one orsight message."""
+    header, stamp = message.header, message.header["t_capture_ns"] / 1e9
+    if topic == "video":
+        rgb = decode_image(message)[..., ::-1]
+        return [pyigtl.ImageMessage(np.ascontiguousarray(rgb)[None], timestamp=stamp, device_name="orsight_video")]
+    if topic == "alert":
+        text = f"{header['priority'].upper()} {header['rule']} {header['state']}: {header['message']}"
+        return [pyigtl.StringMessage(text, timestamp=stamp, device_name="orsight_alert")]
+    out = [pyigtl.ImageMessage(decode_image(message)[None], timestamp=stamp, device_name="orsight_labels")]
+    near = header["proximity"]
+    if near["instrument_point"] and near["vessel_point"]:
+        out.append(pyigtl.PointMessage([[*near["instrument_point"], 0], [*near["vessel_point"], 0]],
+                                       names=["instrument", "vessel"],
+                                       rgba_colors=[[*POINT_COLOURS[role][::-1], 255] for role in ("instrument", "vessel")],
+                                       timestamp=stamp, device_name="orsight_closest"))
+    return out
