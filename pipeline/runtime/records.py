@@ -6,6 +6,7 @@ finishing stages draw from them alone.
 
     record = frame_record(packet, fps)
     packet.segmentation = segmentation_from_record(record, size, names, roles)
+    jpeg = thumbnail(packet.overlay)               # for the report
 """
 from __future__ import annotations
 
@@ -54,3 +55,14 @@ def segmentation_from_record(record: dict, size: tuple[int, int], names, roles) 
 def point(value) -> tuple | None:
     """A record's ``[x, y]`` (or null) as a point."""
     return tuple(value) if value is not None else None
+
+
+THUMBNAIL_WIDTH = 360
+
+
+def thumbnail(image: np.ndarray) -> bytes:
+    """A small JPEG of ``image`` for the report."""
+    height, width = image.shape[:2]
+    scale = THUMBNAIL_WIDTH / width
+    small = cv2.resize(image, (THUMBNAIL_WIDTH, max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    return cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()

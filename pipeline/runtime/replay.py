@@ -33,13 +33,14 @@ from calibration.camera import CameraModel
 from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket, Proximity
 from pipeline.core.signals import block_stop_signals
+from pipeline.core.trust import sha256
 from pipeline.runtime.graph import build_graph, finishing_stages, split_at
 from pipeline.runtime.recorder import Recorder
-from pipeline.runtime.records import frame_record, point, segmentation_from_record
+from pipeline.runtime.records import frame_record, point, segmentation_from_record, thumbnail
 from pipeline.runtime.video import ReplayError, VideoInfo, plan_chunks, probe, read_frames
 from pipeline.stages.alerts.engine import Alerts
 from pipeline.stages.alerts.rules import CLINICAL_RULES
-from pipeline.stages.infer import SegmentationModel, load_model
+from pipeline.stages.infer import DEFAULT_MODEL, SegmentationModel, load_model
 from pipeline.stages.undistort import Undistort
 
 
@@ -131,6 +132,8 @@ class Finaliser:
         self.timeline: list[dict] = []
         self.overlapped = overlapped  # False: the records came from chunks analysed elsewhere
         self.series = {"t_s": [], "instrument": [], "vessel": [], "distance_px": []}
+        self.thumbnails: dict[str, tuple[float, bytes]] = {}  # caption -> (video time, JPEG) for the report
+        self.closest = float("inf")
 
     def add(self, image: np.ndarray, record: dict) -> None:
         packet = FramePacket(record["frame"], self.info.path, image, int(record["t_s"] * 1e9), 0)
@@ -147,6 +150,12 @@ class Finaliser:
             line = {**asdict(event), "t_s": round(event.t_capture_ns / 1e9, 6)}
             self.alerts_file.write(json.dumps(line, separators=(",", ":")) + "\n")
             self.timeline.append(line)
+            if event.state == "raised":
+                self.thumbnails[f"alert {event.alert_id}: {event.rule} ({event.priority})"] = \
+                    (record["t_s"], thumbnail(packet.overlay))
+        if record["distance_px"] is not None and record["distance_px"] < self.closest:
+            self.closest = record["distance_px"]
+            self.thumbnails["closest approach"] = (record["t_s"], thumbnail(packet.overlay))
         area = {role: sum(i["area"] for i in record["instances"] if self.roles[i["class_id"]] == role)
                 for role in ("instrument", "vessel")}
         self.series["t_s"].append(record["t_s"])
@@ -239,9 +248,9 @@ def _finished(final: Path, path: str) -> dict | None:
     return summary if unchanged and not summary["partial"] else None
 
 
-def _video_stat(path: str) -> list[int]:
+def _video_stat(path: str) -> dict[str, int]:
     stat = Path(path).stat()
-    return [stat.st_size, stat.st_mtime_ns]
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def replay_video(path: str | Path, out: str | Path, model_path=None, options: ReplayOptions | None = None,
@@ -280,10 +289,10 @@ def replay_video(path: str | Path, out: str | Path, model_path=None, options: Re
             finaliser.close()
     seconds = time.perf_counter() - started
     summary = _summary(info, count, seconds, finaliser, model_path, options)
-    from pipeline.runtime.report import write_report
+    from pipeline.runtime.report import write_report  # matplotlib: loaded only when a report is written
 
     write_report(work / "report.html", summary, finaliser.series, finaliser.timeline, done_at, started,
-                 options.config)
+                 options.config, finaliser.thumbnails)
     (work / "summary.json").write_text(json.dumps(summary, indent=2))
     shutil.rmtree(final, ignore_errors=True)
     work.rename(final)
@@ -310,7 +319,8 @@ def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, 
         "frames_with_vessel": int(sum(a > 0 for a in finaliser.series["vessel"])),
         "min_distance_px": min(distances) if distances else None,
         "alerts_raised": {rule: sum(a["rule"] == rule for a in raised) for rule in CLINICAL_RULES},
-        "model": str(model_path or "shipped default"), "batch": options.batch,
+        "model": Path(model_path).name if model_path else f"{DEFAULT_MODEL.name} (shipped)",
+        "model_sha256": sha256(model_path or DEFAULT_MODEL), "batch": options.batch,
         "mode": "single process" if finaliser.overlapped else "chunks (seconds and throughput: the final pass only)",
     }
 

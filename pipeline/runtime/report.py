@@ -39,8 +39,23 @@ def _alert_spans(timeline: list[dict], end_s: float) -> list[tuple[float, float,
     return spans
 
 
+def _cell(value) -> str:
+    """A summary value as a person reads it: no Python literals."""
+    if value is None:
+        return "&ndash;"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.3f}".rstrip("0").rstrip(".")
+    if isinstance(value, dict):
+        return "<br>".join(f"{html.escape(str(k))}: {_cell(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, list):
+        return " &times; ".join(_cell(v) for v in value)
+    return html.escape(str(value))
+
+
 def write_report(path: Path, summary: dict, series: dict, timeline: list[dict], done_at: list[float],
-                 started: float, config) -> None:
+                 started: float, config, thumbnails: dict[str, tuple[float, bytes]] | None = None) -> None:
     t = series["t_s"]
     end_s = t[-1] if t else 0.0
     presence, axis = plt.subplots(figsize=(10, 2.6))
@@ -70,8 +85,11 @@ def write_report(path: Path, summary: dict, series: dict, timeline: list[dict], 
         axis.plot(wall[window:], rates, color="#444444")
     axis.set(xlabel="wall time (s)", ylabel="frames/s", title="Throughput")
 
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+    rows = "".join(f"<tr><th>{html.escape(k.replace('_', ' '))}</th><td>{_cell(v)}</td></tr>"
                    for k, v in summary.items())
+    figures = "".join(f'<figure><img alt="{html.escape(caption)}" src="data:image/jpeg;base64,'
+                      f'{base64.b64encode(jpeg).decode()}"><figcaption>{html.escape(caption)}, {t:.2f} s</figcaption>'
+                      f"</figure>" for caption, (t, jpeg) in (thumbnails or {}).items()) or "<p>none</p>"
     alerts = "".join(f"<tr><td>{s:.2f}</td><td>{e:.2f}</td><td>{html.escape(r)}</td><td>{p}</td></tr>"
                      for s, e, p, r in _alert_spans(timeline, end_s)) or "<tr><td colspan=4>none</td></tr>"
     banner = ('<p class="partial">PARTIAL RESULT: ' + html.escape(summary["error"]) + "</p>") if summary["partial"] else ""
@@ -79,12 +97,15 @@ def write_report(path: Path, summary: dict, series: dict, timeline: list[dict], 
 <html lang="en"><head><meta charset="utf-8"><title>orsight replay: {html.escape(Path(summary['video']).name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse}}
 th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left}} img{{max-width:100%}}
-.partial{{background:#e60000;color:white;padding:8px;font-weight:bold}}</style></head>
+.partial{{background:#e60000;color:white;padding:8px;font-weight:bold}}
+.thumbs{{display:flex;flex-wrap:wrap;gap:8px}} figure{{margin:0}} figcaption{{font-size:90%}}</style></head>
 <body><h1>orsight replay: {html.escape(Path(summary['video']).name)}</h1>{banner}
+<video src="annotated.mp4" controls muted width="640"></video>
 <img alt="presence" src="data:image/png;base64,{_png(presence)}">
 <img alt="distance" src="data:image/png;base64,{_png(distance)}">
 <img alt="throughput" src="data:image/png;base64,{_png(throughput)}">
 <h2>Alerts</h2><table><tr><th>start (s)</th><th>end (s)</th><th>rule</th><th>priority</th></tr>{alerts}</table>
+<h2>Closest approach and alerts</h2><div class="thumbs">{figures}</div>
 <h2>Summary</h2><table>{rows}</table></body></html>
 """
     path.write_text(page)

@@ -171,6 +171,9 @@ def test_report_shows_its_plots_in_headless_chromium(single_run, tmp_path):
     if chromium is None:
         pytest.skip("Chromium is not installed (CI installs it: apt-get install chromium)")
     folder, _, _ = single_run
+    page = (folder / "report.html").read_text()
+    assert '<video src="annotated.mp4"' in page and "closest approach" in page and "model sha256" in page
+    assert ">None<" not in page and ">False<" not in page and ">True<" not in page  # values a person reads
     shot = tmp_path / "report.png"
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
