@@ -8,7 +8,8 @@ from pipeline.cli.common import EXIT_BAD_INPUT, resolve_device, writable
 
 def add_commands(commands) -> None:
     replay = commands.add_parser("replay", help="analyse recorded videos, every frame")
-    replay.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
+    replay.add_argument("videos", nargs="+", metavar="VIDEO",
+                        help="video files, folders of videos, or folders of images (one recording each)")
     replay.add_argument("--out", required=True, help="one folder per video is written here")
     replay.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                         help="distribute over Ray (a cluster ADDRESS, or a local Ray without one)")

@@ -37,7 +37,15 @@ from pipeline.core.trust import sha256
 from pipeline.runtime.graph import build_graph, finishing_stages, split_at
 from pipeline.runtime.recorder import Recorder
 from pipeline.runtime.records import frame_record, point, segmentation_from_record, thumbnail
-from pipeline.runtime.video import ReplayError, VideoInfo, plan_chunks, probe, read_frames
+from pipeline.runtime.video import (
+    ReplayError,
+    VideoInfo,
+    expand_inputs,
+    images_of,
+    plan_chunks,
+    probe,
+    read_frames,
+)
 from pipeline.stages.alerts.engine import Alerts
 from pipeline.stages.alerts.rules import CLINICAL_RULES
 from pipeline.stages.infer import DEFAULT_MODEL, SegmentationModel, load_model
@@ -249,8 +257,10 @@ def _finished(final: Path, path: str) -> dict | None:
 
 
 def _video_stat(path: str) -> dict[str, int]:
-    stat = Path(path).stat()
-    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    """What tells a changed recording: size and time (of every image, for a folder of images)."""
+    files = images_of(Path(path)) if Path(path).is_dir() else [Path(path)]
+    stats = [f.stat() for f in files]
+    return {"bytes": sum(s.st_size for s in stats), "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
 
 
 def replay_video(path: str | Path, out: str | Path, model_path=None, options: ReplayOptions | None = None,
@@ -338,6 +348,7 @@ def replay_videos(videos: list[str], out: str | Path, model_path=None, options: 
     """
     options = options or ReplayOptions()
     summaries, errors, pending = [], {}, []
+    videos = expand_inputs(videos)
     names = output_names(videos)
     if use_ray:
         import ray

@@ -1,5 +1,8 @@
 """Recorded videos for replay: what a file holds, its frames in order, chunks cut at keyframes.
 
+A folder of images (in name order, at ``IMAGE_FOLDER_FPS``) is replayed like a video; a folder
+of videos stands for its videos (:func:`expand_inputs`).
+
     info = probe("case12.mp4")                       # fps, frame count, size, field of view
     for index, image in read_frames(info.path, 0, 300): ...
     chunks = plan_chunks(info.path, info.frame_count, 300)
@@ -11,7 +14,11 @@ from pathlib import Path
 
 import cv2
 
+from pipeline.sources.capture import IMAGE_SUFFIXES
 from pipeline.stages.preprocess.fov import detect_fov
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".ts")
+IMAGE_FOLDER_FPS = 30.0
 
 
 class ReplayError(Exception):
@@ -33,6 +40,8 @@ def probe(path: str | Path) -> VideoInfo:
     The field of view is detected once, on the first frame, and used for every chunk, so that
     every frame is cropped the same way however the video is split.
     """
+    if Path(path).is_dir():
+        return _probe_images(Path(path))
     if not Path(path).is_file():
         raise ReplayError(f"no such video: {path}")
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
@@ -45,6 +54,29 @@ def probe(path: str | Path) -> VideoInfo:
     if not ok:
         raise ReplayError(f"cannot read video {path}: not a video, or no decodable frame")
     return info
+
+
+def images_of(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def expand_inputs(paths: list[str]) -> list[str]:
+    """Replay's inputs: files as they are; a folder of videos -> its videos in name order; a folder
+    of images stays (one recording)."""
+    out = []
+    for path in paths:
+        folder = Path(path)
+        videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES) if folder.is_dir() else []
+        out += [str(v) for v in videos] if videos and not images_of(folder) else [path]
+    return out
+
+
+def _probe_images(folder: Path) -> VideoInfo:
+    images = images_of(folder)
+    first = cv2.imread(str(images[0]), cv2.IMREAD_COLOR) if images else None
+    if first is None:
+        raise ReplayError(f"no readable image or video in folder {folder}")
+    return VideoInfo(str(folder), IMAGE_FOLDER_FPS, len(images), (first.shape[1], first.shape[0]), detect_fov(first))
 
 
 def _counted_frames(path: str, fps: float) -> int:
@@ -61,6 +93,13 @@ def _counted_frames(path: str, fps: float) -> int:
 
 def read_frames(path: str, start: int = 0, stop: int | None = None):
     """(index, BGR image) from ``start`` up to ``stop`` (exclusive) or the last readable frame."""
+    if Path(path).is_dir():
+        for index, image_path in enumerate(images_of(Path(path))[start:stop], start=start):
+            image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+            if image is None:
+                return  # an unreadable image ends the recording there: the result is partial
+            yield index, image
+        return
     capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     if start:
         capture.set(cv2.CAP_PROP_POS_FRAMES, start)
@@ -77,7 +116,10 @@ def read_frames(path: str, start: int = 0, stop: int | None = None):
 
 
 def keyframes(path: str) -> list[int]:
-    """Indices of the video's keyframes (from the container's packets, nothing decoded)."""
+    """Indices of the video's keyframes (from the container's packets, nothing decoded); every image
+    of a folder is one."""
+    if Path(path).is_dir():
+        return list(range(len(images_of(Path(path)))))
     import av
 
     with av.open(path) as container:

@@ -148,6 +148,20 @@ def test_videos_of_the_same_name_get_folders_of_their_own(phantom_video, replay_
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a-case1", "b-case1"]
 
 
+def test_folders_of_videos_and_of_images(phantom_video, replay_model, tmp_path):
+    videos, images = tmp_path / "archive", tmp_path / "frames"
+    videos.mkdir()
+    images.mkdir()
+    shutil.copy(phantom_video, videos / "case1.mp4")
+    shutil.copy(phantom_video, videos / "case2.mp4")
+    for index in range(6):
+        cv2.imwrite(str(images / f"img_{index:02d}.png"), PhantomScene(320, 240).render(index)[0])
+    summaries, errors = replay_videos([str(videos), str(images)], tmp_path / "out", replay_model[0],
+                                      ReplayOptions(progress=False, config=replay_model[1]))
+    assert errors == {} and [s["frames_analysed"] for s in summaries] == [FRAMES, FRAMES, 6]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case1", "case2", "frames"]
+
+
 def test_a_repaired_video_is_analysed_again(replay_model, tmp_path):
     path = tmp_path / "cut.avi"
     scene = PhantomScene(320, 240, fps=30)
