@@ -228,8 +228,28 @@ def command_demo(args) -> int:
     print(f"{'fps capture / AI':38s} {summary['fps_capture']} / {summary['fps_ai']}")
     print(f"{'alerts raised':38s} {summary['alerts_raised']}")
     _print_delays(summary)
-    print(f"wrote {out / 'display.mp4'}, {out / 'summary.json'} and {out / 'audit.jsonl'}")
+    picture = _demo_frame(out / "frame.png", args.source, args.size, args.model)
+    print(f"wrote {out / 'display.mp4'}, {out / 'summary.json'}, {out / 'audit.jsonl'}"
+          f"{' and ' + str(picture) if picture else ''}")
     return 0
+
+
+def _demo_frame(path: Path, source: str, size: tuple[int, int], model: str | None) -> Path | None:
+    """One annotated picture of the approach scenario just before the instrument touches the vessel
+    (the Python API over the frames leading up to it, so the alert is raised as it is live)."""
+    import cv2
+
+    from pipeline import Analyzer
+    from pipeline.sources.phantom import PhantomScene, parse_phantom
+
+    if not source.startswith("phantom") or parse_phantom(source) != "approach":
+        return None
+    analyzer, scene = Analyzer(model), PhantomScene(*size, scenario="approach")
+    touch = scene.approach_events()["touch"]
+    for frame in range(touch - 12, touch - 2):
+        result = analyzer.analyse(scene.render(frame)[0])
+    cv2.imwrite(str(path), result.plot())
+    return path
 
 
 def command_keys(args) -> int:
