@@ -101,6 +101,19 @@ def colour_to_index(mask_bgr: np.ndarray, colours: dict[tuple[int, int, int], in
     return out
 
 
+def class_values(raw: np.ndarray, path: Path, colours: dict | None = None) -> np.ndarray:
+    """A mask as class values: grey as it is; RGB or RGBA through ``colours`` (RGB -> value), or as
+    grey when its channels are equal (a grey mask saved in colour)."""
+    if raw.ndim == 2:
+        return raw
+    bgr = raw[..., :3]
+    if colours is not None:
+        return colour_to_index(bgr, colours)
+    if (bgr == bgr[..., :1]).all():
+        return np.ascontiguousarray(bgr[..., 0])
+    raise ValueError(f"{path} is a colour mask: give its colour table (--colours FILE, R,G,B: value)")
+
+
 def coco_to_index(annotations: dict, image_id: int, size: tuple[int, int]) -> np.ndarray:
     """COCO instance annotations (polygons) of one image -> class-index mask of category ids."""
     import cv2 as _cv2
@@ -148,10 +161,10 @@ def convert_masks(source: str | Path, out: str | Path, mapping: dict[int, int] |
         for image_path in sorted((source / split / "images").iterdir()):
             mask_path = source / split / "masks" / (image_path.stem + ".png")
             image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-            raw = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED if colours is None else cv2.IMREAD_COLOR)
+            raw = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
             if image is None or raw is None:
-                raise ValueError(f"cannot read {image_path.name} and its mask {mask_path.name}")
-            values = raw if colours is None else colour_to_index(raw, colours)
+                raise ValueError(f"cannot read {image_path if image is None else mask_path}")
+            values = class_values(raw, mask_path, colours)
             write_sample(out, split, image_path.stem, image, remap_mask(values, mapping, ignore), size, names)
     return write_data_yaml(out, splits, names)
 

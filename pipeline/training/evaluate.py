@@ -16,7 +16,7 @@ from pipeline.training.dataset import (
     ENDOSCAPES_IGNORE,
     ENDOSCAPES_MAPPING,
     IGNORE,
-    colour_to_index,
+    class_values,
     remap_mask,
 )
 
@@ -53,19 +53,6 @@ def _instances(class_map: np.ndarray, classes: int):
             masks.append(labels == region)
             cls.append(c)
     return np.array(masks, bool).reshape(-1, *class_map.shape), np.array(cls, int)
-
-
-def class_values(raw: np.ndarray, path: Path, colours: dict | None = None) -> np.ndarray:
-    """A mask as class values: grey as it is; RGB or RGBA through ``colours`` (RGB -> value), or as
-    grey when its channels are equal (a grey mask saved in colour)."""
-    if raw.ndim == 2:
-        return raw
-    bgr = raw[..., :3]
-    if colours is not None:
-        return colour_to_index(bgr, colours)
-    if (bgr == bgr[..., :1]).all():
-        return np.ascontiguousarray(bgr[..., 0])
-    raise ValueError(f"{path} is a colour mask: give its colour table (--colours FILE, R,G,B: value)")
 
 
 def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
