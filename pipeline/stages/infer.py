@@ -3,7 +3,7 @@
 Both backends give the model's raw outputs; the decode stage (:mod:`pipeline.stages.decode`)
 turns them into masks the same way, so an exported ``.onnx`` and its ``.pt`` agree.
 
-    model = load_model("pipeline/models/orsight-endoscapes-seg-384.onnx", device="cpu")
+    model = load_model("pipeline/models/orsight-endoscapes-lite0-sem-320.onnx", device="cpu")
     packet = model(preprocess(packet))     # fills packet.outputs
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pipeline.core.classes import class_roles
 from pipeline.core.packet import FramePacket
 from pipeline.stages.preprocess.geometry import input_dims
 
-DEFAULT_MODEL = Path(__file__).parents[1] / "models" / "orsight-endoscapes-seg-384.onnx"
+DEFAULT_MODEL = Path(__file__).parents[1] / "models" / "orsight-endoscapes-lite0-sem-320.onnx"
 
 
 class ModelError(Exception):

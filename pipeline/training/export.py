@@ -1,6 +1,6 @@
 """Export: ultralytics ``.pt`` -> ONNX that :class:`OnnxSegmentationModel` reads (or a TensorRT engine).
 
-    export_onnx("best.pt", imgsz=384, out="pipeline/models/orsight-endoscapes-seg-384.onnx")
+    export_onnx("best.pt", imgsz=320, out="pipeline/models/orsight-endoscapes-lite0-sem-320.onnx")
 """
 from __future__ import annotations
 

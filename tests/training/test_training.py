@@ -182,7 +182,7 @@ def test_endoscapes_converts_and_evaluates(tmp_path):
         pytest.skip("no shipped model")
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "eval.json").read_text())
-    assert report["frames"] == 6 and set(report["classes"]) == {"instrument", "vessel"}
+    assert report["frames"] == 6 and {"instrument", "vessel"} <= set(report["classes"])  # and the model's others
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data/endoscapes is not here")
@@ -192,7 +192,7 @@ def test_shipped_model_finds_instruments_on_real_frames_it_never_saw():
     if not DEFAULT_MODEL.exists():
         pytest.skip("no shipped model")
     report = evaluate(SHARED_DATA / "val", load_model())
-    assert report["classes"]["instrument"]["iou"] >= 0.65  # docs/model-card.md: 0.700 on this split
+    assert report["classes"]["instrument"]["iou"] >= 0.65  # docs/model-card.md: 0.769 on this split
 
 
 def test_convert_needs_a_name_for_every_mapped_class(tmp_path):
