@@ -81,20 +81,19 @@ class Analyzer:
     def __init__(self, model: str | Path | SegmentationModel | None = None, device: str = "cpu",
                  config: PipelineConfig | None = None, camera=None, threads: int | None = None):
         self.config = config or PipelineConfig()
-        self.model_path = None if isinstance(model, SegmentationModel) else model
         self.model = model if isinstance(model, SegmentationModel) else \
             load_model(model, device=device, threads=threads, conf=self.config.conf, iou=self.config.iou,
                        roles=self.config.roles)
         self.device, self.camera = device, camera
         self.stages = build_graph(self.model, self.config, camera, device=device)
+        self.preprocess = split_at(self.stages, SegmentationModel)[0][-1]
         self.frames = 0
 
     def analyse(self, image: np.ndarray, new_scene: bool = False) -> Result:
         """One BGR frame through the graph. ``new_scene``: detect the field of view again (a frame
         from another recording)."""
-        before_model, _ = split_at(self.stages, SegmentationModel)
         if new_scene:
-            before_model[-1].redetect()  # the preprocess
+            self.preprocess.redetect()
         packet = FramePacket.capture(image, self.frames, "api")
         self.frames += 1
         for stage in self.stages:
@@ -107,4 +106,4 @@ class Analyzer:
 
         settings = ReplayOptions(device=self.device, config=self.config, camera=self.camera,
                                  **{"progress": False, **options})
-        return replay_videos([str(v) for v in videos], out, self.model_path, settings)
+        return replay_videos([str(v) for v in videos], out, self.model.path, settings)

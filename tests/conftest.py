@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 
@@ -37,7 +36,6 @@ def _untrained(arch: str, folder: Path) -> dict[str, Path]:
 
 @pytest.fixture
 def free_tcp_endpoint() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"tcp://127.0.0.1:{port}"
+    from tests.helpers import free_port
+
+    return f"tcp://127.0.0.1:{free_port()}"

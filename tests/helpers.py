@@ -1,6 +1,7 @@
 """Helpers shared by the tests."""
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,13 @@ def write_video(path, frames=12, size=(160, 120), fps=25):
     for i in range(frames):
         writer.write(np.full((size[1], size[0], 3), i * 20 % 255, np.uint8))
     writer.release()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def segment(model: SegmentationModel, packet: FramePacket) -> FramePacket:

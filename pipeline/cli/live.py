@@ -130,11 +130,9 @@ def command_run(args) -> int:
                        load_camera(args.calibration, args.working_distance), args.audit_log, args.size, args.fps,
                        args.fourcc)
     publisher = Publisher(args.publish, keys=args.secure, insecure=args.insecure)
-    from pipeline.runtime.session import model_identity
-
     options = LiveOptions(frames=args.frames, realtime=args.realtime, video_encoding=args.video_encoding,
                           overlay_encoding=args.overlay_encoding, ai_priority=args.ai_priority,
-                          identity=model_identity(session.model, session.config))
+                          identity=session.identity)
     print(f"orsight: {session.source.name} -> {session.model.description} -> {args.publish}", file=sys.stderr)
     try:
         summary = run_live(session.source, session.stages, publisher, options, health=session.health)
@@ -228,13 +226,13 @@ def command_demo(args) -> int:
     print(f"{'fps capture / AI':38s} {summary['fps_capture']} / {summary['fps_ai']}")
     print(f"{'alerts raised':38s} {summary['alerts_raised']}")
     _print_delays(summary)
-    picture = _demo_frame(out / "frame.png", args.source, args.size, args.model)
+    picture = _demo_frame(out / "frame.png", args.source, args.size, session.model)
     print(f"wrote {out / 'display.mp4'}, {out / 'summary.json'}, {out / 'audit.jsonl'}"
           f"{' and ' + str(picture) if picture else ''}")
     return 0
 
 
-def _demo_frame(path: Path, source: str, size: tuple[int, int], model: str | None) -> Path | None:
+def _demo_frame(path: Path, source: str, size: tuple[int, int], model) -> Path | None:
     """One annotated picture of the approach scenario just before the instrument touches the vessel
     (the Python API over the frames leading up to it, so the alert is raised as it is live)."""
     import cv2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from functools import lru_cache
 from pathlib import Path
 
 SHIPPED = Path(__file__).parents[1] / "models"
@@ -34,10 +35,16 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+@lru_cache(maxsize=1)
+def shipped_hashes() -> frozenset[str]:
+    """The checkpoints that come with this package (hashed once per process)."""
+    return frozenset(sha256(p) for p in SHIPPED.glob("*.pt"))
+
+
 def trusted_hashes() -> set[str]:
     lines = trust_file().read_text().splitlines() if trust_file().is_file() else []
     listed = {line.split()[0] for line in lines if line.strip() and len(line.split()[0]) == 64}
-    return listed | {sha256(p) for p in SHIPPED.glob("*.pt")}
+    return listed | shipped_hashes()
 
 
 def require_trusted(path: str | Path) -> None:

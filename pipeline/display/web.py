@@ -59,40 +59,50 @@ refresh();
 
 
 class WebState:
-    """The newest picture (JPEG) and what the page prints, shared with the HTTP handlers."""
+    """The newest picture and what the page prints, shared with the HTTP handlers. The picture is
+    encoded when a browser asks for it, once per picture: no JPEG work when nobody watches."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.jpeg: bytes = b""
-        self.state: dict = {"picture": -1, "signal": "waiting for video", "alerts": []}
+        self.scene = None
+        self.jpeg: tuple[int, bytes] = (-1, b"")  # (picture number, JPEG of it)
+        self.state = json.dumps({"picture": -1, "signal": "waiting for video", "alerts": []}).encode()
         self.pictures = 0
 
     def update(self, picture: Shown, compositor: Compositor) -> None:
-        ok, jpeg = cv2.imencode(".jpg", picture.scene, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         status = compositor.status.header if compositor.status is not None else {}
         alerts = picture.packet.active_alerts if picture.packet is not None else []
         signal = "AI STALE" if picture.stale else "live" if picture.video_frame else \
             ("CAPTURE LOST" if status.get("state") == "capture_lost" else "NO SIGNAL")
         delays = compositor.receiver.delays_ms["overlay"][-30:]
         with self.lock:
-            self.jpeg = jpeg.tobytes() if ok else self.jpeg
-            self.pictures += 1
-            self.state = {"picture": self.pictures, "signal": signal, "fps_ai": status.get("fps_ai"),
-                          "annotation_delay_ms": round(sum(delays) / len(delays), 1) if delays else None,
-                          "alerts": [dataclasses.asdict(a) for a in alerts if a.rule != "no_signal"]}
+            self.scene, self.pictures = picture.scene, self.pictures + 1
+            self.state = json.dumps({"picture": self.pictures, "signal": signal, "fps_ai": status.get("fps_ai"),
+                                     "annotation_delay_ms": round(sum(delays) / len(delays), 1) if delays else None,
+                                     "alerts": [dataclasses.asdict(a) for a in alerts if a.rule != "no_signal"]}
+                                    ).encode()
 
-    def read(self) -> tuple[bytes, bytes]:
+    def snapshot(self) -> bytes:
+        """The newest picture as JPEG (empty before the first)."""
         with self.lock:
-            return self.jpeg, json.dumps(self.state).encode()
+            scene, number = self.scene, self.pictures
+            if scene is None or self.jpeg[0] == number:
+                return self.jpeg[1]
+        ok, jpeg = cv2.imencode(".jpg", scene, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        with self.lock:
+            if ok and number > self.jpeg[0]:
+                self.jpeg = (number, jpeg.tobytes())
+            return self.jpeg[1]
 
 
 def _handler(web: WebState):
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (the standard library's name)
             path = self.path.split("?")[0]
-            jpeg, state = web.read()
-            body, kind = {"/": (PAGE.encode(), "text/html; charset=utf-8"), "/snapshot.jpg": (jpeg, "image/jpeg"),
-                          "/state.json": (state, "application/json")}.get(path, (None, None))
+            pages = {"/": lambda: (PAGE.encode(), "text/html; charset=utf-8"),
+                     "/snapshot.jpg": lambda: (web.snapshot(), "image/jpeg"),
+                     "/state.json": lambda: (web.state, "application/json")}
+            body, kind = pages[path]() if path in pages else (None, None)
             if body is None or (path == "/snapshot.jpg" and not body):
                 self.send_error(404 if body is None else 503)
                 return

@@ -25,8 +25,9 @@ def frame_record(packet: FramePacket, fps: float) -> dict:
     segmentation, proximity = packet.segmentation, packet.proximity
     geometry = segmentation.geometry
     instances = []
+    logits = to_host(segmentation.instance_logits) if len(segmentation.class_ids) else None  # one copy off the GPU
     for index, (cls, score, box) in enumerate(zip(segmentation.class_ids, segmentation.scores, segmentation.boxes)):
-        inside = (to_host(segmentation.instance_logits[index]) > 0).astype(np.uint8)
+        inside = (logits[index] > 0).astype(np.uint8)
         contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         polygons = [np.round(geometry.to_source(c.reshape(-1, 2) + 0.5) - 0.5).astype(int).reshape(-1).tolist()
                     for c in contours if len(c) >= 3]

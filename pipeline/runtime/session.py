@@ -32,6 +32,7 @@ class Session:
     stages: list[Stage]
     health: HealthMonitor
     config: PipelineConfig  # as resolved (the input size that runs)
+    identity: dict  # model (full SHA-256) and settings: on the audit log and on every status
     audit: AuditLog | None = None
 
     def close(self) -> None:
@@ -64,9 +65,10 @@ def open_session(source_spec: str, model_path: str | Path | None, device: str, c
     if config.imgsz and model.fixed_input and input_dims(config.imgsz) != model.input_size:
         fixed = "x".join(map(str, model.input_size))
         raise SessionError(f"--imgsz {config.imgsz}: this ONNX model has a fixed input of {fixed}")
+    identity = model_identity(model, config)
     try:
-        audit = AuditLog(audit_path, model_identity(model, config)) if audit_path else None
+        audit = AuditLog(audit_path, identity) if audit_path else None
     except OSError as error:
         raise SessionError(f"cannot write audit log {audit_path}: {error.strerror}") from None
     stages = build_graph(model, config, camera, audit, device)
-    return Session(source, model, stages, HealthMonitor(config, audit, source.fps), config, audit)
+    return Session(source, model, stages, HealthMonitor(config, audit, source.fps), config, identity, audit)

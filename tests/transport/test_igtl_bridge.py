@@ -1,25 +1,18 @@
 """The 3D Slicer bridge, received with pyigtl's own client: video, labels, alerts and the closest pair."""
-import socket
 import threading
 
 import pytest
 
 from pipeline.transport.zeromq import Publisher
-from tests.helpers import publish_synthetic
+from tests.helpers import free_port, publish_synthetic
 
 pyigtl = pytest.importorskip("pyigtl")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_a_slicer_client_receives_image_labels_string_and_points(free_tcp_endpoint):
     from pipeline.display.igtl import serve_igtl
 
-    port, stop = _free_port(), threading.Event()
+    port, stop = free_port(), threading.Event()
     publisher = Publisher(free_tcp_endpoint)
     summary = {}
     bridge = threading.Thread(target=lambda: summary.update(serve_igtl(free_tcp_endpoint, port, stop=stop)),

@@ -1,7 +1,6 @@
 """The browser display, seen in headless Chromium: the picture moves, a raised alert shows."""
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -14,13 +13,7 @@ import pytest
 
 from pipeline.display.web import serve_web
 from pipeline.transport.zeromq import Publisher
-from tests.helpers import publish_synthetic
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.helpers import free_port, publish_synthetic
 
 
 def _screenshot(chromium: str, url: str, path) -> np.ndarray:
@@ -32,7 +25,7 @@ def _screenshot(chromium: str, url: str, path) -> np.ndarray:
 
 
 def test_page_snapshot_and_state_in_a_real_browser(free_tcp_endpoint, tmp_path):
-    port, stop = _free_port(), threading.Event()
+    port, stop = free_port(), threading.Event()
     publisher = Publisher(free_tcp_endpoint)
     summary = {}
     server = threading.Thread(target=lambda: summary.update(serve_web(free_tcp_endpoint, port=port, stop=stop)),
