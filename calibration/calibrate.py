@@ -1,7 +1,7 @@
 """Camera calibration from views of a board: collect views, fit, reject outlier views.
 
-    views = collect_views(["shots/*.png" files or a video], board)
-    result = calibrate(views, board, fisheye=False)
+    views, size, skipped = collect_views(["shots/*.png" files or a video], board, debug_dir="seen/")
+    result = calibrate(views, size, fisheye=False, skipped=skipped)
     result.camera.save("scope.yaml")
 """
 from __future__ import annotations
@@ -12,8 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from calibration.boards import Board
+from calibration.boards import Board, BoardNotFound
 from calibration.camera import CalibrationError, CameraModel
+from calibration.fields import full_picture
 
 MIN_VIEWS = 6
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg")
@@ -26,6 +27,7 @@ OUTLIER_FACTOR = 3.0  # views with error above this times the median (and above 
 @dataclass
 class View:
     name: str
+    frame: int  # its place among the inputs' frames (pairs a stereo pair's views)
     image_points: np.ndarray  # (N, 2)
     object_points: np.ndarray  # (N, 3)
     sharpness: float
@@ -65,10 +67,13 @@ def _frames(inputs: list[str]):
         yield path.name, image
 
 
-def collect_views(inputs: list[str], board: Board) -> tuple[list[View], tuple[int, int], dict[str, str]]:
-    """Views where the board was found, minus blurred ones and near-duplicates; and the image size."""
-    views, skipped, size = [], {}, None
-    for name, image in _frames(inputs):
+def collect_views(inputs: list[str], board: Board, field_scale: str | int = "auto",
+                  debug_dir: str | Path | None = None) -> tuple[list[View], tuple[int, int], dict[str, str]]:
+    """Views where the board was found, minus blurred ones and near-duplicates; the picture size;
+    and why each other input was skipped. ``debug_dir``: a picture of what was found in each view."""
+    views, skipped, size, how = [], {}, None, ""
+    for frame, (name, image) in enumerate(_frames(inputs)):
+        image, how = full_picture(image, field_scale)
         frame_size = (image.shape[1], image.shape[0])
         if size is None:
             size = frame_size
@@ -76,11 +81,15 @@ def collect_views(inputs: list[str], board: Board) -> tuple[list[View], tuple[in
             raise CalibrationError(f"inconsistent image sizes: {name} is {frame_size[0]}x{frame_size[1]}, "
                                    f"earlier inputs {size[0]}x{size[1]}")
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        found = board.detect(gray)
-        if found is None:
-            skipped[name] = "board not found"
-            continue
-        views.append(View(name, found[0], found[1], float(cv2.Laplacian(gray, cv2.CV_64F).var())))
+        try:
+            points, board_points = board.detect(gray)
+        except BoardNotFound as reason:
+            skipped[name] = f"board not found: {reason}"
+            points = None
+        else:
+            views.append(View(name, frame, points, board_points, float(cv2.Laplacian(gray, cv2.CV_64F).var())))
+        if debug_dir is not None:
+            _write_debug(Path(debug_dir), name, image, points, skipped.get(name, how))
     if views:
         threshold = BLUR_FRACTION * float(np.median([v.sharpness for v in views]))
         diagonal = float(np.hypot(*size))
@@ -95,6 +104,23 @@ def collect_views(inputs: list[str], board: Board) -> tuple[list[View], tuple[in
                 kept.append(view)
         views = kept
     return views, size, skipped
+
+
+def _write_debug(folder: Path, name: str, image: np.ndarray, points: np.ndarray | None, note: str) -> None:
+    """``folder/NAME.png``: the view with its detected points numbered, or the reason it was skipped."""
+    folder.mkdir(parents=True, exist_ok=True)
+    picture = image.copy()
+    scale = max(1, round(picture.shape[1] / 640))
+    for number, (x, y) in enumerate(points if points is not None else []):
+        cv2.circle(picture, (round(x), round(y)), 3 * scale, (0, 255, 0), scale, cv2.LINE_AA)
+        if number % 10 == 0:
+            cv2.putText(picture, str(number), (round(x) + 4 * scale, round(y) - 4 * scale),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.4 * scale, (0, 0, 255), scale, cv2.LINE_AA)
+    found = f"{len(points)} points" if points is not None else ""
+    cv2.putText(picture, " ".join(filter(None, (found, note))), (10, 30 * scale), cv2.FONT_HERSHEY_SIMPLEX,
+                0.8 * scale, (0, 0, 255), 2 * scale, cv2.LINE_AA)
+    stem = name.replace("#", "-") if "#" in name else Path(name).stem  # a video's frame, or an image
+    cv2.imwrite(str(folder / f"{stem}.png"), picture)
 
 
 def _fisheye_flag(name: str) -> int:
@@ -147,5 +173,6 @@ def calibrate(views: list[View], size: tuple[int, int], fisheye: bool = False, r
         raise CalibrationError(f"calibration did not converge: {str(error).strip().splitlines()[-1]}") from None
     total = float(np.sqrt(np.sum([e * e * len(v.image_points) for e, v in zip(errors, views)])
                           / sum(len(v.image_points) for v in views)))
-    camera = CameraModel("fisheye" if fisheye else "pinhole", k, d, size, rms=total)
-    return Calibration(camera, {v.name: e for v, e in zip(views, errors)}, outliers, skipped)
+    per_view = {v.name: e for v, e in zip(views, errors)}
+    camera = CameraModel("fisheye" if fisheye else "pinhole", k, d, size, rms=total, view_errors=per_view)
+    return Calibration(camera, per_view, outliers, skipped)

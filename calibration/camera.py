@@ -34,6 +34,7 @@ class CameraModel:
     camera_id: str = ""
     mm_per_px: float | None = None  # at working_distance_mm, in the undistorted image
     working_distance_mm: float | None = None
+    view_errors: dict[str, float] = field(default_factory=dict)  # RMS reprojection error (px) per view used
 
     @property
     def fx(self) -> float:
@@ -79,8 +80,9 @@ class CameraModel:
         return undistorted[:, 0].reshape(height, width), undistorted[:, 1].reshape(height, width)
 
     # ---- file ----------------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        """Write an OpenCV FileStorage YAML (readable by cv2.FileStorage in any language)."""
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        """Write an OpenCV FileStorage YAML (readable by cv2.FileStorage in any language); ``extra``:
+        more named matrices and numbers (a stereo pair's right camera and transform)."""
         path = Path(path)
         partial = path.with_name(path.name + ".partial.yaml")
         storage = cv2.FileStorage(str(partial), cv2.FILE_STORAGE_WRITE)
@@ -97,6 +99,16 @@ class CameraModel:
             storage.write("mm_per_px", float(self.mm_per_px))
         if self.working_distance_mm is not None:
             storage.write("working_distance_mm", float(self.working_distance_mm))
+        if self.view_errors:
+            storage.startWriteStruct("views", cv2.FileNode_SEQ)
+            for name, error in self.view_errors.items():
+                storage.startWriteStruct("", cv2.FileNode_MAP)
+                storage.write("name", name)
+                storage.write("rms", float(error))
+                storage.endWriteStruct()
+            storage.endWriteStruct()
+        for name, value in (extra or {}).items():
+            storage.write(name, np.asarray(value, np.float64) if np.ndim(value) else float(value))
         storage.release()
         partial.replace(path)
 
@@ -124,6 +136,9 @@ class CameraModel:
                      rms=storage.getNode("rms").real(), date=storage.getNode("date").string(),
                      scope_id=storage.getNode("scope_id").string(), camera_id=storage.getNode("camera_id").string(),
                      mm_per_px=optional("mm_per_px"), working_distance_mm=optional("working_distance_mm"))
+        views = storage.getNode("views")
+        camera.view_errors = {views.at(i).getNode("name").string(): views.at(i).getNode("rms").real()
+                              for i in range(views.size())} if views.isSeq() else {}
         storage.release()
         return camera
 

@@ -1,6 +1,7 @@
 """Render a board as a known camera sees it: ground truth for testing calibration.
 
     image = render_view(board, camera, rvec, tvec, noise=2.0)
+    rvec, tvec = pose_looking_at((60.0, 42.5), rvec=(0.2, -0.1, 1.5), depth=70.0)   # a close, partial view
 """
 from __future__ import annotations
 
@@ -41,3 +42,12 @@ def render_view(board: Board, camera: CameraModel, rvec, tvec, noise: float = 0.
     if noise:
         image += np.random.default_rng(seed).normal(0, noise, image.shape)
     return cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+def pose_looking_at(board_point_mm, rvec, depth: float, offset_mm=(0.0, 0.0)):
+    """(rvec, tvec) of the board rotated by ``rvec`` with ``board_point_mm`` on the optical axis
+    ``depth`` mm away (shifted across it by ``offset_mm``): close poses give partial views."""
+    rotation, _ = cv2.Rodrigues(np.asarray(rvec, np.float64))
+    point = np.array([*board_point_mm, 0.0])
+    tvec = np.array([offset_mm[0], offset_mm[1], depth]) - rotation @ point
+    return np.asarray(rvec, np.float64), tvec

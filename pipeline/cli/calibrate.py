@@ -1,23 +1,41 @@
 """``orsight calibrate`` and ``scale``: camera intrinsics from board views, mm per pixel."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+
 from calibration.boards import PATTERNS
-from pipeline.cli.common import UsageError, size_arg
+from pipeline.cli.common import UsageError, integers, positive, size_arg, writable
 
 
 def add_commands(commands) -> None:
-    calibrate = commands.add_parser("calibrate", help="camera intrinsics from board images or a video")
-    calibrate.add_argument("inputs", nargs="+", metavar="INPUT", help="images and/or videos of the board")
-    calibrate.add_argument("--pattern", choices=PATTERNS, required=True, help="the board printed")
+    calibrate = commands.add_parser(
+        "calibrate", help="camera intrinsics from board images or a video (or print a board: --make-board)")
+    calibrate.add_argument("inputs", nargs="*", metavar="INPUT", help="images and/or videos of the board")
+    calibrate.add_argument("--pattern", choices=PATTERNS, default=None,
+                           help="the board printed (charuco recommended: partial views work)")
     calibrate.add_argument("--board", type=size_arg, required=True,
-                           help="COLSxROWS (inner corners / squares / circles)")
-    calibrate.add_argument("--square", type=float, required=True, help="square side or circle spacing in mm")
+                           help="COLSxROWS (chessboard: inner corners; charuco: squares; circles, dotgrid: dots)")
+    calibrate.add_argument("--square", type=float, required=True, help="square side or dot spacing in mm")
+    calibrate.add_argument("--fiducials", default=None, metavar="C,R,C,R,...",
+                           help="dotgrid: grid positions (column, row, 0-based) of the larger dots, e.g. 7,5,17,5,7,12,17,12")
     calibrate.add_argument("--fisheye", action="store_true", help="fisheye camera model")
     calibrate.add_argument("--rational", action="store_true", help="pinhole with the rational distortion model")
+    calibrate.add_argument("--field-scale", choices=("auto", "1", "2"), default="auto",
+                           help="stretch frames vertically: 2 for half-height fields of interlaced or stereo "
+                                "scopes (1920x540 of a 1920x1080 picture); auto detects them")
+    calibrate.add_argument("--debug", default=None, metavar="DIR", help="write a picture of what was found per view")
+    calibrate.add_argument("--stereo", nargs="+", default=None, metavar="LEFT",
+                           help="stereo: the left camera's images or video (with --right; pairs by order)")
+    calibrate.add_argument("--right", nargs="+", default=None, metavar="RIGHT", help="stereo: the right camera's")
+    calibrate.add_argument("--make-board", choices=PATTERNS, default=None, metavar="PATTERN",
+                           help="write a printable board (PNG) to --out instead of calibrating")
+    calibrate.add_argument("--dpi", type=positive, default=300.0, help="--make-board: printer resolution")
     calibrate.add_argument("--working-distance", type=float, default=None, help="store mm per pixel at this distance")
     calibrate.add_argument("--scope-id", default="", help="stored in the file: which endoscope")
     calibrate.add_argument("--camera-id", default="", help="stored in the file: which camera head")
-    calibrate.add_argument("--out", required=True, help="calibration YAML to write")
+    calibrate.add_argument("--out", required=True, help="calibration YAML to write (--make-board: the PNG)")
     calibrate.set_defaults(handler=command_calibrate)
     scale = commands.add_parser("scale", help="mm per pixel from a reference object of known length")
     scale.add_argument("--points", required=True, help="X1,Y1,X2,Y2: the reference's ends in the image")
@@ -26,34 +44,107 @@ def add_commands(commands) -> None:
     scale.set_defaults(handler=command_scale)
 
 
-def command_calibrate(args) -> int:
+def _board(args, pattern: str):
     from calibration.boards import Board
-    from calibration.calibrate import calibrate, collect_views
 
+    fiducials = ()
+    if args.fiducials:
+        values = integers(args.fiducials, "--fiducials")
+        if len(values) % 2:
+            raise UsageError(f"--fiducials must be COL,ROW pairs, not {args.fiducials!r}")
+        fiducials = tuple(zip(values[0::2], values[1::2]))
     try:
-        board = Board(args.pattern, args.board[0], args.board[1], args.square)
+        return Board(pattern, args.board[0], args.board[1], args.square, fiducials)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    views, size, skipped = collect_views(args.inputs, board)
+
+
+def command_calibrate(args) -> int:
+    if args.make_board:
+        if args.inputs or args.stereo:
+            raise UsageError("--make-board writes a board; it takes no images")
+        return _make_board(_board(args, args.make_board), args.dpi, args.out)
+    if args.pattern is None:
+        raise UsageError("--pattern is required (the board in the views)")
+    if (args.stereo is None) != (args.right is None):
+        raise UsageError("--stereo LEFT... and --right RIGHT... go together")
+    if args.stereo and args.inputs:
+        raise UsageError("give the views either as INPUT... (one camera) or as --stereo ... --right ...")
+    if not args.stereo and not args.inputs:
+        raise UsageError("no views given: INPUT... or --stereo LEFT... --right RIGHT...")
+    if args.stereo and args.fisheye:
+        raise UsageError("stereo calibration uses the pinhole model (drop --fisheye)")
+    board = _board(args, args.pattern)
+    writable(args.out, "calibration file")
+    if args.stereo:
+        return _calibrate_stereo(args, board)
+    from calibration.calibrate import calibrate, collect_views
+
+    views, size, skipped = collect_views(args.inputs, board, args.field_scale, args.debug)
     result = calibrate(views, size, fisheye=args.fisheye, rational=args.rational, skipped=skipped)
     camera = result.camera
     camera.scope_id, camera.camera_id = args.scope_id, args.camera_id
     if args.working_distance:
         camera.mm_per_px, camera.working_distance_mm = camera.scale_at(args.working_distance), args.working_distance
     camera.save(args.out)
+    _report(result, size, views)
+    if camera.mm_per_px:
+        print(f"scale {camera.mm_per_px:.4f} mm/px at {camera.working_distance_mm:g} mm")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _calibrate_stereo(args, board) -> int:
+    from calibration.calibrate import collect_views
+    from calibration.stereo import calibrate_stereo
+
+    debug = {side: None if args.debug is None else Path(args.debug) / side for side in ("left", "right")}
+    left_views, size, left_skipped = collect_views(args.stereo, board, args.field_scale, debug["left"])
+    right_views, right_size, right_skipped = collect_views(args.right, board, args.field_scale, debug["right"])
+    if size != right_size:
+        raise UsageError(f"the cameras' pictures differ in size: left {size}, right {right_size}")
+    stereo = calibrate_stereo(left_views, right_views, size, args.rational, (left_skipped, right_skipped))
+    for camera in (stereo.left.camera, stereo.right.camera):
+        camera.scope_id, camera.camera_id = args.scope_id, args.camera_id
+    stereo.save(args.out)
+    for side, result, views in (("left", stereo.left, left_views), ("right", stereo.right, right_views)):
+        print(f"{side} camera:")
+        _report(result, size, views)
+    baseline = float(np.linalg.norm(stereo.translation))
+    print(f"stereo from {stereo.pairs} pairs: RMS {stereo.rms:.3f} px, baseline {baseline:.3f} mm, "
+          f"T {' '.join(f'{v:.3f}' for v in stereo.translation)} mm")
+    print(f"wrote {args.out} (the left camera under the mono keys: orsight run --calibration uses it)")
+    return 0
+
+
+def _report(result, size, views) -> None:
+    """The fit, then each view: its error and points, or why it was left out."""
+    camera, points = result.camera, {v.name: len(v.image_points) for v in views}
     k = camera.camera_matrix
     print(f"{camera.model} model from {len(result.per_view_rms)} views of {size[0]}x{size[1]}: RMS {camera.rms:.3f} px")
     print(f"fx {k[0, 0]:.2f}  fy {k[1, 1]:.2f}  cx {k[0, 2]:.2f}  cy {k[1, 2]:.2f}")
     print("distortion " + " ".join(f"{v:.5f}" for v in camera.distortion))
     for name, error in result.per_view_rms.items():
-        print(f"  view {name}: {error:.3f} px")
+        print(f"  view {name}: {error:.3f} px ({points[name]} points)")
     for name, error in result.rejected.items():
         print(f"  rejected {name}: {error:.3f} px (outlier)")
     for name, reason in result.skipped.items():
         print(f"  skipped {name}: {reason}")
-    if camera.mm_per_px:
-        print(f"scale {camera.mm_per_px:.4f} mm/px at {camera.working_distance_mm:g} mm")
-    print(f"wrote {args.out}")
+
+
+def _make_board(board, dpi: float, out: str) -> int:
+    """A printable PNG of ``board`` with its physical size, at ``dpi``."""
+    from PIL import Image
+
+    writable(out, "board image")
+    image = board.texture(px_per_mm=dpi / 25.4)
+    partial = Path(out).with_name(Path(out).name + ".partial.png")
+    Image.fromarray(image).save(partial, dpi=(dpi, dpi))
+    partial.replace(out)
+    height, width = image.shape
+    print(f"wrote {out}: {board.pattern} {board.cols}x{board.rows}, {board.square_mm:g} mm, "
+          f"{width / dpi * 25.4:.0f} x {height / dpi * 25.4:.0f} mm at {dpi:g} dpi: print at 100 % (no fit to page), "
+          "check one square with a ruler, glue it flat")
     return 0
 
 

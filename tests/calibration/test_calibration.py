@@ -110,7 +110,7 @@ def test_calibrate_command_and_its_bad_input(tmp_path):
     result = run(paths[0], str(tmp_path / "small.png"), "--pattern", "chessboard", "--board", "9x6",
                  "--square", "5", "--out", str(out))
     assert result.returncode == 2 and "inconsistent image sizes" in result.stderr
-    result = run(*paths[:2], "--pattern", "circles", "--board", "9x6", "--square", "5", "--out", str(out))
+    result = run(*paths[:2], "--pattern", "charuco", "--board", "9x6", "--square", "5", "--out", str(out))
     assert result.returncode == 2 and "2 board not found" in result.stderr
 
 
