@@ -1,6 +1,7 @@
 """``orsight run``, ``display`` and ``demo``: the live path and the OR display."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -20,6 +21,7 @@ from pipeline.cli.common import (
     writable,
     write_json,
 )
+from pipeline.runtime.live import AI_NICENESS, AI_PRIORITY
 from pipeline.transport.zeromq import DEFAULT_ENDPOINT, ENCODINGS
 
 
@@ -54,6 +56,7 @@ def add_commands(commands) -> None:
     demo.add_argument("--model", default=None, help=".onnx or .pt (default: the shipped model)")
     demo.add_argument("--size", type=size_arg, default=(1280, 720), help="phantom frame size (WxH)")
     demo.add_argument("--source", default="phantom:approach", help="any `run --source` (paced at its own rate)")
+    _add_ai_options(demo)
     demo.set_defaults(handler=command_demo)
     bridge = commands.add_parser("bridge", help="re-send the stream to other tools")
     kinds = bridge.add_subparsers(dest="kind", required=True, parser_class=Parser)
@@ -88,9 +91,24 @@ def _add_source_options(parser) -> None:
     parser.add_argument("--video-encoding", choices=("auto", *ENCODINGS), default="auto",
                         help="auto: shm-bgr8 (shared memory) on ipc:// and loopback, raw-bgr8 elsewhere")
     parser.add_argument("--overlay-encoding", choices=ENCODINGS, default="jpeg", help="encoding of `overlay` frames")
-    parser.add_argument("--ai-priority", choices=("idle", "nice"), default="idle",
-                        help="idle: the AI thread runs on CPU time nothing else wants (SCHED_IDLE); "
-                             "nice: +10 (on hosts shared with other work)")
+    _add_ai_options(parser)
+
+
+def _add_ai_options(parser) -> None:
+    """How the AI thread shares the CPU and keeps its masks fresh (``run`` and ``demo``)."""
+    parser.add_argument("--ai-priority", choices=("idle", "nice"), default=AI_PRIORITY,
+                        help="idle: the AI runs only on CPU time nothing else wants (SCHED_IDLE: starves on a busy "
+                             "host); nice: a fair share, --ai-niceness below the video path")
+    parser.add_argument("--ai-niceness", type=int, default=AI_NICENESS, help="with --ai-priority nice: how much nicer "
+                                                                             "the AI thread is than the video path")
+    parser.add_argument("--governor", action=argparse.BooleanOptionalAction, default=True,
+                        help="lower the model's input size while masks would reach the display stale, raise it again "
+                             "when there is room")
+
+
+def _ai_options(args, config) -> dict:
+    return {"ai_priority": args.ai_priority, "ai_niceness": args.ai_niceness, "governor": args.governor,
+            "stale_ms": config.stale_ms}
 
 
 def load_camera(calibration: str | None, working_distance: float | None):
@@ -131,8 +149,8 @@ def command_run(args) -> int:
                        args.fourcc)
     publisher = Publisher(args.publish, keys=args.secure, insecure=args.insecure)
     options = LiveOptions(frames=args.frames, realtime=args.realtime, video_encoding=args.video_encoding,
-                          overlay_encoding=args.overlay_encoding, ai_priority=args.ai_priority,
-                          identity=session.identity)
+                          overlay_encoding=args.overlay_encoding, identity=session.identity,
+                          **_ai_options(args, config))
     print(f"orsight: {session.source.name} -> {session.model.description} -> {args.publish}", file=sys.stderr)
     try:
         summary = run_live(session.source, session.stages, publisher, options, health=session.health)
@@ -202,7 +220,8 @@ def command_demo(args) -> int:
     try:
         if not publisher.wait_for_subscriber(timeout=30):
             raise UsageError("the display process did not subscribe within 30 s")
-        live = run_live(session.source, session.stages, publisher, LiveOptions(frames=args.frames, realtime=True),
+        live = run_live(session.source, session.stages, publisher,
+                        LiveOptions(frames=args.frames, realtime=True, **_ai_options(args, PipelineConfig())),
                         health=session.health)
         display.wait(timeout=60)
     finally:
@@ -219,12 +238,19 @@ def command_demo(args) -> int:
                "fps_ai": live["fps_ai"], "drops": live["drops"], "alerts_raised": live["alerts_raised"],
                "frames_shown": shown["frames_shown"], "frames_stale": shown["frames_stale"],
                "passthrough_delay_ms": shown["passthrough_delay_ms"],
-               "annotation_delay_ms": shown["annotation_delay_ms"], "stage_ms_p50": live["stage_ms_p50"]}
+               "annotation_delay_ms": shown["annotation_delay_ms"], "stage_ms_p50": live["stage_ms_p50"],
+               "operating_point": live["operating_point"]}
     write_json(out / "summary.json", summary)
     print(f"{'frames captured / analysed / dropped':38s} {summary['frames']} / {summary['frames_analysed']} / "
           f"{summary['drops']}")
     print(f"{'fps capture / AI':38s} {summary['fps_capture']} / {summary['fps_ai']}")
     print(f"{'alerts raised':38s} {summary['alerts_raised']}")
+    fresh = 1 - summary["frames_stale"] / max(1, summary["frames_shown"])
+    print(f"{'frames shown with a fresh mask':38s} {fresh:.1%} of {summary['frames_shown']}")
+    point = summary["operating_point"]
+    if point.get("budget"):
+        print(f"{'AI input at the end (budget, steps)':38s} {point['input_size'][0]}x{point['input_size'][1]} "
+              f"({point['budget']} of {point['max_budget']}, {point['steps']} governor steps)")
     _print_delays(summary)
     picture = _demo_frame(out / "frame.png", args.source, args.size, session.model)
     print(f"wrote {out / 'display.mp4'}, {out / 'summary.json'}, {out / 'audit.jsonl'}"

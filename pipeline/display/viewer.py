@@ -24,10 +24,12 @@ import numpy as np
 from pipeline.core.packet import AlertEvent, FramePacket, Proximity, Segmentation
 from pipeline.runtime.recorder import Recorder
 from pipeline.stages.overlay.cpu import (
+    FONT,
     BannerAnnotator,
     ContourAnnotator,
     MaskAnnotator,
     ProximityAnnotator,
+    label_style,
 )
 from pipeline.transport.untrusted import Message, TransportError, decode_image
 from pipeline.transport.zeromq import SWITCH_INTERVAL_S, Receiver
@@ -121,6 +123,21 @@ def _packet_from(video: Message, mask: Message | None, status: Message | None) -
     return packet
 
 
+def draw_operating_point(scene: np.ndarray, status: Message | None) -> None:
+    """Bottom left, small: what the AI runs at now ("AI 416x224 21.3 fps"), from the newest status."""
+    point = status.header.get("operating_point") if status is not None else None
+    if not point or not point.get("input_size"):
+        return
+    width, height = point["input_size"]
+    text = f"AI {width}x{height} {point.get('fps_ai', 0):.1f} fps"
+    scale, thickness = label_style(scene)
+    scale *= 0.8
+    (text_w, text_h), base = cv2.getTextSize(text, FONT, scale, thickness)
+    x0, y1 = 4, scene.shape[0] - 4
+    cv2.rectangle(scene, (x0, y1 - text_h - base - 4), (x0 + text_w + 8, y1), (0, 0, 0), -1)
+    cv2.putText(scene, text, (x0 + 4, y1 - base - 2), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
 @dataclasses.dataclass
 class Shown:
     """One picture the display shows: a composited video frame, or the watchdog's NO SIGNAL screen."""
@@ -170,6 +187,7 @@ class Compositor:
                 scene = packet.image
                 for annotator in self.annotators:
                     scene = annotator.annotate(scene, packet)
+                draw_operating_point(scene, status)
             except TransportError:  # a shared-memory frame reused before we read it: the next one is newer
                 self.counts["frames_overwritten"] += 1
                 continue

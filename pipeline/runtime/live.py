@@ -3,7 +3,8 @@
     capture thread --> publish `video` (at once, never waits on the AI)
          `--> latest-frame slot --> AI worker: preprocess -> infer -> analyse -> alerts -> overlay
                                                   `--> publish `overlay`, `mask`, `alert`
-    main thread: `status` heartbeat every second
+                                                  `--> governor: the input budget that keeps masks fresh
+    main thread: `status` heartbeat every second (with the operating point: input size, AI fps)
 
     stages = build_graph(model, PipelineConfig())          # pipeline.runtime.graph
     summary = run_live(open_source("phantom"), stages, Publisher(), LiveOptions(frames=300))
@@ -22,8 +23,10 @@ import numpy as np
 from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket
 from pipeline.core.signals import block_stop_signals
+from pipeline.runtime.governor import Governor
 from pipeline.sources.capture import Source, SourceError, SourceLost
 from pipeline.stages.alerts.health import HealthMonitor
+from pipeline.stages.preprocess.geometry import GeometryPlan
 from pipeline.transport.zeromq import (
     MASK_ENCODING,
     SWITCH_INTERVAL_S,
@@ -31,6 +34,7 @@ from pipeline.transport.zeromq import (
     default_video_encoding,
 )
 
+AI_PRIORITY, AI_NICENESS = "idle", 10  # how the AI thread yields the CPU to the video path (see lower_priority)
 JOIN_S = 10.0  # how long a stop waits for the capture and AI threads (a frame or an inference: milliseconds)
 
 
@@ -45,9 +49,11 @@ class LiveOptions:
     jpeg_quality: int = 85
     heartbeat_s: float = 1.0
     health_tick_s: float = 0.04  # how often the health rules are checked
-    ai_priority: str = "idle"  # Linux: "idle" = SCHED_IDLE (the AI gets only CPU time nothing else wants),
-    ai_niceness: int = 10  # "nice" = this much nicer than the capture thread (for hosts shared with other work)
+    ai_priority: str = AI_PRIORITY  # Linux: "idle" = SCHED_IDLE (the AI gets only CPU time nothing else wants),
+    ai_niceness: int = AI_NICENESS  # "nice" = this much nicer than the capture thread (a fair share when busy)
     reconnect_max_s: float = 5.0
+    governor: bool = True  # lower the model's input budget when masks would reach the display stale
+    stale_ms: float = 120.0  # the display's limit the governor keeps masks under
     identity: dict = field(default_factory=dict)  # on every status: which model (full SHA-256) and settings run
 
 
@@ -174,6 +180,8 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
     started = time.monotonic()
     video_encoding = default_video_encoding(publisher.endpoint) if options.video_encoding == "auto" \
         else options.video_encoding
+    plan = next((stage.plan for stage in stages if isinstance(getattr(stage, "plan", None), GeometryPlan)), None)
+    governor = Governor(plan, options.stale_ms) if plan is not None and options.governor else None
 
     def capture() -> None:
         next_due = time.monotonic()
@@ -203,6 +211,7 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
 
     def analyse() -> None:
         lower_priority(options.ai_priority, options.ai_niceness)  # the video path preempts the AI, never the reverse
+        last_published_ns = None
         while (packet := slot.get()) is not None:
             packet.timings_ms["queue"] = (time.monotonic_ns() - packet.t_capture_mono_ns) / 1e6
             try:
@@ -213,7 +222,10 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
                 stats.last_error = f"{type(error).__name__}: {error}"
                 continue
             _publish_results(publisher, packet, options)
-            stats.last_result_ns = time.monotonic_ns()
+            now_ns = time.monotonic_ns()
+            if governor is not None and last_published_ns is not None:
+                governor.observe((now_ns - packet.t_capture_mono_ns) / 1e6, (now_ns - last_published_ns) / 1e6)
+            stats.last_result_ns = last_published_ns = now_ns
             stats.analysed += 1
             stats.alerts_raised += sum(event.state == "raised" for event in packet.alerts)
             stats.add_timings(packet.timings_ms)
@@ -234,6 +246,7 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
             stats.alerts_raised += sum(event.state == "raised" for event in events)
             if fps_ai is not None or events:
                 publisher.send("status", {**_status_fields(stats, slot, source, rates, health.engine.active),
+                                          "operating_point": _operating_point(governor, plan, rates),
                                           **options.identity})
     except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM, SIGHUP: a clean stop, then the final status
         stats.state = "stopped"
@@ -243,7 +256,8 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
             done.wait(timeout=JOIN_S)
     if stats.state == "running":
         stats.state = "ended"
-    summary = _summary(stats, slot, source, time.monotonic() - started)
+    summary = {**_summary(stats, slot, source, time.monotonic() - started),
+               "operating_point": _operating_point(governor, plan, None)}
     publisher.send("status", {**_status_fields(stats, slot, source, Rates(0.0), []), **options.identity,
                               "state": stats.state,
                               "final": True})
@@ -283,6 +297,16 @@ class Rates:
         self.fps_ai = (stats.analysed - self.analysed) / elapsed
         self.since, self.captured, self.analysed = now, stats.captured, stats.analysed
         return self.fps_ai
+
+
+def _operating_point(governor: Governor | None, plan: GeometryPlan | None, rates: Rates | None) -> dict:
+    """The AI's input budget and size (and its frame rate): on ``status``, drawn by the display."""
+    if governor is not None:
+        point = governor.operating_point()
+    else:
+        geometry = plan.geometry if plan is not None else None
+        point = {"input_size": list(geometry.input_size) if geometry else None}
+    return {**point, **({"fps_ai": round(rates.fps_ai, 2)} if rates is not None else {})}
 
 
 def _status_fields(stats: LiveStats, slot: LatestSlot, source: Source, rates: Rates, active_alerts: list) -> dict:

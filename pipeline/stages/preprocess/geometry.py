@@ -78,17 +78,26 @@ class GeometryPlan:
         self.fit_aspect = fit_aspect
         self.fov: tuple[float, float, float] | None = fov
         self.geometry: Geometry | None = None
+        self._replan = False
 
     def redetect(self) -> None:
         """Forget the cached field of view; the next frame detects it again."""
         self.geometry = None
 
+    def set_budget(self, input_size: int | tuple[int, int]) -> None:
+        """A new input budget (the live governor's): the next frame is planned for it, the field of
+        view kept. Only a model that takes any input shape (``fit_aspect``) can follow it."""
+        self.input_size, self._replan = input_dims(input_size), True
+
     def __call__(self, image: np.ndarray) -> tuple[Geometry, bool]:
-        """The geometry for ``image``, and whether it is new (a new size, or re-detected)."""
+        """The geometry for ``image``, and whether it is new (a new size or budget, or re-detected)."""
         height, width = image.shape[:2]
-        if self.geometry is not None and self.geometry.source_size == (width, height):
+        same_size = self.geometry is not None and self.geometry.source_size == (width, height)
+        if same_size and not self._replan:
             return self.geometry, False
-        self.fov = self.fixed_fov or (detect_fov(image) if self.crop_to_fov else None)
+        if not same_size:
+            self.fov = self.fixed_fov or (detect_fov(image) if self.crop_to_fov else None)
+        self._replan = False
         crop = fov_crop(self.fov, width, height)
         size = fitted_input(crop[2:], self.input_size) if self.fit_aspect else self.input_size
         self.geometry = plan_geometry((width, height), crop, size, self.fov)

@@ -1,0 +1,264 @@
+"""orsight side by side with the bare model and with the plain ultralytics loop, quiet and loaded.
+
+Same video (the phantom at 1080p, or --video), same weights (the shipped model: ONNX for
+orsight and the bare model, its ``.pt`` twin for ultralytics), same input budget, systems
+interleaved round by round in one run, each in its own process (CPU and peak RSS are that
+process's own):
+
+* ``bare``: the model on preprocessed tensors, nothing else (the ceiling);
+* ``replay``: ``orsight replay`` (every frame: decode, AI, overlay, H.264, records);
+* ``live``: ``orsight run --realtime`` (newest frame) with ``orsight display --headless`` subscribed;
+* ``ultralytics``: the loop a user writes: ``YOLO(pt).predict(video, stream=True)``,
+  ``result.plot()``, a ZeroMQ send of the picture.
+
+``--load`` runs everything again with a busy process beside it. Latency: capture to published
+overlay (live: as the display receives it; ultralytics: the loop's frame-to-send time, what it
+would add to a live feed at best; bare: one inference). Fresh share: displayed frames whose
+mask is at most the stale limit (120 ms) older (ultralytics: its overlays against a display at
+the video's rate). JSON and a Markdown table in --out.
+
+    python benchmarks/compare.py [--quick] [--load] [--video FILE] [--rounds 3] [--out benchmarks/results]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(ROOT), str(HERE)]
+
+from machine import describe_machine  # noqa: E402
+
+from pipeline.core.packet import FramePacket  # noqa: E402
+from pipeline.display.viewer import STALE_MS, percentiles  # noqa: E402
+
+SYSTEMS = ("bare", "replay", "live", "ultralytics")
+FIELDS = ("fps", "latency_ms", "fresh_share", "cpu_share", "peak_rss_mb")
+BUSY = "while True: pass"
+
+
+def default_model() -> Path:
+    from pipeline.stages.infer import DEFAULT_MODEL
+
+    return Path(DEFAULT_MODEL)
+
+
+def write_phantom_video(path: Path, frames: int, size=(1920, 1080), fps: float = 30.0) -> None:
+    """The phantom's approach scene as an H.264 file (what a recorded case looks like)."""
+    from pipeline.runtime.recorder import Recorder
+    from pipeline.sources.phantom import PhantomScene
+
+    scene = PhantomScene(*size, scenario="approach")
+    with Recorder(path, fps, live=False) as recorder:
+        for frame in range(frames):
+            recorder.write(scene.render(frame)[0], round(frame / fps * 1e9))
+
+
+# ---- workers: each prints one JSON object ----------------------------------------------------
+def worker_bare(video: str, model_path: str, budget: int) -> dict:
+    from pipeline.core.config import PipelineConfig
+    from pipeline.runtime.graph import build_graph
+    from pipeline.runtime.video import read_frames
+    from pipeline.stages.infer import load_model
+
+    model = load_model(model_path)
+    preprocess = build_graph(model, PipelineConfig(imgsz=None))[0]
+    tensors = [preprocess(FramePacket.capture(image, i, "bench")).tensor.copy() for i, image in read_frames(video)]
+    model.forward(tensors[0])
+    times = []
+    for tensor in tensors:
+        started = time.perf_counter()
+        model.forward(tensor)
+        times.append((time.perf_counter() - started) * 1e3)
+    return {"fps": len(times) / (sum(times) / 1e3), "latency_ms": percentiles(times), "fresh_share": None,
+            "input": list(preprocess.plan.geometry.input_size)}
+
+
+def worker_replay(video: str, model_path: str, budget: int) -> dict:
+    from pipeline.runtime.replay import ReplayOptions, replay_videos
+
+    with tempfile.TemporaryDirectory() as out:
+        (result,), _ = replay_videos([video], Path(out), model_path, ReplayOptions(progress=False))
+    return {"fps": result["throughput_fps"], "latency_ms": None, "fresh_share": None}
+
+
+def worker_ultralytics(video: str, model_path: str, budget: int) -> dict:
+    import zmq
+
+    from pipeline.core.yolo import YOLO
+
+    model = YOLO(str(Path(model_path).with_suffix(".pt")))
+    socket = zmq.Context.instance().socket(zmq.PUB)
+    socket.bind("tcp://127.0.0.1:*")
+    sent, took = [], []
+    last = time.perf_counter()
+    for result in model.predict(video, stream=True, imgsz=budget, verbose=False):
+        picture = result.plot()
+        socket.send(picture.tobytes(), copy=False)
+        now = time.perf_counter()
+        sent.append(now)
+        took.append((now - last) * 1e3)
+        last = now
+    socket.close(linger=0)
+    took, sent = took[1:], sent[1:]  # the first includes loading
+    fps_video = 30.0
+    return {"fps": len(took) / (sum(took) / 1e3), "latency_ms": percentiles(took),
+            "fresh_share": _fresh_share_of(np.array(sent), np.array(took) / 1e3, fps_video)}
+
+
+def _fresh_share_of(sent_s: np.ndarray, latency_s: np.ndarray, fps: float) -> float:
+    """Share of display refreshes (at ``fps``) whose newest overlay shows a frame at most the stale limit old."""
+    captured = sent_s - latency_s
+    shown = np.arange(sent_s[0], sent_s[-1], 1 / fps)
+    newest = np.searchsorted(sent_s, shown, side="right") - 1
+    return float(np.mean((shown - captured[newest]) * 1e3 <= STALE_MS))
+
+
+def worker_live(video: str, model_path: str, budget: int) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        endpoint = f"ipc://{folder}/live.sock"
+        run_json, display_json = Path(folder) / "run.json", Path(folder) / "display.json"
+        display = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "display", "--connect", endpoint,
+                                    "--headless", "--summary", str(display_json)], cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2.0)  # the display subscribes before the first frame
+        run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--source", video, "--realtime",
+                                "--model", model_path, "--publish", endpoint, "--summary", str(run_json)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(run.pid, 0)
+        display.wait(timeout=60)
+        live, shown = json.loads(run_json.read_text()), json.loads(display_json.read_text())
+    return {"fps": live["fps_ai"], "latency_ms": shown["annotation_delay_ms"],
+            "fresh_share": 1 - shown["frames_stale"] / max(1, shown["frames_shown"]),
+            "passthrough_ms": shown["passthrough_delay_ms"], "operating_point": live["operating_point"],
+            "process": _usage(usage, live["seconds"])}
+
+
+def _usage(usage, seconds: float) -> dict:
+    """CPU share of the whole machine and peak RSS of a finished process."""
+    return {"cpu_share": round((usage.ru_utime + usage.ru_stime) / seconds / os.cpu_count(), 3),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+# ---- the run ---------------------------------------------------------------------------------
+def measure(system: str, video: Path, model: Path, budget: int, loaded: bool) -> dict:
+    """One system in its own process (beside a busy one when ``loaded``); its figures."""
+    hog = subprocess.Popen([sys.executable, "-c", BUSY]) if loaded else None
+    try:
+        started = time.perf_counter()
+        worker = subprocess.Popen([sys.executable, __file__, "--worker", system, "--video", str(video),
+                                   "--model", str(model), "--budget", str(budget)], cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        output = worker.stdout.read()
+        _, status, usage = os.wait4(worker.pid, 0)
+        seconds = time.perf_counter() - started
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
+    if status != 0 or not output.strip():
+        raise RuntimeError(f"{system} worker failed (status {status})")
+    result = json.loads(output.strip().splitlines()[-1])
+    result.update(result.pop("process", None) or _usage(usage, seconds))
+    return result
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Medians over the rounds: fps, latency percentiles, fresh share, CPU share, peak RSS."""
+    def median(key, sub=None):
+        values = [(r[key] or {}).get(sub) if sub else r[key] for r in runs]
+        values = [v for v in values if v is not None]
+        return round(float(np.median(values)), 3) if values else None
+
+    return {"fps": median("fps"), "latency_ms": {p: median("latency_ms", p) for p in ("p50", "p95", "p99")},
+            "fresh_share": median("fresh_share"), "cpu_share": median("cpu_share"),
+            "peak_rss_mb": median("peak_rss_mb"),
+            **({"passthrough_p99_ms": median("passthrough_ms", "p99")} if "passthrough_ms" in runs[0] else {}),
+            **({"operating_point": runs[-1]["operating_point"]} if "operating_point" in runs[0] else {})}
+
+
+def ratios(figures: dict) -> dict:
+    """orsight over the ultralytics loop and over the bare model."""
+    def ratio(a, b):
+        return round(a / b, 3) if a is not None and b else None
+
+    live, loop, bare, replay = (figures[s] for s in ("live", "ultralytics", "bare", "replay"))
+    return {"live_fps_over_ultralytics": ratio(live["fps"], loop["fps"]),
+            "live_p99_over_ultralytics_p99": ratio(live["latency_ms"]["p99"], loop["latency_ms"]["p99"]),
+            "replay_fps_over_ultralytics": ratio(replay["fps"], loop["fps"]),
+            "replay_fps_over_bare": ratio(replay["fps"], bare["fps"]),
+            "live_fps_over_bare": ratio(live["fps"], bare["fps"])}
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores; video: {result['video']}; "
+             f"{result['rounds']} round(s), medians.", "",
+             "| condition | system | fps | latency p50 / p95 / p99 ms | fresh overlay | CPU share | peak RSS MB |",
+             "|---|---|---|---|---|---|---|"]
+    for condition, figures in result["conditions"].items():
+        for system in SYSTEMS:
+            f = figures[system]
+            latency = " / ".join("-" if f["latency_ms"][p] is None else f"{f['latency_ms'][p]:.1f}"
+                                 for p in ("p50", "p95", "p99"))
+            fresh = "-" if f["fresh_share"] is None else f"{f['fresh_share']:.0%}"
+            lines.append(f"| {condition} | {system} | {f['fps']:.2f} | {latency} | {fresh} | "
+                         f"{f['cpu_share']:.0%} | {f['peak_rss_mb']:.0f} |")
+    lines += ["", "| condition | live / ultralytics fps | live / ultralytics p99 | replay / ultralytics fps | "
+              "replay / bare fps |", "|---|---|---|---|---|"]
+    for condition, r in result["ratios"].items():
+        lines.append(f"| {condition} | {r['live_fps_over_ultralytics']} | {r['live_p99_over_ultralytics_p99']} | "
+                     f"{r['replay_fps_over_ultralytics']} | {r['replay_fps_over_bare']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="about a minute: 4 s of video, one round")
+    parser.add_argument("--load", action="store_true", help="also with a busy process beside each system")
+    parser.add_argument("--video", default=None, help="a video file (default: the phantom at 1080p)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="phantom video length")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all systems, interleaved")
+    parser.add_argument("--model", default=None, help="the .onnx (its .pt twin runs in ultralytics)")
+    parser.add_argument("--budget", type=int, default=320, help="model input budget (side) for both")
+    parser.add_argument("--out", default=str(HERE / "results"), help="folder for compare.json and compare.md")
+    parser.add_argument("--worker", choices=SYSTEMS, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    model = Path(args.model) if args.model else default_model()
+    if args.worker:
+        print(json.dumps(globals()[f"worker_{args.worker}"](args.video, str(model), args.budget)))
+        return
+    seconds, rounds = (4.0, 1) if args.quick else (args.seconds, args.rounds)
+    with tempfile.TemporaryDirectory() as folder:
+        video = Path(args.video) if args.video else Path(folder) / "phantom-1080p.mp4"
+        if not args.video:
+            write_phantom_video(video, int(seconds * 30))
+        conditions = {"quiet": False, **({"loaded": True} if args.load else {})}
+        runs = {c: {s: [] for s in SYSTEMS} for c in conditions}
+        for round_ in range(rounds):
+            for condition, loaded in conditions.items():
+                for system in SYSTEMS:
+                    runs[condition][system].append(measure(system, video, model, args.budget, loaded))
+                    print(f"round {round_ + 1} {condition} {system}: {runs[condition][system][-1]['fps']:.2f} fps",
+                          file=sys.stderr)
+    figures = {c: {s: summarise(r) for s, r in systems.items()} for c, systems in runs.items()}
+    result = {"machine": describe_machine(model=model.name, budget=args.budget),
+              "video": args.video or f"phantom:approach 1920x1080, {seconds:g} s at 30 fps, H.264",
+              "rounds": rounds, "conditions": figures, "ratios": {c: ratios(f) for c, f in figures.items()}}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(result, indent=2))
+    (out / "compare.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
