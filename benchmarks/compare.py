@@ -225,7 +225,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="about a minute: 4 s of video, one round")
     parser.add_argument("--load", action="store_true", help="also with a busy process beside each system")
     parser.add_argument("--video", default=None, help="a video file (default: the phantom at 1080p)")
-    parser.add_argument("--seconds", type=float, default=15.0, help="phantom video length")
+    parser.add_argument("--seconds", type=float, default=None, help="phantom video length (default 15, --quick 4)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all systems, interleaved")
     parser.add_argument("--model", default=None, help="the .onnx (its .pt twin runs in ultralytics)")
     parser.add_argument("--budget", type=int, default=320, help="model input budget (side) for both")
@@ -236,7 +236,8 @@ def main() -> None:
     if args.worker:
         print(json.dumps(globals()[f"worker_{args.worker}"](args.video, str(model), args.budget)))
         return
-    seconds, rounds = (4.0, 1) if args.quick else (args.seconds, args.rounds)
+    seconds = args.seconds or (4.0 if args.quick else 15.0)
+    rounds = 1 if args.quick else args.rounds
     with tempfile.TemporaryDirectory() as folder:
         video = Path(args.video) if args.video else Path(folder) / "phantom-1080p.mp4"
         if not args.video:

@@ -1,0 +1,29 @@
+"""benchmarks/compare.py runs end to end on a few frames and reports every figure."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("compare", ROOT / "benchmarks" / "compare.py")
+compare = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(compare)
+
+
+def test_compare_reports_every_field_quiet_and_loaded(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--quick", "--seconds", "1",
+                             "--load", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "compare.json").read_text())
+    assert {"cpu", "cores"} <= set(report["machine"])
+    for condition in ("quiet", "loaded"):
+        for system in compare.SYSTEMS:
+            figures = report["conditions"][condition][system]
+            assert set(compare.FIELDS) <= set(figures)
+            assert figures["fps"] > 0 and 0 < figures["cpu_share"] <= 1 and figures["peak_rss_mb"] > 50
+            if system in ("live", "ultralytics"):
+                assert figures["latency_ms"]["p99"] > 0 and 0 <= figures["fresh_share"] <= 1
+        assert report["conditions"][condition]["live"]["operating_point"]["input_size"]
+        assert all(value is not None and value > 0 for value in report["ratios"][condition].values())
+    assert "| loaded | ultralytics |" in (tmp_path / "compare.md").read_text()
