@@ -6,13 +6,15 @@ from pathlib import Path
 import yaml
 
 from pipeline.cli.common import Parser, UsageError, floats, input_size_arg, integers, pairs, resolve_device, write_json
+from pipeline.training.pairs import DEFAULT_IMAGE_GLOB, DEFAULT_MASK_PATTERN
 
 
 def add_commands(commands) -> None:
     dataset = commands.add_parser("dataset", help="make training datasets (written outside the repo)")
     dataset_kinds = dataset.add_subparsers(dest="kind", required=True, parser_class=Parser)
-    convert = dataset_kinds.add_parser("convert", help="SRC/{train,val}/{images,masks} -> YOLO segmentation")
-    convert.add_argument("source", help="folder with {train,val,test}/{images,masks}")
+    convert = dataset_kinds.add_parser("convert", help="SRC/{train,val}/ labelled frames -> YOLO segmentation")
+    convert.add_argument("source", help="folder with train/, val/ (test/): images and masks in each")
+    _add_pairing_options(convert)
     convert.add_argument("--out", required=True, help="dataset folder to write (outside the repo)")
     convert.add_argument("--mapping", default="6:0,3:1", help="mask value:class index pairs (default Endoscapes)")
     convert.add_argument("--ignore", default="7,255", help="mask values to ignore")
@@ -46,7 +48,8 @@ def add_commands(commands) -> None:
                             "overlap loss (0.5,0.5 = Dice; 0.3,0.7 favours recall of thin classes)")
     train.set_defaults(handler=command_train)
     evaluation = commands.add_parser("eval", help="per-class IoU/Dice, mask mAP and speed on labelled frames")
-    evaluation.add_argument("--data", required=True, help="folder with images/ and masks/")
+    evaluation.add_argument("--data", required=True, help="folder of labelled frames (images/ and masks/ by default)")
+    _add_pairing_options(evaluation)
     evaluation.add_argument("--model", default=None, help=".onnx or .pt (default: the shipped model)")
     evaluation.add_argument("--mapping", default="6:0,3:1",
                             help="mask value:class index pairs, in the model's class order (default Endoscapes)")
@@ -99,11 +102,21 @@ def command_dataset(args) -> int:
                              f"for each of 0..{max(mapping.values(), default=0)}, got {len(names)}")
         try:
             path = convert_masks(args.source, args.out, mapping, integers(args.ignore, "--ignore"), names=names,
-                                 size=args.imgsz, colours=colours)
+                                 size=args.imgsz, colours=colours, image_glob=args.image_glob,
+                                 mask_pattern=args.mask_pattern)
         except ValueError as error:
             raise UsageError(str(error)) from None
     print(f"wrote {path}")
     return 0
+
+
+def _add_pairing_options(parser) -> None:
+    parser.add_argument("--image-glob", default=DEFAULT_IMAGE_GLOB,
+                        help="images, relative to the folder (** for nested folders), e.g. '**/*_endo.png'")
+    parser.add_argument("--mask-pattern", default=DEFAULT_MASK_PATTERN,
+                        help="each image's mask, relative to the folder: {dir} (the image's folder), {stem}, "
+                             "{name}, {stem:old=new}; e.g. '{dir}/{stem}_watershed_mask.png', "
+                             "'{dir}/{stem:_raw=_class}.png'")
 
 
 def _training_extra(module: str):
@@ -141,7 +154,7 @@ def command_eval(args) -> int:
     model = load_model(args.model)
     try:
         report = evaluate(args.data, model, pairs(args.mapping, "--mapping"), integers(args.ignore, "--ignore"),
-                          _colour_table(args.colours))
+                          _colour_table(args.colours), args.image_glob, args.mask_pattern)
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
     fitted = " pixels, fitted to each picture" if report["input_fitted"] else ""

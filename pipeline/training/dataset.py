@@ -18,6 +18,7 @@ import yaml
 from pipeline.sources.phantom import NAMES, SCENARIOS, PhantomScene
 from pipeline.stages.preprocess.cpu import letterbox
 from pipeline.stages.preprocess.geometry import GeometryPlan
+from pipeline.training.pairs import DEFAULT_IMAGE_GLOB, DEFAULT_MASK_PATTERN, image_mask_pairs, sample_name
 
 ENDOSCAPES_MAPPING = {6: 0, 3: 1}  # tool -> instrument (class 0), cystic artery -> vessel (class 1)
 ENDOSCAPES_IGNORE = (7, 255)
@@ -146,26 +147,28 @@ def write_sample(out: Path, split: str, name: str, image: np.ndarray, class_map:
 
 def convert_masks(source: str | Path, out: str | Path, mapping: dict[int, int] | None = None,
                   ignore: tuple[int, ...] = ENDOSCAPES_IGNORE, names: tuple[str, ...] = NAMES, size: int = 480,
-                  colours: dict | None = None) -> Path:
-    """``source/{train,val}/{images,masks}`` -> YOLO segmentation + semantic dataset; returns data.yaml.
+                  colours: dict | None = None, image_glob: str = DEFAULT_IMAGE_GLOB,
+                  mask_pattern: str = DEFAULT_MASK_PATTERN) -> Path:
+    """``source/{train,val,test}/`` -> YOLO segmentation + semantic dataset; returns data.yaml.
 
-    Masks are class-index PNGs (``mapping``: value -> class index, ``ignore`` values) or, with
-    ``colours`` (RGB -> value), colour-coded.
+    In each split folder the images match ``image_glob`` and their masks ``mask_pattern`` (see
+    ``pairs``: nested layouts, other names). Masks are class-index PNGs (``mapping``: value ->
+    class index, ``ignore`` values; grey, RGB or RGBA) or, with ``colours`` (RGB -> value), colour-coded.
     """
     source, out = Path(source), Path(out)
     mapping = ENDOSCAPES_MAPPING if mapping is None else mapping
-    splits = [s for s in ("train", "val", "test") if (source / s / "images").is_dir()]
+    splits = [s for s in ("train", "val", "test") if (source / s).is_dir()]
     if not splits:
-        raise ValueError(f"{source} has no train/images, val/images or test/images folder")
+        raise ValueError(f"{source} has no train, val or test folder")
     for split in splits:
-        for image_path in sorted((source / split / "images").iterdir()):
-            mask_path = source / split / "masks" / (image_path.stem + ".png")
+        for image_path, mask_path in image_mask_pairs(source / split, image_glob, mask_pattern):
             image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
             raw = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
             if image is None or raw is None:
                 raise ValueError(f"cannot read {image_path if image is None else mask_path}")
             values = class_values(raw, mask_path, colours)
-            write_sample(out, split, image_path.stem, image, remap_mask(values, mapping, ignore), size, names)
+            name = sample_name(source / split, image_path, image_glob)
+            write_sample(out, split, name, image, remap_mask(values, mapping, ignore), size, names)
     return write_data_yaml(out, splits, names)
 
 

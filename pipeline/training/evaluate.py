@@ -19,6 +19,7 @@ from pipeline.training.dataset import (
     class_values,
     remap_mask,
 )
+from pipeline.training.pairs import DEFAULT_IMAGE_GLOB, DEFAULT_MASK_PATTERN, image_mask_pairs
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 MIN_ALARM_PX = 50  # a prediction this large (source pixels) in a frame without the class is a false alarm
@@ -56,10 +57,11 @@ def _instances(class_map: np.ndarray, classes: int):
 
 
 def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
-             ignore: tuple[int, ...] = ENDOSCAPES_IGNORE, colours: dict | None = None) -> dict:
+             ignore: tuple[int, ...] = ENDOSCAPES_IGNORE, colours: dict | None = None,
+             image_glob: str = DEFAULT_IMAGE_GLOB, mask_pattern: str = DEFAULT_MASK_PATTERN) -> dict:
     """Per class IoU and Dice over the whole set (ignore pixels excluded), per-frame mean IoU,
     frame-level detection and false-alarm rates, mask mAP50-95 and inference time; ``folder``
-    holds ``images/`` and ``masks/``.
+    holds the images (``image_glob``) and their masks (``mask_pattern``: see ``pairs``).
 
     Detection rate: of the frames where the class is present, those where the prediction
     overlaps it. False-alarm rate: of the frames where it is absent, those where it is predicted
@@ -69,18 +71,15 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
 
     folder = Path(folder)
     mapping = ENDOSCAPES_MAPPING if mapping is None else mapping
-    images = sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    if not images:
-        raise ValueError(f"no images in {folder / 'images'}")
+    pairs = image_mask_pairs(folder, image_glob, mask_pattern)
     classes = len(model.names)
     analyzer = Analyzer(model)  # the Python API, so the live graph itself
     inter, union, pred_sum, true_sum = (np.zeros(classes) for _ in range(4))
     frame_iou = [[] for _ in range(classes)]
     present, detected, absent, false_alarms = (np.zeros(classes, int) for _ in range(4))
     tps, confs, pred_classes, target_classes, infer_ms = [], [], [], [], []
-    for index, path in enumerate(images):
+    for index, (path, mask_path) in enumerate(pairs):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        mask_path = folder / "masks" / (path.stem + ".png")
         raw = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
         if image is None or raw is None:
             raise ValueError(f"cannot read {path if image is None else mask_path}")
@@ -116,7 +115,7 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
     tp, conf = np.concatenate(tps), np.concatenate(confs)
     ap = ap_per_class(tp, conf, np.concatenate(pred_classes), np.concatenate(target_classes))[5] \
         if len(tp) else np.zeros((0, 10))
-    report = {"frames": len(images), "model": model.description, "input_size": list(input_dims(model.input_size)),
+    report = {"frames": len(pairs), "model": model.description, "input_size": list(input_dims(model.input_size)),
               "input_fitted": not model.fixed_input,
               "classes": {}}
     for c, name in enumerate(model.names):

@@ -109,6 +109,41 @@ def test_eval_reads_grey_masks_saved_in_colour_and_colour_coded_ones(tmp_path):
     assert report["classes"]["instrument"]["iou"] == pytest.approx(10 / 30)
 
 
+def _nested_dataset(root, image_name, mask_name):
+    """Two videos, two frames each, images and masks side by side in nested folders."""
+    for video in ("video01/video01_00080", "video12/video12_00160"):
+        folder = root / video
+        folder.mkdir(parents=True)
+        for frame in (1, 2):
+            cv2.imwrite(str(folder / image_name.format(frame)), np.full((40, 40, 3), 100, np.uint8))
+            mask = np.zeros((40, 40), np.uint8)
+            mask[:, 10:30] = 6
+            cv2.imwrite(str(folder / mask_name.format(frame)), cv2.cvtColor(mask, cv2.COLOR_GRAY2BGR))
+
+
+@pytest.mark.parametrize("image_name, mask_name, image_glob, mask_pattern", [
+    ("frame_{}_endo.png", "frame_{}_endo_watershed_mask.png", "**/*_endo.png", "{dir}/{stem}_watershed_mask.png"),
+    ("img_{:02d}_raw.png", "img_{:02d}_class.png", "**/img_*_raw.png", "{dir}/{stem:_raw=_class}.png"),
+], ids=["cholecseg8k", "raw-class"])
+def test_eval_and_convert_pair_nested_images_and_masks_by_pattern(tmp_path, image_name, mask_name, image_glob,
+                                                                     mask_pattern):
+    _nested_dataset(tmp_path / "val", image_name, mask_name)
+    report = evaluate(tmp_path / "val", FixedModel(), image_glob=image_glob, mask_pattern=mask_pattern)
+    assert report["frames"] == 4 and report["classes"]["instrument"]["iou"] == pytest.approx(10 / 30)
+    convert_masks(tmp_path, tmp_path / "out", size=64, image_glob=image_glob, mask_pattern=mask_pattern)
+    names = sorted(p.name for p in (tmp_path / "out" / "images" / "val").iterdir())
+    assert len(names) == 4 and names[0].startswith("video01__video01_00080__")  # unique across folders
+
+
+def test_a_missing_mask_is_named_with_where_it_was_looked_for(tmp_path):
+    _nested_dataset(tmp_path, "frame_{}_endo.png", "frame_{}_endo_watershed_mask.png")
+    (tmp_path / "video12/video12_00160/frame_2_endo_watershed_mask.png").unlink()
+    with pytest.raises(ValueError, match=r"no mask for .*frame_2_endo.png: looked for .*frame_2_endo_watershed"):
+        evaluate(tmp_path, FixedModel(), image_glob="**/*_endo.png", mask_pattern="{dir}/{stem}_watershed_mask.png")
+    with pytest.raises(ValueError, match="no images match"):
+        evaluate(tmp_path, FixedModel())  # the default images/* finds nothing here
+
+
 def test_instance_matching_by_threshold():
     truth = np.zeros((1, 10, 10), bool)
     truth[0, :, :6] = True
