@@ -52,24 +52,27 @@ def serve_igtl(endpoint: str, port: int = DEFAULT_PORT, keys: str | Path | None 
         server = _server(port)
     except OSError as error:
         raise TransportError(f"cannot serve OpenIGTLink on 127.0.0.1:{port}: {error.strerror}") from None
-    receiver = Receiver(endpoint, topics=("video", "mask", "alert", "status"), keys=keys).start()
+    receiver = Receiver(endpoint, topics=("video", "mask", "alert", "status"), keys=keys, queued=("alert",)).start()
     sent = {"orsight_video": 0, "orsight_labels": 0, "orsight_alert": 0, "orsight_closest": 0}
-    newest = {"video": None, "mask": None, "alert": None}
+    newest = {"video": None, "mask": None}
     try:
         while not (stop is not None and stop.is_set()):
             receiver.wait_newer("video", newest["video"], timeout=0.1)
-            fresh = False
-            for topic in newest:
+            arrived = []
+            for topic in newest:  # pictures: the newest wins
                 message = receiver.newest(topic)
-                if message is None or message is newest[topic]:
-                    continue
-                newest[topic], fresh = message, True
+                if message is not None and message is not newest[topic]:
+                    newest[topic] = message
+                    arrived.append((topic, message))
+            arrived += [("alert", alert) for alert in receiver.take("alert")]  # transitions: every one
+            for topic, message in arrived:
                 try:
                     for item in _messages(pyigtl, topic, message):
                         server.send_message(item, wait=False)
                         sent[item.device_name] += 1
                 except (TransportError, ValueError):  # a frame that cannot be decoded: the next one will
                     continue
+            fresh = bool(arrived)
             status = receiver.newest("status")
             if not fresh and status is not None and status.header.get("final"):
                 break

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import collections
 import json
 import mmap
 import os
@@ -42,6 +43,7 @@ TOPICS = ("video", "overlay", "mask", "alert", "status")
 ENCODINGS = ("raw-bgr8", "jpeg", "png", SHARED_ENCODING)  # for pictures
 MASK_ENCODING = "zlib"  # class-index maps: zlib of the raw bytes (4x faster than PNG at 1080p)
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+QUEUED_MAX = 1024  # messages of a queued topic kept for Receiver.take (alerts: a few per second at most)
 SWITCH_INTERVAL_S = 0.0002  # how long a thread that stamps or sends frames waits for the interpreter at most
 
 
@@ -225,11 +227,12 @@ class Receiver:
     """Subscriber thread that drains the socket and keeps the newest message of each topic.
 
     Every message's capture-to-receive delay is recorded in ``delays_ms[topic]``; the newest
-    messages are read with :meth:`newest` or awaited with :meth:`wait_newer`.
+    messages are read with :meth:`newest` or awaited with :meth:`wait_newer`. Topics named in
+    ``queued`` (alert transitions, where each one counts) are also kept in order for :meth:`take`.
     """
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, topics: tuple[str, ...] = TOPICS,
-                 keys: str | Path | None = None):
+                 keys: str | Path | None = None, queued: tuple[str, ...] = ()):
         self.endpoint, self.topics = endpoint, topics
         validator()  # built now, not on the first frame (it would be shown late)
         self.context = zmq.Context.instance()
@@ -245,6 +248,7 @@ class Receiver:
         except zmq.ZMQError as error:
             raise TransportError(f"cannot connect to {endpoint}: {error.strerror}") from None
         self.latest: dict[str, Message] = {}
+        self.queues: dict[str, collections.deque[Message]] = {t: collections.deque(maxlen=QUEUED_MAX) for t in queued}
         self.delays_ms: dict[str, list[float]] = {topic: [] for topic in topics}
         self.counts = {topic: 0 for topic in topics}
         self.rejected: Counter[str] = Counter()  # bad messages by kind
@@ -281,6 +285,8 @@ class Receiver:
                     self.delays_ms[message.topic].append(message.delay_ms)
                 self.counts[message.topic] += 1
                 batch[message.topic] = message
+                if message.topic in self.queues:
+                    self.queues[message.topic].append(message)
             with self.changed:
                 self.latest.update(batch)
                 self.changed.notify_all()
@@ -288,6 +294,13 @@ class Receiver:
 
     def newest(self, topic: str) -> Message | None:
         return self.latest.get(topic)
+
+    def take(self, topic: str) -> list[Message]:
+        """Every message of a ``queued`` topic received since the last take, oldest first."""
+        queue, taken = self.queues[topic], []
+        while queue:
+            taken.append(queue.popleft())
+        return taken
 
     def wait_newer(self, topic: str, previous: Message | None, timeout: float) -> Message | None:
         """The newest ``topic`` message if it is not ``previous``, waiting up to ``timeout`` s."""
