@@ -1,4 +1,4 @@
-"""The browser display, seen in headless Chromium: the picture moves, a raised alert shows."""
+"""The browser display, seen in headless Chromium and Firefox: the picture moves, a raised alert shows."""
 import json
 import shutil
 import subprocess
@@ -16,15 +16,25 @@ from pipeline.transport.zeromq import Publisher
 from tests.helpers import free_port, publish_synthetic
 
 
-def _screenshot(chromium: str, url: str, path) -> np.ndarray:
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tempfile.mkdtemp()}", "--window-size=640,560", f"--screenshot={path}",
-                    "--virtual-time-budget=1500", url], capture_output=True, timeout=120)
+BROWSERS = {"chromium": ("chromium", "chromium-browser"), "firefox": ("firefox-esr", "firefox")}
+
+
+def _screenshot(browser: str, executable: str, url: str, path) -> np.ndarray:
+    profile = tempfile.mkdtemp()
+    if browser == "chromium":
+        command = [executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                   f"--user-data-dir={profile}", "--window-size=640,560", f"--screenshot={path}",
+                   "--virtual-time-budget=1500", url]
+    else:
+        command = [executable, "--headless", "--no-remote", "--profile", profile, "--window-size=640,560",
+                   "--screenshot", str(path), url]
+    subprocess.run(command, capture_output=True, timeout=120)
     return cv2.imread(str(path))
 
 
-def test_page_snapshot_and_state_in_a_real_browser(free_tcp_endpoint, tmp_path):
+@pytest.mark.parametrize("browser", list(BROWSERS))
+def test_page_snapshot_and_state_in_a_real_browser(free_tcp_endpoint, tmp_path, browser):
     port, stop = free_port(), threading.Event()
     publisher = Publisher(free_tcp_endpoint)
     summary = {}
@@ -41,12 +51,12 @@ def test_page_snapshot_and_state_in_a_real_browser(free_tcp_endpoint, tmp_path):
         snapshot = cv2.imdecode(np.frombuffer(urllib.request.urlopen(f"{base}/snapshot.jpg", timeout=5).read(),
                                               np.uint8), cv2.IMREAD_COLOR)
         assert snapshot.shape == (240, 320, 3)
-        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-        if chromium is None:
-            pytest.skip("Chromium is not installed (CI installs it: apt-get install chromium)")
-        first = _screenshot(chromium, base + "/", tmp_path / "a.png")
+        executable = next(filter(None, map(shutil.which, BROWSERS[browser])), None)
+        if executable is None:
+            pytest.skip(f"{browser} is not installed (CI installs it: apt-get install chromium firefox-esr)")
+        first = _screenshot(browser, executable, base + "/", tmp_path / "a.png")
         time.sleep(1.0)
-        second = _screenshot(chromium, base + "/", tmp_path / "b.png")
+        second = _screenshot(browser, executable, base + "/", tmp_path / "b.png")
         assert first is not None and second is not None
         assert np.abs(first.astype(int) - second.astype(int)).mean() > 0.05  # the picture moved
         red = np.all(np.abs(second.astype(int) - (0, 0, 230)) < 40, axis=2).sum()
