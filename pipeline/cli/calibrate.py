@@ -19,7 +19,8 @@ def add_commands(commands) -> None:
                            help="COLSxROWS (chessboard: inner corners; charuco: squares; circles, dotgrid: dots)")
     calibrate.add_argument("--square", type=float, required=True, help="square side or dot spacing in mm")
     calibrate.add_argument("--fiducials", default=None, metavar="C,R,C,R,...",
-                           help="dotgrid: grid positions (column, row, 0-based) of the larger dots, e.g. 7,5,17,5,7,12,17,12")
+                           help="dotgrid: grid positions (column, row, 0-based) of the larger dots, "
+                                "e.g. 7,5,17,5,7,12,17,12")
     calibrate.add_argument("--fisheye", action="store_true", help="fisheye camera model")
     calibrate.add_argument("--rational", action="store_true", help="pinhole with the rational distortion model")
     calibrate.add_argument("--field-scale", choices=("auto", "1", "2"), default="auto",

@@ -135,7 +135,8 @@ def test_combed_frame_is_replaced_by_its_first_field():
     assert not is_combed(cv2.cvtColor(still, cv2.COLOR_BGR2GRAY))
     picture, how = full_picture(combed)
     assert how == "combed: first field" and picture.shape == still.shape
-    assert np.abs(picture.astype(int) - still.astype(int)).mean() < np.abs(combed.astype(int) - still.astype(int)).mean()
+    error = lambda image: np.abs(image.astype(int) - still.astype(int)).mean()  # noqa: E731
+    assert error(picture) < error(combed)
 
 
 def test_stereo_pair_gives_both_cameras_and_the_baseline(tmp_path):
@@ -145,7 +146,8 @@ def test_stereo_pair_gives_both_cameras_and_the_baseline(tmp_path):
         board_rotation, _ = cv2.Rodrigues(rvec)
         right_rvec, _ = cv2.Rodrigues(rotation @ board_rotation)
         right_tvec = rotation @ tvec + LEFT_TO_RIGHT[1]
-        for side, camera, pose, paths in (("L", PINHOLE, (rvec, tvec), left), ("R", RIGHT, (right_rvec, right_tvec), right)):
+        for side, camera, pose, paths in (("L", PINHOLE, (rvec, tvec), left),
+                                          ("R", RIGHT, (right_rvec, right_tvec), right)):
             paths.append(str(tmp_path / f"{side}{i:02d}.png"))
             cv2.imwrite(paths[-1], render_view(DOTGRID, camera, *pose, noise=2.0, seed=i))
     out = tmp_path / "stereo.yaml"
