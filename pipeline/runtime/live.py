@@ -112,11 +112,13 @@ class LiveStats:
 
 
 def _publish_results(publisher: Publisher, packet: FramePacket, options: LiveOptions) -> None:
-    """``overlay``, ``mask`` and (on transitions) ``alert`` messages of one analysed frame."""
+    """The ``alert`` transitions, the ``mask`` and the ``overlay`` of one analysed frame, in that order:
+    the most urgent and smallest first, the picture that takes an encoding last."""
     common = {"frame_id": packet.frame_id, "t_capture_ns": packet.t_capture_ns,
               "timings_ms": {k: round(v, 3) for k, v in packet.timings_ms.items()}}
+    for event in packet.alerts:
+        publisher.send("alert", {**dataclasses.asdict(event), **common})
     segmentation, proximity = packet.segmentation, packet.proximity
-    publisher.send_image("overlay", packet.overlay, options.overlay_encoding, options.jpeg_quality, **common)
     classes = [{"value": i + 1, "name": n, "role": r} for i, (n, r) in enumerate(zip(segmentation.names,
                                                                                     segmentation.roles))]
     distance = None if proximity.distance_px == float("inf") else round(proximity.distance_px, 2)
@@ -126,8 +128,7 @@ def _publish_results(publisher: Publisher, packet: FramePacket, options: LiveOpt
                                     "instrument_point": proximity.instrument_point,
                                     "vessel_point": proximity.vessel_point},
                          active_alerts=[dataclasses.asdict(a) for a in packet.active_alerts], **common)
-    for event in packet.alerts:
-        publisher.send("alert", {**dataclasses.asdict(event), **common})
+    publisher.send_image("overlay", packet.overlay, options.overlay_encoding, options.jpeg_quality, **common)
 
 
 def lower_priority(policy: str, niceness: int = 10) -> None:
