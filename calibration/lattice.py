@@ -61,10 +61,10 @@ def index_grid(centres: np.ndarray) -> dict[int, tuple[int, int]]:
     """Grid indices (the view's own frame) of the dots that form one consistent grid."""
     if len(centres) < MIN_DOTS:
         raise GridNotFound(f"{len(centres)} dots found (need {MIN_DOTS})")
-    distances = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
-    np.fill_diagonal(distances, np.inf)
     seed = int(np.argmin(np.linalg.norm(centres - np.median(centres, axis=0), axis=1)))
-    first, second = _basis(centres, distances, seed)
+    from_seed = np.linalg.norm(centres - centres[seed], axis=1)  # only the seed's neighbours are needed
+    from_seed[seed] = np.inf
+    first, second = _basis(centres, from_seed, seed)
     index_of = {seed: (0, 0)}
     taken = {(0, 0): seed}
     queue = [(seed, first, second)]
@@ -87,9 +87,9 @@ def index_grid(centres: np.ndarray) -> dict[int, tuple[int, int]]:
     return _consistent(centres, index_of)
 
 
-def _basis(centres: np.ndarray, distances: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _basis(centres: np.ndarray, from_seed: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The grid's two steps at the seed: its nearest neighbour, then the nearest one across it."""
-    order = np.argsort(distances[seed])
+    order = np.argsort(from_seed)
     first = centres[order[0]] - centres[seed]
     for other in order[1:8]:
         second = centres[other] - centres[seed]
