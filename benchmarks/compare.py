@@ -7,7 +7,9 @@ process's own):
 
 * ``bare``: the model on preprocessed tensors, nothing else (the ceiling);
 * ``replay``: ``orsight replay`` (every frame: decode, AI, overlay, H.264, records);
-* ``live``: ``orsight run --realtime`` (newest frame) with ``orsight display --headless`` subscribed;
+* ``live``: ``orsight run --realtime`` (newest frame) with ``orsight display --headless`` subscribed,
+  as shipped (the governor may lower the input size to keep masks fresh);
+* ``live_fixed``: the same with ``--no-governor``: the model's input budget throughout, as the others;
 * ``ultralytics``: the loop a user writes: ``YOLO(pt).predict(video, stream=True)``,
   ``result.plot()``, a ZeroMQ send of the picture.
 
@@ -41,7 +43,7 @@ from machine import describe_machine  # noqa: E402
 from pipeline.core.packet import FramePacket  # noqa: E402
 from pipeline.display.viewer import STALE_MS, percentiles  # noqa: E402
 
-SYSTEMS = ("bare", "replay", "live", "ultralytics")
+SYSTEMS = ("bare", "replay", "live", "live_fixed", "ultralytics")
 FIELDS = ("fps", "latency_ms", "fresh_share", "cpu_share", "peak_rss_mb")
 BUSY = "while True: pass"
 
@@ -123,7 +125,7 @@ def _fresh_share_of(sent_s: np.ndarray, latency_s: np.ndarray, fps: float) -> fl
     return float(np.mean((shown - captured[newest]) * 1e3 <= STALE_MS))
 
 
-def worker_live(video: str, model_path: str, budget: int) -> dict:
+def worker_live(video: str, model_path: str, budget: int, governor: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         endpoint = f"ipc://{folder}/live.sock"
         run_json, display_json = Path(folder) / "run.json", Path(folder) / "display.json"
@@ -132,15 +134,20 @@ def worker_live(video: str, model_path: str, budget: int) -> dict:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(2.0)  # the display subscribes before the first frame
         run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--source", video, "--realtime",
-                                "--model", model_path, "--publish", endpoint, "--summary", str(run_json)], cwd=ROOT,
+                                "--model", model_path, "--publish", endpoint, "--summary", str(run_json),
+                                "--governor" if governor else "--no-governor"], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _, status, usage = os.wait4(run.pid, 0)
         display.wait(timeout=60)
         live, shown = json.loads(run_json.read_text()), json.loads(display_json.read_text())
     return {"fps": live["fps_ai"], "latency_ms": shown["annotation_delay_ms"],
             "fresh_share": 1 - shown["frames_stale"] / max(1, shown["frames_shown"]),
-            "passthrough_ms": shown["passthrough_delay_ms"], "operating_point": live["operating_point"],
-            "process": _usage(usage, live["seconds"])}
+            "passthrough_ms": shown["passthrough_delay_ms"], "mask_ms": shown["mask_delay_ms"],
+            "operating_point": live["operating_point"], "process": _usage(usage, live["seconds"])}
+
+
+def worker_live_fixed(video: str, model_path: str, budget: int) -> dict:
+    return worker_live(video, model_path, budget, governor=False)
 
 
 def _usage(usage, seconds: float) -> dict:
@@ -182,7 +189,8 @@ def summarise(runs: list[dict]) -> dict:
     return {"fps": median("fps"), "latency_ms": {p: median("latency_ms", p) for p in ("p50", "p95", "p99")},
             "fresh_share": median("fresh_share"), "cpu_share": median("cpu_share"),
             "peak_rss_mb": median("peak_rss_mb"),
-            **({"passthrough_p99_ms": median("passthrough_ms", "p99")} if "passthrough_ms" in runs[0] else {}),
+            **({"passthrough_p99_ms": median("passthrough_ms", "p99"), "mask_p99_ms": median("mask_ms", "p99")}
+               if "passthrough_ms" in runs[0] else {}),
             **({"operating_point": runs[-1]["operating_point"]} if "operating_point" in runs[0] else {})}
 
 
@@ -191,9 +199,11 @@ def ratios(figures: dict) -> dict:
     def ratio(a, b):
         return round(a / b, 3) if a is not None and b else None
 
-    live, loop, bare, replay = (figures[s] for s in ("live", "ultralytics", "bare", "replay"))
+    live, fixed, loop, bare, replay = (figures[s] for s in ("live", "live_fixed", "ultralytics", "bare", "replay"))
     return {"live_fps_over_ultralytics": ratio(live["fps"], loop["fps"]),
             "live_p99_over_ultralytics_p99": ratio(live["latency_ms"]["p99"], loop["latency_ms"]["p99"]),
+            "live_fixed_fps_over_ultralytics": ratio(fixed["fps"], loop["fps"]),
+            "live_fixed_p99_over_ultralytics_p99": ratio(fixed["latency_ms"]["p99"], loop["latency_ms"]["p99"]),
             "replay_fps_over_ultralytics": ratio(replay["fps"], loop["fps"]),
             "replay_fps_over_bare": ratio(replay["fps"], bare["fps"]),
             "live_fps_over_bare": ratio(live["fps"], bare["fps"])}
@@ -202,20 +212,22 @@ def ratios(figures: dict) -> dict:
 def markdown(result: dict) -> str:
     lines = [f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores; video: {result['video']}; "
              f"{result['rounds']} round(s), medians.", "",
-             "| condition | system | fps | latency p50 / p95 / p99 ms | fresh overlay | CPU share | peak RSS MB |",
-             "|---|---|---|---|---|---|---|"]
+             "| condition | system | input | fps | latency p50 / p95 / p99 ms | fresh overlay | CPU share | "
+             "peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
     for condition, figures in result["conditions"].items():
         for system in SYSTEMS:
             f = figures[system]
             latency = " / ".join("-" if f["latency_ms"][p] is None else f"{f['latency_ms'][p]:.1f}"
                                  for p in ("p50", "p95", "p99"))
             fresh = "-" if f["fresh_share"] is None else f"{f['fresh_share']:.0%}"
-            lines.append(f"| {condition} | {system} | {f['fps']:.2f} | {latency} | {fresh} | "
+            size = "x".join(map(str, f["operating_point"]["input_size"])) if "operating_point" in f else "budget"
+            lines.append(f"| {condition} | {system} | {size} | {f['fps']:.2f} | {latency} | {fresh} | "
                          f"{f['cpu_share']:.0%} | {f['peak_rss_mb']:.0f} |")
-    lines += ["", "| condition | live / ultralytics fps | live / ultralytics p99 | replay / ultralytics fps | "
-              "replay / bare fps |", "|---|---|---|---|---|"]
+    lines += ["", "| condition | live / ultralytics fps, p99 | live_fixed / ultralytics fps, p99 | "
+              "replay / ultralytics fps | replay / bare fps |", "|---|---|---|---|---|"]
     for condition, r in result["ratios"].items():
-        lines.append(f"| {condition} | {r['live_fps_over_ultralytics']} | {r['live_p99_over_ultralytics_p99']} | "
+        lines.append(f"| {condition} | {r['live_fps_over_ultralytics']}, {r['live_p99_over_ultralytics_p99']} | "
+                     f"{r['live_fixed_fps_over_ultralytics']}, {r['live_fixed_p99_over_ultralytics_p99']} | "
                      f"{r['replay_fps_over_ultralytics']} | {r['replay_fps_over_bare']} |")
     return "\n".join(lines) + "\n"
 

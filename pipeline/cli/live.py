@@ -97,8 +97,8 @@ def _add_source_options(parser) -> None:
 def _add_ai_options(parser) -> None:
     """How the AI thread shares the CPU and keeps its masks fresh (``run`` and ``demo``)."""
     parser.add_argument("--ai-priority", choices=("idle", "nice"), default=AI_PRIORITY,
-                        help="idle: the AI runs only on CPU time nothing else wants (SCHED_IDLE: starves on a busy "
-                             "host); nice: a fair share, --ai-niceness below the video path")
+                        help="nice: the AI thread --ai-niceness below the video path (a share of a busy host); idle: "
+                             "only CPU time nothing else wants (SCHED_IDLE: starves when another process is busy)")
     parser.add_argument("--ai-niceness", type=int, default=AI_NICENESS, help="with --ai-priority nice: how much nicer "
                                                                              "the AI thread is than the video path")
     parser.add_argument("--governor", action=argparse.BooleanOptionalAction, default=True,

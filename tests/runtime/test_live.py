@@ -1,5 +1,6 @@
 """The live path over real sockets: protocol, slow model, lost camera."""
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -11,7 +12,7 @@ import pytest
 
 from pipeline.core.config import PipelineConfig
 from pipeline.runtime.graph import build_graph
-from pipeline.runtime.live import LiveOptions, run_live
+from pipeline.runtime.live import AI_NICENESS, AI_PRIORITY, LiveOptions, lower_priority, run_live
 from pipeline.sources.capture import PhantomSource, SourceError, SourceLost, open_source
 from pipeline.stages.infer import load_model
 from pipeline.transport.zeromq import Publisher, Receiver
@@ -151,3 +152,25 @@ def test_lost_camera_is_reported_and_retried(untrained_models, free_tcp_endpoint
     assert lost and "camera" in lost[0]["error"] and lost[0]["retry_in_s"] > 0
     assert ("capture_lost", "raised") in [(h["rule"], h["state"]) for h in headers if h["topic"] == "alert"]
     assert source.reopens == 3 and summary["frames_captured"] == 20 and summary["state"] == "ended"
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux thread scheduling")
+@pytest.mark.parametrize("policy", ["nice", "idle"])
+def test_the_ai_thread_yields_to_the_video_path(policy):
+    """The default gives the AI thread a smaller share than the calling thread, never the whole process."""
+    seen = {}
+
+    def ai_thread():
+        lower_priority(policy, AI_NICENESS)
+        thread = threading.get_native_id()
+        seen.update(niceness=os.getpriority(os.PRIO_PROCESS, thread), scheduler=os.sched_getscheduler(thread))
+
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    worker = threading.Thread(target=ai_thread)
+    worker.start()
+    worker.join()
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before  # the video path keeps its priority
+    if policy == "nice":
+        assert AI_PRIORITY == "nice" and seen["niceness"] == before + AI_NICENESS > before
+    else:
+        assert seen["scheduler"] == os.SCHED_IDLE

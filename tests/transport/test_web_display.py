@@ -15,7 +15,6 @@ from pipeline.display.web import serve_web
 from pipeline.transport.zeromq import Publisher
 from tests.helpers import free_port, publish_synthetic
 
-
 BROWSERS = {"chromium": ("chromium", "chromium-browser"), "firefox": ("firefox-esr", "firefox")}
 
 
