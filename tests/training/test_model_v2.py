@@ -32,6 +32,22 @@ def test_backbone_loads_the_imagenet_weights_and_gives_four_strides():
     assert [tuple(f.shape[1:]) for f in features] == [(24, 32, 24), (40, 16, 12), (112, 8, 6), (320, 4, 3)]
 
 
+@pytest.mark.parametrize("variant, channels", [(1, (24, 40, 112, 320)), (2, (24, 48, 120, 352))])
+def test_lite1_and_lite2_load_their_own_wheels_weights_strictly(variant, channels):
+    backbone = EfficientNetLite(pretrained=True, variant=variant).eval()
+    assert len(backbone._blocks) == 21  # Lite0 has 16: deeper stages
+    with torch.no_grad():
+        features = backbone(torch.rand(1, 3, 64, 64))
+    assert tuple(f.shape[1] for f in features) == channels
+    model = model_from_yaml(f"effnetlite{variant}-sem", names=("instrument", "vessel"))
+    assert model.model.model[0].variant == variant
+
+
+def test_a_variant_orsight_has_no_table_for_is_an_error():
+    with pytest.raises(ValueError, match="Lite0, Lite1, Lite2"):
+        EfficientNetLite(pretrained=False, variant=3)
+
+
 def test_a_weights_file_that_does_not_fit_is_an_error_not_a_random_init(monkeypatch):
     state = _imagenet_state()
     del state["_blocks.3._project_conv.weight"]
