@@ -29,12 +29,7 @@ from pipeline.stages.preprocess.geometry import fitted_input  # noqa: E402
 
 ARCHS = ("effnetlite0-sem", "effnetlite1-sem", "effnetlite2-sem")
 PICTURE = (770, 480)  # Endoscapes' picture (width, height): each budget is fitted to it as the pipeline does
-
-
-def input_size(budget: int) -> tuple[int, int]:
-    """(height, width) the pipeline fits a ``budget`` to for Endoscapes' picture."""
-    width, height = fitted_input(PICTURE, (budget, budget))
-    return height, width
+WARM_UP = 3  # untimed rounds first
 
 
 def build_sessions(folder: Path, budgets: list[int]) -> dict:
@@ -57,8 +52,8 @@ def build_sessions(folder: Path, budgets: list[int]) -> dict:
         model.save(str(pt))
         trust(pt)
         for budget in budgets:
-            size = input_size(budget)
-            onnx = export_onnx(pt, size[::-1], folder / f"{arch}-{budget}.onnx")
+            size = fitted_input(PICTURE, (budget, budget))  # (width, height), as the pipeline fits it
+            onnx = export_onnx(pt, size, folder / f"{arch}-{budget}.onnx")
             session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
             sessions[(arch, budget)] = (session, size, parameters)
     return sessions
@@ -66,14 +61,14 @@ def build_sessions(folder: Path, budgets: list[int]) -> dict:
 
 def time_sessions(sessions: dict, runs: int) -> dict:
     """Round-robin timing: one inference of each model in turn, ``runs`` rounds after a warm-up."""
-    feeds = {key: {s.get_inputs()[0].name: np.random.rand(1, 3, *size).astype(np.float32)}
-             for key, (s, size, _) in sessions.items()}
+    feeds = {key: {s.get_inputs()[0].name: np.random.rand(1, 3, height, width).astype(np.float32)}
+             for key, (s, (width, height), _) in sessions.items()}
     took = {key: [] for key in sessions}
-    for round_index in range(runs + 3):
+    for round_index in range(runs + WARM_UP):
         for key, (session, _, _) in sessions.items():
             start = time.perf_counter()
             session.run(None, feeds[key])
-            if round_index >= 3:
+            if round_index >= WARM_UP:
                 took[key].append((time.perf_counter() - start) * 1e3)
     return took
 
@@ -88,13 +83,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         sessions = build_sessions(Path(folder), budgets)
         took = time_sessions(sessions, args.runs)
-    rows = [{"arch": arch, "budget": budget, "input": f"{size[1]}x{size[0]}",
+    rows = [{"arch": arch, "budget": budget, "input": "x".join(map(str, size)),
              "parameters_m": round(parameters / 1e6, 2), "ms": percentiles(took[(arch, budget)])}
             for (arch, budget), (_, size, parameters) in sessions.items()]
-    result = {"machine": describe_machine(), "runs": args.runs, "rows": rows}
-    machine = result["machine"]
-    lines = [f"Machine: {machine['cpu']}, {machine['cores']} cores, ONNX Runtime {machine['onnxruntime']}, one thread, {args.runs} runs each, round-robin.", "",
-             "| backbone | parameters (M) | budget | input | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|---|---|"]
+    machine = describe_machine()
+    result = {"machine": machine, "runs": args.runs, "rows": rows}
+    lines = [f"Machine: {machine['cpu']}, {machine['cores']} cores, ONNX Runtime {machine['onnxruntime']}, "
+             f"one thread, {args.runs} runs each, round-robin.", "",
+             "| backbone | parameters (M) | budget | input | p50 ms | p95 ms | p99 ms |",
+             "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['arch']} | {r['parameters_m']} | {r['budget']} | {r['input']} | {r['ms']['p50']} | "
               f"{r['ms']['p95']} | {r['ms']['p99']} |" for r in rows]
     out = Path(args.out)

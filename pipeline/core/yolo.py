@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from ultralytics import YOLO
 from ultralytics.utils import SETTINGS
 
 import pipeline  # noqa: F401  (sets YOLO_OFFLINE / YOLO_AUTOINSTALL first)
+from pipeline.training.efficientnet import configure as configure_efficientnet
 from pipeline.training.efficientnet import register as register_efficientnet
 
 register_efficientnet()  # orsight's pretrained backbone, a layer name in architecture YAMLs
@@ -22,6 +24,15 @@ if SETTINGS.get("sync"):
 
 ARCHITECTURES = Path(__import__("ultralytics").__file__).parent / "cfg" / "models"
 OWN_ARCHITECTURES = Path(__file__).parents[1] / "training" / "architectures"  # orsight's own YAMLs
+
+
+def architecture_config(arch: str) -> dict:
+    """The architecture of ``arch`` as a dict; ``effnetliteN-sem`` is one YAML set to Lite N."""
+    lite = re.fullmatch(r"effnetlite(\d+)-sem", arch)
+    if lite:
+        config = yaml.safe_load((OWN_ARCHITECTURES / "effnetlite-sem.yaml").read_text())
+        return configure_efficientnet(config, int(lite[1]))
+    return yaml.safe_load(architecture_yaml(arch).read_text())
 
 
 def architecture_yaml(arch: str) -> Path:
@@ -45,7 +56,7 @@ def model_from_yaml(arch: str = "yolo26n-seg", names: tuple[str, ...] = ("instru
     orsight's (``yolo26n-sem-p2``); never fetched from a hub. A semantic model gets
     ``background`` as class 0 before ``names``.
     """
-    config = yaml.safe_load(architecture_yaml(arch).read_text())
+    config = architecture_config(arch)
     semantic = "SemanticSegment" in str(config["head"][-1])
     classes = ("background", *names) if semantic else tuple(names)
     config["nc"] = len(classes)

@@ -73,7 +73,8 @@ class EfficientNetLite(nn.Module):
     def __init__(self, pretrained: bool = True, variant: int = 0):
         super().__init__()
         if variant not in VARIANTS:
-            raise ValueError(f"EfficientNet-Lite variant {variant}: orsight has Lite{', Lite'.join(map(str, VARIANTS))}")
+            raise ValueError(f"EfficientNet-Lite variant {variant}: orsight has Lite"
+                             f"{', Lite'.join(map(str, VARIANTS))}")
         self.variant = variant
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -111,6 +112,21 @@ class EfficientNetLite(nn.Module):
             if index in self.feature_blocks:
                 features.append(x)
         return features
+
+
+def configure(config: dict, variant: int) -> dict:
+    """``config`` (an architecture YAML's dict) with its EfficientNetLite layer set to ``variant`` and
+    the ``Index`` layers that pick its feature maps given that variant's channels."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown architecture effnetlite{variant}-sem: orsight has Lite"
+                         f"{', Lite'.join(map(str, VARIANTS))}")
+    channels = [VARIANTS[variant][stage][5] for stage in FEATURE_STAGES]
+    for layer in config["backbone"]:
+        if layer[2] == "EfficientNetLite":
+            layer[3] = [layer[3][0], variant]
+        elif layer[2] == "Index":
+            layer[3] = [channels[layer[3][1]], layer[3][1]]
+    return config
 
 
 def register() -> None:

@@ -12,7 +12,8 @@ def test_backbone_speed_times_every_backbone_at_every_budget(tmp_path):
                              "--runs", "2", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads((tmp_path / "backbone_speed.json").read_text())["rows"]
-    assert [(r["arch"], r["budget"]) for r in rows] == [(f"effnetlite{v}-sem", b) for v in (0, 1, 2) for b in (160, 192)]
+    expected = [(f"effnetlite{v}-sem", b) for v in (0, 1, 2) for b in (160, 192)]
+    assert [(r["arch"], r["budget"]) for r in rows] == expected
     assert all(r["ms"]["p50"] > 0 for r in rows)
     parameters = [r["parameters_m"] for r in rows[::2]]
     assert parameters == sorted(parameters) and parameters[0] < parameters[-1]  # Lite0 < Lite1 < Lite2
