@@ -14,8 +14,9 @@ process's own):
   ``result.plot()``, a ZeroMQ send of the picture.
 
 ``--load`` runs everything again with a busy process beside it. Latency: capture to published
-overlay (live: as the display receives it; ultralytics: the loop's frame-to-send time, what it
-would add to a live feed at best; bare: one inference). Fresh share: displayed frames whose
+overlay (live: the mask as the display receives it, which it draws over the video itself, so no
+`overlay` picture is drawn or encoded; ultralytics: the loop's frame-to-send time, what it would
+add to a live feed at best; bare: one inference). Fresh share: displayed frames whose
 mask is at most the stale limit (120 ms) older (ultralytics: its overlays against a display at
 the video's rate). JSON and a Markdown table in --out.
 
@@ -142,7 +143,7 @@ def worker_live(video: str, model_path: str, budget: int, governor: bool = True)
         live, shown = json.loads(run_json.read_text()), json.loads(display_json.read_text())
     return {"fps": live["fps_ai"], "latency_ms": shown["annotation_delay_ms"],
             "fresh_share": 1 - shown["frames_stale"] / max(1, shown["frames_shown"]),
-            "passthrough_ms": shown["passthrough_delay_ms"], "mask_ms": shown["mask_delay_ms"],
+            "passthrough_ms": shown["passthrough_delay_ms"],
             "operating_point": live["operating_point"], "process": _usage(usage, live["seconds"])}
 
 
@@ -189,8 +190,7 @@ def summarise(runs: list[dict]) -> dict:
     return {"fps": median("fps"), "latency_ms": {p: median("latency_ms", p) for p in ("p50", "p95", "p99")},
             "fresh_share": median("fresh_share"), "cpu_share": median("cpu_share"),
             "peak_rss_mb": median("peak_rss_mb"),
-            **({"passthrough_p99_ms": median("passthrough_ms", "p99"), "mask_p99_ms": median("mask_ms", "p99")}
-               if "passthrough_ms" in runs[0] else {}),
+            **({"passthrough_p99_ms": median("passthrough_ms", "p99")} if "passthrough_ms" in runs[0] else {}),
             **({"operating_point": runs[-1]["operating_point"]} if "operating_point" in runs[0] else {})}
 
 

@@ -33,6 +33,7 @@ class PacedModel:
 
     def __init__(self, model, period: float):
         self.model, self.period, self.next_start = model, period, 0.0
+        self.reads, self.writes = model.reads, model.writes  # a stage like the model it wraps
 
     def __call__(self, packet):
         time.sleep(max(0.0, self.next_start - time.perf_counter()))

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 
 from pipeline.core.signals import block_stop_signals
-from pipeline.display.viewer import NO_SIGNAL_MS, STALE_MS, Compositor, Shown
+from pipeline.display.viewer import DISPLAY_TOPICS, NO_SIGNAL_MS, STALE_MS, Compositor, Shown
 from pipeline.transport.untrusted import TransportError
 from pipeline.transport.zeromq import Receiver
 
@@ -74,7 +74,7 @@ class WebState:
         alerts = picture.packet.active_alerts if picture.packet is not None else []
         signal = "AI STALE" if picture.stale else "live" if picture.video_frame else \
             ("CAPTURE LOST" if status.get("state") == "capture_lost" else "NO SIGNAL")
-        delays = compositor.receiver.delays_ms["overlay"][-30:]
+        delays = compositor.receiver.delays_ms["mask"][-30:]
         with self.lock:
             self.scene, self.pictures = picture.scene, self.pictures + 1
             self.state = json.dumps({"picture": self.pictures, "signal": signal, "fps_ai": status.get("fps_ai"),
@@ -134,7 +134,7 @@ def serve_web(endpoint: str, host: str = "127.0.0.1", port: int = 8080, stale_ms
         server.serve_forever(poll_interval=0.2)
 
     threading.Thread(target=serve, name="orsight-web", daemon=True).start()
-    receiver = Receiver(endpoint, keys=keys).start()
+    receiver = Receiver(endpoint, DISPLAY_TOPICS, keys=keys).start()
     compositor, shown = Compositor(receiver, stale_ms, no_signal_ms), 0
     try:
         while not (stop is not None and stop.is_set()):

@@ -1,10 +1,14 @@
 """Live runtime: wires sources, stages and the publisher with threads. Stages know none of it.
 
     capture thread --> publish `video` (at once, never waits on the AI)
-         `--> latest-frame slot --> AI worker: preprocess -> infer -> analyse -> alerts -> overlay
-                                                  `--> publish `overlay`, `mask`, `alert`
+         `--> latest-frame slot --> AI worker: preprocess -> infer -> analyse -> alerts [-> overlay]
+                                                  `--> publish `alert`, `mask` [, `overlay`]
                                                   `--> governor: the input budget that keeps masks fresh
     main thread: `status` heartbeat every second (with the operating point: input size, AI fps)
+
+The overlay picture is drawn and encoded only while someone subscribes to `overlay`: the display
+draws the `mask` over the `video` itself, so without other subscribers that work (a fifth of a
+1080p frame's CPU) goes to the model instead.
 
     stages = build_graph(model, PipelineConfig())          # pipeline.runtime.graph
     summary = run_live(open_source("phantom"), stages, Publisher(), LiveOptions(frames=300))
@@ -115,8 +119,8 @@ class LiveStats:
 
 
 def _publish_results(publisher: Publisher, packet: FramePacket, options: LiveOptions) -> None:
-    """The ``alert`` transitions, the ``mask`` and the ``overlay`` of one analysed frame, in that order:
-    the most urgent and smallest first, the picture that takes an encoding last."""
+    """The ``alert`` transitions, the ``mask`` and the ``overlay`` (if drawn) of one analysed frame, in that
+    order: the most urgent and smallest first, the picture that takes an encoding last."""
     common = {"frame_id": packet.frame_id, "t_capture_ns": packet.t_capture_ns,
               "timings_ms": {k: round(v, 3) for k, v in packet.timings_ms.items()}}
     for event in packet.alerts:
@@ -131,7 +135,8 @@ def _publish_results(publisher: Publisher, packet: FramePacket, options: LiveOpt
                                     "instrument_point": proximity.instrument_point,
                                     "vessel_point": proximity.vessel_point},
                          active_alerts=[dataclasses.asdict(a) for a in packet.active_alerts], **common)
-    publisher.send_image("overlay", packet.overlay, options.overlay_encoding, options.jpeg_quality, **common)
+    if packet.overlay is not None:
+        publisher.send_image("overlay", packet.overlay, options.overlay_encoding, options.jpeg_quality, **common)
 
 
 def lower_priority(policy: str, niceness: int = AI_NICENESS) -> None:
@@ -186,6 +191,7 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
         else options.video_encoding
     plan = next((stage.plan for stage in stages if isinstance(getattr(stage, "plan", None), GeometryPlan)), None)
     governor = Governor(plan, options.stale_ms) if plan is not None and options.governor else None
+    undrawn = [stage for stage in stages if set(stage.writes) != {"overlay"}]  # while nobody wants the overlay
 
     def capture() -> None:
         next_due = time.monotonic()
@@ -219,7 +225,7 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
         while (packet := slot.get()) is not None:
             packet.timings_ms["queue"] = (time.monotonic_ns() - packet.t_capture_mono_ns) / 1e6
             try:
-                for stage in stages:
+                for stage in stages if publisher.wants("overlay") else undrawn:
                     packet = stage(packet)
             except Exception as error:  # a bad frame must not stop the surgeon's picture
                 stats.errors += 1

@@ -144,7 +144,8 @@ class Publisher:
     """Binds a PUB endpoint and sends versioned messages; safe to call from several threads.
 
     Large payloads go out without a copy; the high-water mark drops messages for a slow
-    subscriber instead of letting memory grow.
+    subscriber instead of letting memory grow. :meth:`wants` tells whether anyone subscribes to
+    a topic, so that a picture nobody watches is neither drawn nor encoded.
     """
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, stream: str = "orsight", high_water_mark: int = 8,
@@ -172,15 +173,36 @@ class Publisher:
             self.socket.close()
             raise TransportError(f"cannot publish on {endpoint}: {error.strerror}") from None
         self.lock = threading.Lock()
+        self.subscriptions: set[bytes] = set()  # topic prefixes some subscriber asked for (XPUB: new ones, last leave)
         self.seq = {topic: 0 for topic in TOPICS}
         self.rings: dict[tuple[str, tuple[int, ...]], SharedFrameRing | None] = {}  # None: no room in /dev/shm
 
     def wait_for_subscriber(self, timeout: float = 5.0) -> bool:
         """Block until some subscriber has subscribed (or ``timeout`` seconds pass)."""
-        if self.socket.poll(int(timeout * 1000), zmq.POLLIN):
-            self.socket.recv()
-            return True
-        return False
+        deadline = time.monotonic() + timeout
+        while not self.subscriptions and (left := deadline - time.monotonic()) > 0:
+            if self.socket.poll(int(left * 1000), zmq.POLLIN):
+                with self.lock:
+                    self._take_subscriptions()
+        return bool(self.subscriptions)
+
+    def wants(self, topic: str) -> bool:
+        """Whether a subscriber subscribes to ``topic`` now (ZeroMQ topics match by prefix)."""
+        with self.lock:
+            self._take_subscriptions()
+            return any(topic.encode().startswith(prefix) for prefix in self.subscriptions)
+
+    def _take_subscriptions(self) -> None:
+        """Apply the (un)subscriptions waiting on the socket (byte 1 subscribe, 0 leave; then the prefix)."""
+        while True:
+            try:
+                event = self.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event[:1] == b"\x01":
+                self.subscriptions.add(event[1:])
+            elif event[:1] == b"\x00":
+                self.subscriptions.discard(event[1:])
 
     def send(self, topic: str, fields: dict, payloads: tuple = ()) -> dict:
         """Send one message; the header gets schema, stream, per-topic seq and publish time."""

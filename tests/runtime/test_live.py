@@ -81,7 +81,7 @@ class SlowModel:
     """The real model behind a 200 ms sleep: the AI runs at under 5 fps."""
 
     def __init__(self, model):
-        self.model = model
+        self.model, self.reads, self.writes = model, model.reads, model.writes
 
     def __call__(self, packet):
         time.sleep(0.2)
@@ -103,6 +103,18 @@ def test_slow_model_never_holds_up_the_video(untrained_models, free_tcp_endpoint
     assert summary["wall_s"] < 3.0  # at the source's 30 fps, not the model's 5 fps
     assert summary["frames_analysed"] <= 15 and summary["drops"] >= 40
     assert np.median(receiver.delays_ms["video"]) < 20  # passthrough does not wait ~200 ms for the AI
+
+
+@pytest.mark.parametrize("topics", [("video", "mask", "status"), ("video", "overlay", "mask", "status")])
+def test_the_overlay_is_drawn_only_while_someone_subscribes_to_it(untrained_models, free_tcp_endpoint, topics):
+    model = load_model(untrained_models["onnx"])
+    summary, receiver, _ = _run_and_listen(free_tcp_endpoint, open_source("phantom:approach", size=(640, 360)),
+                                           build_graph(model, PipelineConfig()), LiveOptions(frames=20), topics)
+    wanted = "overlay" in topics
+    assert receiver.counts["mask"] == summary["frames_analysed"] == 20  # the display draws the mask itself
+    assert ("overlay" in summary["stage_ms_p50"]) == wanted
+    if wanted:
+        assert receiver.counts["overlay"] == 20
 
 
 class StallingModel(SlowModel):

@@ -123,3 +123,31 @@ def test_the_packaged_schema_is_the_one_the_protocol_prints():
     document = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
     printed = re.search(r"## Machine-readable schema.*?```json\n(.*?)```", document, re.S).group(1)
     assert json.loads(printed) == json.loads(SCHEMA_PATH.read_text())
+
+
+def _until(condition, timeout=5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_publisher_knows_which_topics_are_wanted(free_tcp_endpoint):
+    publisher = Publisher(free_tcp_endpoint)
+    display = everything = None
+    try:
+        assert not publisher.wants("overlay")
+        display = Receiver(free_tcp_endpoint, topics=("video", "mask")).start()
+        assert publisher.wait_for_subscriber(timeout=5)
+        assert _until(lambda: publisher.wants("mask")) and publisher.wants("video")
+        assert not publisher.wants("overlay")
+        everything = Receiver(free_tcp_endpoint).start()  # every topic, overlay too
+        assert _until(lambda: publisher.wants("overlay"))
+        everything.stop()  # the last overlay subscriber leaves
+        assert _until(lambda: not publisher.wants("overlay"))
+        assert publisher.wants("mask")
+    finally:
+        for receiver in (display, everything):
+            if receiver is not None:
+                receiver.stop()
+        publisher.close()
