@@ -118,7 +118,7 @@ def configure(config: dict, variant: int) -> dict:
     """``config`` (an architecture YAML's dict) with its EfficientNetLite layer set to ``variant`` and
     the ``Index`` layers that pick its feature maps given that variant's channels."""
     if variant not in VARIANTS:
-        raise ValueError(f"unknown architecture effnetlite{variant}-sem: orsight has Lite"
+        raise ValueError(f"unknown EfficientNet-Lite{variant} backbone: orsight has Lite"
                          f"{', Lite'.join(map(str, VARIANTS))}")
     channels = [VARIANTS[variant][stage][5] for stage in FEATURE_STAGES]
     for layer in config["backbone"]:

@@ -56,9 +56,11 @@ def test_a_weights_file_that_does_not_fit_is_an_error_not_a_random_init(monkeypa
         EfficientNetLite(pretrained=True)
 
 
-def test_the_architecture_yaml_builds_on_the_pretrained_backbone():
-    model = model_from_yaml("effnetlite0-sem", names=("instrument", "vessel"))
-    assert model.task == "semantic" and model.model.names == {0: "background", 1: "instrument", 2: "vessel"}
+@pytest.mark.parametrize("arch, task, names", [("effnetlite0-sem", "semantic", ("background", "instrument", "vessel")),
+                                               ("effnetlite0-seg", "segment", ("instrument", "vessel"))])
+def test_the_architecture_yaml_builds_on_the_pretrained_backbone(arch, task, names):
+    model = model_from_yaml(arch, names=("instrument", "vessel"))
+    assert model.task == task and model.model.names == dict(enumerate(names))
     backbone = model.model.model[0]
     assert isinstance(backbone, EfficientNetLite)
     assert torch.equal(backbone._conv_stem.weight, _imagenet_state()["_conv_stem.weight"])
@@ -97,14 +99,17 @@ def test_the_thin_class_loss_weighs_missed_pixels_above_wrongly_painted_ones():
     assert ratio["tversky"] > 1.5 * ratio["dice"]
 
 
-def test_trains_through_ultralytics_exports_and_runs_in_the_pipeline(tmp_path):
+@pytest.mark.parametrize("arch, data, task", [("effnetlite0-sem", "semantic.yaml", "semantic"),
+                                             ("effnetlite0-seg", "data.yaml", "segment")])
+def test_trains_through_ultralytics_exports_and_runs_in_the_pipeline(tmp_path, arch, data, task):
     from pipeline.training.dataset import write_phantom_dataset
 
     write_phantom_dataset(tmp_path / "ph", n=6, size=96)
     run = [sys.executable, "-m", "pipeline.cli"]
-    result = subprocess.run([*run, "train", "--data", str(tmp_path / "ph" / "semantic.yaml"), "--out",
-                             str(tmp_path / "run"), "--arch", "effnetlite0-sem", "--imgsz", "96", "--epochs", "1",
-                             "--batch", "2", "--device", "cpu", "--tversky", "0.3,0.7"],
+    loss = ["--tversky", "0.3,0.7"] if task == "semantic" else []
+    result = subprocess.run([*run, "train", "--data", str(tmp_path / "ph" / data), "--out",
+                             str(tmp_path / "run"), "--arch", arch, "--imgsz", "96", "--epochs", "1",
+                             "--batch", "2", "--device", "cpu", *loss],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     best = tmp_path / "run" / "weights" / "best.pt"
@@ -112,8 +117,11 @@ def test_trains_through_ultralytics_exports_and_runs_in_the_pipeline(tmp_path):
                              str(tmp_path / "m.onnx")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     model = load_model(tmp_path / "m.onnx")
-    assert model.task == "semantic" and not model.fixed_input and model.names == ("instrument", "vessel")
-    assert model.forward(np.zeros((1, 3, 96, 160), np.float32))[0].shape == (1, 96, 160)  # at the input's size
+    assert model.task == task and not model.fixed_input and model.names == ("instrument", "vessel")
+    if task == "semantic":
+        assert model.forward(np.zeros((1, 3, 96, 160), np.float32))[0].shape == (1, 96, 160)  # at the input's size
+    else:  # instances: prototypes at a quarter of the input's size
+        assert model.forward(np.zeros((1, 3, 96, 160), np.float32))[1].shape == (1, 32, 24, 40)
     packet = FramePacket.capture(PhantomScene(640, 360).render(5)[0], 0, "phantom")
     for stage in build_graph(model, PipelineConfig()):
         packet = stage(packet)
