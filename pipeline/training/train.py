@@ -23,8 +23,9 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     schedule is fitted to it: ultralytics' ``time``), for a GPU lent for minutes.
 
     Semantic models learn with orsight's thin-class loss (``tversky``: the weights of painted-
-    wrongly and missed pixels, 0.5/0.5 = per-class Dice; see ``thin_class``), without mosaic
-    (its shrink erases thin structures), AdamW at 1e-3 on a cosine schedule, a step per batch.
+    wrongly and missed pixels, 0.5/0.5 = per-class Dice; see ``thin_class``); they and the
+    pretrained instance models (``effnetliteN-seg``, ultralytics' own loss) without mosaic (its
+    shrink erases thin structures), AdamW at 1e-3 on a cosine schedule, a step per batch.
     """
     from pipeline.core.trust import require_trusted
     from pipeline.core.yolo import YOLO, model_from_yaml
@@ -50,10 +51,12 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     batch = batch or (16 if device == "cpu" else 64)
     # nbs = batch: one optimiser step per batch (ultralytics' default accumulates to 64 images: on 343
     # frames with batch 8 that is 5 steps an epoch, and the pretrained model barely moves); no warm-up
-    # learning rate of 0.1 for biases (with Adam it wipes out the pretrained batch-norm shifts)
-    recipe = ({"trainer": thin_class_trainer(*tversky), "mosaic": 0.0, "scale": 0.25, "optimizer": "AdamW",
-               "lr0": 1e-3, "cos_lr": True, "warmup_epochs": 1, "warmup_bias_lr": 0.0, "nbs": batch}
-              if model.task == "semantic" else {})
+    # learning rate of 0.1 for biases (with Adam it wipes out the pretrained batch-norm shifts). Semantic
+    # models and the pretrained instance ones (effnetliteN-seg) both; the thin-class loss for semantic ones.
+    recipe = ({"mosaic": 0.0, "scale": 0.25, "optimizer": "AdamW", "lr0": 1e-3, "cos_lr": True, "warmup_epochs": 1,
+               "warmup_bias_lr": 0.0, "nbs": batch} if model.task == "semantic" or arch.startswith("effnetlite") else {})
+    if model.task == "semantic":
+        recipe["trainer"] = thin_class_trainer(*tversky)
     model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch,
                 workers=2 if device == "cpu" else 8, device=device, seed=seed, deterministic=True,
                 project=str(out.parent), name=out.name, exist_ok=True, plots=False, amp=device != "cpu",
