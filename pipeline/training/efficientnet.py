@@ -63,6 +63,12 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
+def _check_variant(variant: int) -> None:
+    """A ValueError naming the variants orsight has, unless ``variant`` is one of them."""
+    if variant not in VARIANTS:
+        raise ValueError(f"EfficientNet-Lite variant {variant}: orsight has Lite{', Lite'.join(map(str, VARIANTS))}")
+
+
 class EfficientNetLite(nn.Module):
     """EfficientNet-Lite ``variant`` (0, 1, 2) features: RGB in [0, 1] -> [P2, P3, P4, P5] feature maps.
 
@@ -72,9 +78,7 @@ class EfficientNetLite(nn.Module):
 
     def __init__(self, pretrained: bool = True, variant: int = 0):
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"EfficientNet-Lite variant {variant}: orsight has Lite"
-                             f"{', Lite'.join(map(str, VARIANTS))}")
+        _check_variant(variant)
         self.variant = variant
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -117,9 +121,7 @@ class EfficientNetLite(nn.Module):
 def configure(config: dict, variant: int) -> dict:
     """``config`` (an architecture YAML's dict) with its EfficientNetLite layer set to ``variant`` and
     the ``Index`` layers that pick its feature maps given that variant's channels."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown EfficientNet-Lite{variant} backbone: orsight has Lite"
-                         f"{', Lite'.join(map(str, VARIANTS))}")
+    _check_variant(variant)
     channels = [VARIANTS[variant][stage][5] for stage in FEATURE_STAGES]
     for layer in config["backbone"]:
         if layer[2] == "EfficientNetLite":

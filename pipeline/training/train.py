@@ -29,6 +29,7 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     """
     from pipeline.core.trust import require_trusted
     from pipeline.core.yolo import YOLO, model_from_yaml
+    from pipeline.training.efficientnet import EfficientNetLite
     from pipeline.training.thin_class import thin_class_trainer
 
     out = Path(out).resolve()
@@ -52,9 +53,10 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     # nbs = batch: one optimiser step per batch (ultralytics' default accumulates to 64 images: on 343
     # frames with batch 8 that is 5 steps an epoch, and the pretrained model barely moves); no warm-up
     # learning rate of 0.1 for biases (with Adam it wipes out the pretrained batch-norm shifts). Semantic
-    # models and the pretrained instance ones (effnetliteN-seg) both; the thin-class loss for semantic ones.
+    # models and the instance ones on the pretrained backbone (effnetliteN-seg); the thin-class loss for semantic ones.
+    pretrained = any(isinstance(layer, EfficientNetLite) for layer in model.model.model)
     recipe = ({"mosaic": 0.0, "scale": 0.25, "optimizer": "AdamW", "lr0": 1e-3, "cos_lr": True, "warmup_epochs": 1,
-               "warmup_bias_lr": 0.0, "nbs": batch} if model.task == "semantic" or arch.startswith("effnetlite") else {})
+               "warmup_bias_lr": 0.0, "nbs": batch} if model.task == "semantic" or pretrained else {})
     if model.task == "semantic":
         recipe["trainer"] = thin_class_trainer(*tversky)
     model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch,

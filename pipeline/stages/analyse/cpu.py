@@ -15,10 +15,8 @@ from pipeline.core.packet import FramePacket, Proximity, timed
 COARSE = 4  # pixels per cell of the coarse pass
 
 
-def _window(instrument: np.ndarray, vessel: np.ndarray, boxes: list[tuple[int, int, int, int]]
-            ) -> tuple[int, int, int, int]:
-    """(y0, y1, x0, x1) holding every instrument and vessel pixel that can be part of the closest pair;
-    ``boxes``: the two masks' bounding boxes (x, y, width, height).
+def _window(instrument: np.ndarray, vessel: np.ndarray) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) holding every instrument and vessel pixel that can be part of the closest pair.
 
     A coarse pass (COARSE x COARSE cells, exact distance transform) bounds the gap from above
     by ``reach``; such pixels lie within ``reach`` of the other mask's box, so the window is the
@@ -32,6 +30,7 @@ def _window(instrument: np.ndarray, vessel: np.ndarray, boxes: list[tuple[int, i
               for m in (instrument, vessel)]
     to_vessel = cv2.distanceTransform((~coarse[1]).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     reach = COARSE * (float(to_vessel[coarse[0]].min()) + 2)  # cell centres -> any pixels of the two cells
+    boxes = [cv2.boundingRect(m.view(np.uint8)) for m in (instrument, vessel)]
     x0 = max(max(x - reach for x, _, _, _ in boxes), 0)
     y0 = max(max(y - reach for _, y, _, _ in boxes), 0)
     x1 = min(min(x + w + reach for x, _, w, _ in boxes), width)
@@ -46,14 +45,8 @@ def closest_pair(instrument: np.ndarray, vessel: np.ndarray) -> Proximity:
     """
     if not instrument.any() or not vessel.any():
         return Proximity(math.inf)
-    # Both masks within their joint box (a third of a 1080p frame, typically): the passes below work there.
-    boxes = [cv2.boundingRect(m.view(np.uint8)) for m in (instrument, vessel)]
-    bx0, by0 = min(x for x, _, _, _ in boxes), min(y for _, y, _, _ in boxes)
-    bx1, by1 = max(x + w for x, _, w, _ in boxes), max(y + h for _, y, _, h in boxes)
-    instrument, vessel = instrument[by0:by1, bx0:bx1], vessel[by0:by1, bx0:bx1]
-    y0, y1, x0, x1 = _window(instrument, vessel, [(x - bx0, y - by0, w, h) for x, y, w, h in boxes])
+    y0, y1, x0, x1 = _window(instrument, vessel)
     instrument, vessel = instrument[y0:y1, x0:x1], vessel[y0:y1, x0:x1]
-    x0, y0 = x0 + bx0, y0 + by0  # back to frame pixels for the points
     to_vessel = cv2.distanceTransform((~vessel).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     masked = np.where(instrument, to_vessel, np.inf)
     # The transform is float32 and its last bit may depend on memory alignment, so near-ties
