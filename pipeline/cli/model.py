@@ -44,9 +44,13 @@ def add_commands(commands) -> None:
     train.add_argument("--class-weights", type=float, default=0.0, metavar="POWER",
                        help="weight rare classes by inverse frequency to this power, 0-1 (ultralytics cls_pw)")
     train.add_argument("--hours", type=float, default=None, help="stop after this long (overrides --epochs' schedule)")
+    train.add_argument("--lr", type=float, default=None,
+                       help="starting learning rate (default 1e-3 for orsight's recipe; lower to fine-tune an --init)")
     train.add_argument("--tversky", default="0.5,0.5", metavar="ALPHA,BETA",
                        help="semantic models: weights of painted-wrongly and missed pixels in the per-class "
                             "overlap loss (0.5,0.5 = Dice; 0.3,0.7 favours recall of thin classes)")
+    train.add_argument("--focal", type=float, default=0.0, metavar="GAMMA",
+                       help="semantic models: focal cross-entropy with this gamma (e.g. 2; 0 = plain cross-entropy)")
     train.set_defaults(handler=command_train)
     evaluation = commands.add_parser("eval", help="per-class IoU/Dice, mask mAP and speed on labelled frames")
     evaluation.add_argument("--data", required=True, help="folder of labelled frames (images/ and masks/ by default)")
@@ -141,7 +145,7 @@ def command_train(args) -> int:
         best = train(args.data, args.out, args.arch, args.imgsz, args.epochs, args.batch,
                      resolve_device(args.device), resume=args.resume, init=args.init,
                      class_weight_power=args.class_weights, hours=args.hours,
-                     tversky=floats(args.tversky, "--tversky", 2))
+                     tversky=floats(args.tversky, "--tversky", 2), focal=args.focal, lr=args.lr)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
     print(f"best weights: {best}")

@@ -13,17 +13,20 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
           batch: int | None = None, device: str = "cpu", seed: int = 0, resume: bool = False,
           names: tuple[str, ...] = ("instrument", "vessel"), init: str | Path | None = None,
           class_weight_power: float = 0.0, hours: float | None = None,
-          tversky: tuple[float, float] = (0.5, 0.5)) -> Path:
+          tversky: tuple[float, float] = (0.5, 0.5), focal: float = 0.0, lr: float | None = None) -> Path:
     """Train (or ``resume`` the run in ``out``); returns the best checkpoint. Seeded and deterministic.
 
     ``init``: a checkpoint to start from (e.g. phantom-pretrained weights) instead of ``arch`` from
     scratch; its layers that ``arch`` shares are taken over (an instance model's backbone and neck
     for a semantic one). ``class_weight_power`` (ultralytics' ``cls_pw``, 0-1): weight rare classes
     up by inverse frequency to this power (0: unweighted). ``hours``: stop after this long (the
-    schedule is fitted to it: ultralytics' ``time``), for a GPU lent for minutes.
+    schedule is fitted to it: ultralytics' ``time``), for a GPU lent for minutes. ``lr``: the
+    starting learning rate (default 1e-3 for the recipe below, ultralytics' own otherwise), lower
+    for a fine-tuning stage that should keep what ``init`` learnt.
 
     Semantic models learn with orsight's thin-class loss (``tversky``: the weights of painted-
-    wrongly and missed pixels, 0.5/0.5 = per-class Dice; see ``thin_class``); they and the
+    wrongly and missed pixels, 0.5/0.5 = per-class Dice; ``focal``: the focal cross-entropy's gamma,
+    0 = plain cross-entropy; see ``thin_class``); they and the
     pretrained instance models (``effnetliteN-seg``, ultralytics' own loss) without mosaic (its
     shrink erases thin structures), AdamW at 1e-3 on a cosine schedule, a step per batch.
     """
@@ -40,6 +43,10 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
         require_trusted(last)
         YOLO(str(last)).train(resume=True)
         return _trusted_outputs(out)
+    if lr is not None and not lr > 0:
+        raise ValueError(f"the learning rate must be positive, not {lr}")
+    if not focal >= 0:
+        raise ValueError(f"the focal gamma must be 0 or more, not {focal}")
     if init is not None and not Path(init).is_file():
         raise FileNotFoundError(f"no such checkpoint to start from: {init}")
     if init is not None:
@@ -57,8 +64,10 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     pretrained = any(isinstance(layer, EfficientNetLite) for layer in model.model.model)
     recipe = ({"mosaic": 0.0, "scale": 0.25, "optimizer": "AdamW", "lr0": 1e-3, "cos_lr": True, "warmup_epochs": 1,
                "warmup_bias_lr": 0.0, "nbs": batch} if model.task == "semantic" or pretrained else {})
+    if lr is not None:
+        recipe["lr0"] = lr
     if model.task == "semantic":
-        recipe["trainer"] = thin_class_trainer(*tversky)
+        recipe["trainer"] = thin_class_trainer(*tversky, gamma=focal)
     model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch,
                 workers=2 if device == "cpu" else 8, device=device, seed=seed, deterministic=True,
                 project=str(out.parent), name=out.name, exist_ok=True, plots=False, amp=device != "cpu",

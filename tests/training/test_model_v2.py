@@ -99,6 +99,27 @@ def test_the_thin_class_loss_weighs_missed_pixels_above_wrongly_painted_ones():
     assert ratio["tversky"] > 1.5 * ratio["dice"]
 
 
+def test_the_focal_term_leaves_the_easy_pixels_out_and_is_plain_cross_entropy_at_gamma_0():
+    truth = torch.zeros((1, 10, 10), dtype=torch.int64)
+    truth[0, 0, :] = 2  # 10 pixels of the thin class, all but missed (probability 0.3)
+    truth[0, 9, 0] = 255  # ignored
+    logits = torch.zeros((1, 3, 10, 10))
+    logits[0, 0] = 3.0  # every pixel "background" at 0.91
+    logits[0, 2, 0, :] = 2.2  # the thin class row: its true class at 0.30
+    valid = truth.reshape(-1) != 255
+    plain, focal = ThinClassLoss(_Model()), ThinClassLoss(_Model(), gamma=2.0)
+    from ultralytics.utils.loss import SemanticSegmentationLoss
+    assert float(plain._ce_loss(logits, truth, valid)) == pytest.approx(
+        float(SemanticSegmentationLoss._ce_loss(plain, logits, truth, valid)), rel=1e-5)
+
+    def share_of_thin_pixels(loss):  # of the whole term, what the 10 hard pixels give
+        only_thin = torch.where(truth == 2, truth, 255)
+        return (float(loss._ce_loss(logits, only_thin, only_thin.reshape(-1) != 255)) * 10
+                / (float(loss._ce_loss(logits, truth, valid)) * 99))
+
+    assert share_of_thin_pixels(plain) < 0.7 and share_of_thin_pixels(focal) > 0.95
+
+
 @pytest.mark.parametrize("arch, data, task", [("effnetlite0-sem", "semantic.yaml", "semantic"),
                                              ("effnetlite0-seg", "data.yaml", "segment")])
 def test_trains_through_ultralytics_exports_and_runs_in_the_pipeline(tmp_path, arch, data, task):
