@@ -168,9 +168,9 @@ def command_run(args) -> int:
 
 
 def _print_delays(summary: dict) -> None:
-    for name in ("passthrough_delay_ms", "annotation_delay_ms"):
+    for name in ("passthrough_delay_ms", "passthrough_publisher_ms", "passthrough_transit_ms", "annotation_delay_ms"):
         p = summary[name]
-        print(f"{name:22s} p50 {p['p50']}  p95 {p['p95']}  p99 {p['p99']}")
+        print(f"{name:24s} p50 {p['p50']}  p95 {p['p95']}  p99 {p['p99']}")
 
 
 def command_display(args) -> int:
@@ -238,6 +238,8 @@ def command_demo(args) -> int:
                "fps_ai": live["fps_ai"], "drops": live["drops"], "alerts_raised": live["alerts_raised"],
                "frames_shown": shown["frames_shown"], "frames_stale": shown["frames_stale"],
                "passthrough_delay_ms": shown["passthrough_delay_ms"],
+               "passthrough_publisher_ms": shown["passthrough_publisher_ms"],
+               "passthrough_transit_ms": shown["passthrough_transit_ms"],
                "annotation_delay_ms": shown["annotation_delay_ms"], "stage_ms_p50": live["stage_ms_p50"],
                "operating_point": live["operating_point"]}
     write_json(out / "summary.json", summary)

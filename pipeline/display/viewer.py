@@ -207,6 +207,10 @@ class Compositor:
             "messages_rejected": dict(receiver.rejected),  # bad messages by kind (never shown)
             "received": dict(receiver.counts),
             "passthrough_delay_ms": percentiles(receiver.delays_ms["video"]),
+            # its parts: capture to publish (the publisher's threads), publish to receive (ZeroMQ, this process)
+            "passthrough_publisher_ms": percentiles([total - transit for total, transit in
+                                                     zip(receiver.delays_ms["video"], receiver.transit_ms["video"])]),
+            "passthrough_transit_ms": percentiles(receiver.transit_ms["video"]),
             "annotation_delay_ms": percentiles(receiver.delays_ms["mask"]),  # the annotation drawn: the mask
             "compose_ms": percentiles(self.compose_ms),
         }

@@ -59,6 +59,12 @@ class Message:
         """Capture-to-receive delay (same host clocks)."""
         return (self.t_receive_ns - self.header["t_capture_ns"]) / 1e6
 
+    @property
+    def transit_ms(self) -> float:
+        """Publish-to-receive delay: the network, the publisher's and the receiver's ZeroMQ and the
+        receiving thread's wake-up (the rest of :attr:`delay_ms` is the publisher's own)."""
+        return (self.t_receive_ns - self.header["t_publish_ns"]) / 1e6
+
 
 @lru_cache(maxsize=1)
 def validator():

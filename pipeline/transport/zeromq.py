@@ -248,7 +248,8 @@ class Publisher:
 class Receiver:
     """Subscriber thread that drains the socket and keeps the newest message of each topic.
 
-    Every message's capture-to-receive delay is recorded in ``delays_ms[topic]``; the newest
+    Every message's capture-to-receive delay is recorded in ``delays_ms[topic]`` (its publish-to-
+    receive part in ``transit_ms[topic]``); the newest
     messages are read with :meth:`newest` or awaited with :meth:`wait_newer`. Topics named in
     ``queued`` (alert transitions, where each one counts) are also kept in order for :meth:`take`.
     """
@@ -272,6 +273,7 @@ class Receiver:
         self.latest: dict[str, Message] = {}
         self.queues: dict[str, collections.deque[Message]] = {t: collections.deque(maxlen=QUEUED_MAX) for t in queued}
         self.delays_ms: dict[str, list[float]] = {topic: [] for topic in topics}
+        self.transit_ms: dict[str, list[float]] = {topic: [] for topic in topics}
         self.counts = {topic: 0 for topic in topics}
         self.rejected: Counter[str] = Counter()  # bad messages by kind
         self.changed = threading.Condition()
@@ -305,6 +307,7 @@ class Receiver:
                     continue
                 if "t_capture_ns" in message.header:
                     self.delays_ms[message.topic].append(message.delay_ms)
+                    self.transit_ms[message.topic].append(message.transit_ms)
                 self.counts[message.topic] += 1
                 batch[message.topic] = message
                 if message.topic in self.queues:

@@ -39,6 +39,22 @@ def test_image_round_trip_over_loopback(free_tcp_endpoint, encoding):
         publisher.close()
 
 
+def test_the_receiver_tells_the_publishers_part_of_the_delay_from_the_transit(free_tcp_endpoint):
+    publisher = Publisher(free_tcp_endpoint)
+    receiver = Receiver(free_tcp_endpoint, topics=("video",)).start()
+    try:
+        assert publisher.wait_for_subscriber(timeout=5)
+        captured = time.time_ns() - 200_000_000  # the publisher held this frame for 200 ms before sending it
+        publisher.send_image("video", np.zeros((4, 4, 3), np.uint8), "raw-bgr8", frame_id=0, t_capture_ns=captured,
+                             fps=30.0)
+        assert receiver.wait_newer("video", None, timeout=5) is not None
+        delay, transit = receiver.delays_ms["video"][0], receiver.transit_ms["video"][0]
+        assert delay >= 200 and 0 <= transit < 100 and delay - transit >= 195
+    finally:
+        receiver.stop()
+        publisher.close()
+
+
 def test_port_in_use_is_a_clear_error(free_tcp_endpoint):
     first = Publisher(free_tcp_endpoint)
     try:
