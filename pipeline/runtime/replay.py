@@ -9,7 +9,8 @@ CUDA, undistortion included) with a different scheduler:
    on results rebuilt from the records -> annotated MP4, ``frames.jsonl``, ``alerts.jsonl``,
    ``report.html``, ``summary.json``. With a calibration, records are in undistorted pixels.
 
-In one process the phases overlap (decode thread, model on the main thread, finalise thread);
+In one process the phases overlap (decode thread, model on the main thread, a thread for the
+masks, analysis and records, a finalise thread);
 with ``chunk_frames`` or Ray, chunks (cut at keyframes) are analysed apart, and the finalise
 pass decodes the video once more. The records, and so every output, are identical either way.
 
@@ -179,35 +180,28 @@ class Finaliser:
 
 # ---- one video, start to end ------------------------------------------------------------
 def _overlapped(path: str, info: VideoInfo, analyser: Analyser, finaliser: Finaliser, bar) -> tuple[int, list]:
-    """Single process, three threads: decode + preprocess | model (this thread) | masks, analysis,
-    alerts, overlay, encode. The model's thread does nothing but the model."""
-    prepared: queue.Queue = queue.Queue(maxsize=16)
-    inferred: queue.Queue = queue.Queue(maxsize=16)
+    """Single process, four threads in a row, each handing on through a queue: decode + preprocess |
+    model (this thread) | masks, analysis and the record | alerts, overlay, encode, outputs. The model's
+    thread does nothing but the model; the work after it is split in two so it keeps up with it."""
+    prepared, inferred, described = (queue.Queue(maxsize=16) for _ in range(3))
     done_at: list[float] = []
     failure: list[BaseException] = []
 
     def decode():
-        block_stop_signals()
-        try:
-            for index, image in read_frames(path):
-                prepared.put(analyser.prepare(index, image, info.fps, path))
-        except BaseException as error:  # reported by the main thread
-            failure.append(error)
-        prepared.put(None)
+        for index, image in read_frames(path):
+            prepared.put(analyser.prepare(index, image, info.fps, path))
 
-    def finalise():
-        block_stop_signals()
-        try:
-            while (packet := inferred.get()) is not None:
-                finaliser.add(packet.image, analyser.describe(packet, info.fps))
-                done_at.append(time.perf_counter())
-                bar.update(1)
-        except BaseException as error:  # reported by the main thread
-            failure.append(error)
-            while inferred.get() is not None:
-                pass
+    def describe(packet: FramePacket):
+        return packet.image, analyser.describe(packet, info.fps)
 
-    threads = [threading.Thread(target=decode, daemon=True), threading.Thread(target=finalise, daemon=True)]
+    def finalise(described_frame):
+        finaliser.add(*described_frame)
+        done_at.append(time.perf_counter())
+        bar.update(1)
+
+    threads = [threading.Thread(target=_worker, args=args, daemon=True)
+               for args in ((decode, None, prepared, failure), (describe, inferred, described, failure),
+                            (finalise, described, None, failure))]
     for thread in threads:
         thread.start()
     count = 0
@@ -227,6 +221,29 @@ def _overlapped(path: str, info: VideoInfo, analyser: Analyser, finaliser: Final
     if failure:
         raise failure[0]
     return count, done_at
+
+
+def _worker(work, inbox: queue.Queue | None, outbox: queue.Queue | None, failure: list) -> None:
+    """A replay thread: ``work`` on each item of ``inbox`` until ``None``, its results to ``outbox``;
+    without an inbox, ``work()`` is the producer that fills ``outbox`` itself. Either way ``outbox``
+    gets its ``None`` at the end; a failure is kept for the main thread and the inbox drained, so
+    no thread before this one stays blocked on a full queue."""
+    block_stop_signals()
+    try:
+        if inbox is None:
+            work()
+        else:
+            while (item := inbox.get()) is not None:
+                result = work(item)
+                if outbox is not None:
+                    outbox.put(result)
+    except BaseException as error:  # reported by the main thread
+        failure.append(error)
+        while inbox is not None and inbox.get() is not None:
+            pass
+    finally:
+        if outbox is not None:
+            outbox.put(None)
 
 
 def _finalise_from_records(path: str, records: list[dict], finaliser: Finaliser, bar) -> list[float]:
