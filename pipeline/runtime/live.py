@@ -33,6 +33,7 @@ from pipeline.stages.alerts.health import HealthMonitor
 from pipeline.stages.preprocess.geometry import GeometryPlan
 from pipeline.transport.zeromq import (
     MASK_ENCODING,
+    SHARED_ENCODING,
     SWITCH_INTERVAL_S,
     Publisher,
     default_video_encoding,
@@ -195,6 +196,8 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
 
     def capture() -> None:
         next_due = time.monotonic()
+        if video_encoding == SHARED_ENCODING:  # made now: the first frame must not wait for it (~25 ms)
+            publisher.ring("video", (source.frame_size[1], source.frame_size[0], 3))
         try:  # whatever happens here, the slot is closed: the AI thread must never wait for ever
             period = 1.0 / source.fps if options.realtime and not source.live else 0.0
             while not stop.is_set() and (options.frames is None or stats.captured < options.frames):

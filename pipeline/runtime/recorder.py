@@ -16,6 +16,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 LIVE_TIME_BASE = Fraction(1, 1000)  # live timestamps in milliseconds
@@ -68,7 +69,10 @@ class Recorder:
             self.first_ns = t_ns
         elif (width, height) != (self.stream.width, self.stream.height):
             return  # a frame of another size (the source changed): not in this file
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="bgr24")
+        # BGR -> YUV 4:2:0 (BT.601, limited range: what the encoder's own conversion gives) by OpenCV, which
+        # works without the interpreter lock: a receiving thread beside the recorder is not held up for it
+        yuv = cv2.cvtColor(image[:height, :width], cv2.COLOR_BGR2YUV_I420)
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = max(round((t_ns - self.first_ns) / 1e9 / self.time_base), self.last_pts + 1)  # increasing
         frame.time_base = self.time_base
         self.last_pts = frame.pts

@@ -216,7 +216,7 @@ class Publisher:
 
     def send_image(self, topic: str, image: np.ndarray, encoding: str, jpeg_quality: int = 85, **fields) -> dict:
         """Send an image message; shape, dtype and encoding go into the header."""
-        ring = self._ring(topic, image.shape) if encoding == SHARED_ENCODING else None
+        ring = self.ring(topic, image.shape) if encoding == SHARED_ENCODING else None
         if ring is not None:
             fields["shm"], payload = ring.write(image), b""
         else:  # shm-bgr8 without a ring goes through the socket
@@ -225,9 +225,10 @@ class Publisher:
         return self.send(topic, {**fields, "shape": list(image.shape), "dtype": "uint8", "encoding": encoding},
                          (payload,))
 
-    def _ring(self, topic: str, shape: tuple[int, ...]) -> SharedFrameRing | None:
+    def ring(self, topic: str, shape: tuple[int, ...]) -> SharedFrameRing | None:
         """The ring for ``topic`` frames of ``shape`` (one per topic and shape; one thread per topic),
-        or None, said once on stderr, when /dev/shm has no room for it."""
+        or None, said once on stderr, when /dev/shm has no room for it. Made on first use; a sender
+        that knows its frames' shape calls this first, so its first frame does not wait for it."""
         key = (topic, shape)
         if key not in self.rings:
             if not self.rings:

@@ -15,6 +15,7 @@ from pipeline.runtime.graph import build_graph
 from pipeline.runtime.live import AI_NICENESS, AI_PRIORITY, LiveOptions, lower_priority, run_live
 from pipeline.sources.capture import PhantomSource, SourceError, SourceLost, open_source
 from pipeline.stages.infer import load_model
+from pipeline.transport.untrusted import SHARED_DIR
 from pipeline.transport.zeromq import Publisher, Receiver
 
 
@@ -164,6 +165,31 @@ def test_lost_camera_is_reported_and_retried(untrained_models, free_tcp_endpoint
     assert lost and "camera" in lost[0]["error"] and lost[0]["retry_in_s"] > 0
     assert ("capture_lost", "raised") in [(h["rule"], h["state"]) for h in headers if h["topic"] == "alert"]
     assert source.reopens == 3 and summary["frames_captured"] == 20 and summary["state"] == "ended"
+
+
+class RingWatchingSource(PhantomSource):
+    """The phantom, noting whether the publisher's video ring was there before the first frame was read."""
+
+    def __init__(self, publisher: Publisher):
+        super().__init__("approach", (320, 240), 30.0)
+        self.publisher, self.ring_before_first_read = publisher, None
+
+    def read(self):
+        if self.ring_before_first_read is None:
+            self.ring_before_first_read = ("video", (240, 320, 3)) in self.publisher.rings
+        return super().read()
+
+
+@pytest.mark.skipif(not SHARED_DIR.is_dir(), reason="no /dev/shm")
+def test_the_shared_video_ring_is_made_before_the_first_frame(untrained_models, free_tcp_endpoint):
+    publisher = Publisher(free_tcp_endpoint)
+    try:
+        source = RingWatchingSource(publisher)
+        run_live(source, build_graph(load_model(untrained_models["onnx"]), PipelineConfig()), publisher,
+                 LiveOptions(frames=3, video_encoding="shm-bgr8"))
+    finally:
+        publisher.close()
+    assert source.ring_before_first_read  # the first frame does not wait ~25 ms for it to be made
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux thread scheduling")
