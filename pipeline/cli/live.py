@@ -167,8 +167,12 @@ def command_run(args) -> int:
     return 0
 
 
+# The display's delay percentiles, printed by `display` and `demo` and kept in the demo's summary.
+DELAY_FIELDS = ("passthrough_delay_ms", "passthrough_publisher_ms", "passthrough_transit_ms", "annotation_delay_ms")
+
+
 def _print_delays(summary: dict) -> None:
-    for name in ("passthrough_delay_ms", "passthrough_publisher_ms", "passthrough_transit_ms", "annotation_delay_ms"):
+    for name in DELAY_FIELDS:
         p = summary[name]
         print(f"{name:24s} p50 {p['p50']}  p95 {p['p95']}  p99 {p['p99']}")
 
@@ -237,10 +241,7 @@ def command_demo(args) -> int:
                "frames_analysed": live["frames_analysed"], "fps_capture": live["fps_capture"],
                "fps_ai": live["fps_ai"], "drops": live["drops"], "alerts_raised": live["alerts_raised"],
                "frames_shown": shown["frames_shown"], "frames_stale": shown["frames_stale"],
-               "passthrough_delay_ms": shown["passthrough_delay_ms"],
-               "passthrough_publisher_ms": shown["passthrough_publisher_ms"],
-               "passthrough_transit_ms": shown["passthrough_transit_ms"],
-               "annotation_delay_ms": shown["annotation_delay_ms"], "stage_ms_p50": live["stage_ms_p50"],
+               **{name: shown[name] for name in DELAY_FIELDS}, "stage_ms_p50": live["stage_ms_p50"],
                "operating_point": live["operating_point"]}
     write_json(out / "summary.json", summary)
     print(f"{'frames captured / analysed / dropped':38s} {summary['frames']} / {summary['frames_analysed']} / "
