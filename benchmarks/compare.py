@@ -20,7 +20,7 @@ add to a live feed at best; bare: one inference). Fresh share: displayed frames 
 mask is at most the stale limit (120 ms) older (ultralytics: its overlays against a display at
 the video's rate). JSON and a Markdown table in --out.
 
-    python benchmarks/compare.py [--quick] [--load] [--video FILE] [--rounds 3] [--out benchmarks/results]
+    python benchmarks/compare.py [--quick] [--load] [--video FILE | --fps 30] [--rounds 3] [--out benchmarks/results]
 """
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ from machine import describe_machine  # noqa: E402
 
 from pipeline.core.packet import FramePacket  # noqa: E402
 from pipeline.display.viewer import STALE_MS, percentiles  # noqa: E402
+from pipeline.runtime.video import probe  # noqa: E402
 
 SYSTEMS = ("bare", "replay", "live", "live_fixed", "ultralytics")
 FIELDS = ("fps", "latency_ms", "fresh_share", "cpu_share", "peak_rss_mb")
@@ -113,9 +114,8 @@ def worker_ultralytics(video: str, model_path: str, budget: int) -> dict:
         last = now
     socket.close(linger=0)
     took, sent = took[1:], sent[1:]  # the first includes loading
-    fps_video = 30.0
     return {"fps": len(took) / (sum(took) / 1e3), "latency_ms": percentiles(took),
-            "fresh_share": _fresh_share_of(np.array(sent), np.array(took) / 1e3, fps_video)}
+            "fresh_share": _fresh_share_of(np.array(sent), np.array(took) / 1e3, probe(video).fps)}
 
 
 def _fresh_share_of(sent_s: np.ndarray, latency_s: np.ndarray, fps: float) -> float:
@@ -238,6 +238,7 @@ def main() -> None:
     parser.add_argument("--load", action="store_true", help="also with a busy process beside each system")
     parser.add_argument("--video", default=None, help="a video file (default: the phantom at 1080p)")
     parser.add_argument("--seconds", type=float, default=None, help="phantom video length (default 15, --quick 4)")
+    parser.add_argument("--fps", type=float, default=30.0, help="phantom video frame rate (a 1080p60 scope: 60)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all systems, interleaved")
     parser.add_argument("--model", default=None, help="the .onnx (its .pt twin runs in ultralytics)")
     parser.add_argument("--budget", type=int, default=320, help="model input budget (side) for both")
@@ -253,7 +254,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         video = Path(args.video) if args.video else Path(folder) / "phantom-1080p.mp4"
         if not args.video:
-            write_phantom_video(video, int(seconds * 30))
+            write_phantom_video(video, int(seconds * args.fps), fps=args.fps)
         conditions = {"quiet": False, **({"loaded": True} if args.load else {})}
         runs = {c: {s: [] for s in SYSTEMS} for c in conditions}
         for round_ in range(rounds):
@@ -264,7 +265,7 @@ def main() -> None:
                           file=sys.stderr)
     figures = {c: {s: summarise(r) for s, r in systems.items()} for c, systems in runs.items()}
     result = {"machine": describe_machine(model=model.name, budget=args.budget),
-              "video": args.video or f"phantom:approach 1920x1080, {seconds:g} s at 30 fps, H.264",
+              "video": args.video or f"phantom:approach 1920x1080, {seconds:g} s at {args.fps:g} fps, H.264",
               "rounds": rounds, "conditions": figures, "ratios": {c: ratios(f) for c, f in figures.items()}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

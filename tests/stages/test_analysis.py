@@ -1,9 +1,11 @@
 import math
 
+import cv2
 import numpy as np
 import pytest
 
-from pipeline.stages.analyse.cpu import closest_pair
+from pipeline.core.packet import FramePacket, Geometry, Segmentation
+from pipeline.stages.analyse.cpu import Analyse, closest_pair
 
 
 def test_gap_between_two_boxes_and_its_end_points():
@@ -36,3 +38,23 @@ def test_ties_are_settled_in_raster_order_every_time():
                for p in (closest_pair(instrument.copy(), vessel.copy()) for _ in range(20))}
     (instrument_point, vessel_point, distance), = results
     assert instrument_point == (10, 20) and vessel_point == (15, 23) and distance == 34 ** 0.5 - 1
+
+
+@pytest.mark.parametrize("gap_cells", [0, 1, 3, 17])
+@pytest.mark.parametrize("cell_px", [5.0, 10 / 3])
+def test_the_stage_finds_the_full_resolution_pair_through_the_model_grid(gap_cells, cell_px):
+    """A class map scaled up from the model's grid (cells of 5 px, or 3 and 4 px): the stage's grid
+    pass over every 5th (3rd) pixel keeps a vessel one cell wide, and the pair is the exact one."""
+    cells = np.zeros((54, 96), np.uint8)
+    cells[30:40, 20:30] = 1  # instrument
+    cells[30 - gap_cells - 13:30 - gap_cells, 25 + gap_cells] = 2  # a vessel one cell wide, above it
+    width, height = round(96 * cell_px), round(54 * cell_px)
+    class_map = cv2.resize(cells, (width, height), interpolation=cv2.INTER_NEAREST)
+    segmentation = Segmentation(class_map, ("instrument", "vessel"), ("instrument", "vessel"), np.zeros(0, int),
+                                np.zeros(0, np.float32), np.zeros((0, 4), np.float32),
+                                geometry=Geometry((width, height), (0, 0, width, height), 1 / cell_px, (0, 0), (96, 54)))
+    packet = FramePacket(0, "x", np.zeros((height, width, 3), np.uint8), 0, 0)
+    packet.segmentation = segmentation
+    measured = Analyse()(packet).proximity
+    assert segmentation.grid_step == int(cell_px)
+    assert measured == closest_pair(class_map == 1, class_map == 2)
