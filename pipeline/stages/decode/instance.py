@@ -87,7 +87,7 @@ def decode_segmentation(outputs: list[np.ndarray], geometry: Geometry, names: tu
         label = np.where(channel > best, np.uint8(cls), label)
         best = np.maximum(best, channel)
     # A pixel needs a logit above 0 (probability 0.5), and nothing is seen outside the endoscope's circle.
-    label = np.where((best > 0) & geometry.inside_fov(crop_only=True), label, np.uint8(0))
+    np.multiply(label, (best > 0) & geometry.inside_fov(crop_only=True), out=label)
     class_map = geometry.crop_to_source(label)
     source_boxes = geometry.to_source(boxes.reshape(-1, 2, 2)).reshape(-1, 4)
     source_boxes = np.clip(source_boxes, 0, [width, height, width, height])
