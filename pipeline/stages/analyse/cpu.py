@@ -47,14 +47,20 @@ def closest_pair(instrument: np.ndarray, vessel: np.ndarray) -> Proximity:
     if not instrument.any() or not vessel.any():
         return Proximity(math.inf)
     y0, y1, x0, x1 = _window(instrument, vessel)
-    instrument, vessel = instrument[y0:y1, x0:x1], vessel[y0:y1, x0:x1]
+    return _pair_within(instrument[y0:y1, x0:x1], vessel[y0:y1, x0:x1], x0, y0)
+
+
+def _pair_within(instrument: np.ndarray, vessel: np.ndarray, x0: int = 0, y0: int = 0) -> Proximity:
+    """:func:`closest_pair` over the whole of two masks cut at ``(x0, y0)`` of the picture (its points)."""
+    if not instrument.any() or not vessel.any():
+        return Proximity(math.inf)
     to_vessel = cv2.distanceTransform((~vessel).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    masked = np.where(instrument, to_vessel, np.inf)
+    np.copyto(to_vessel, np.float32(np.inf), where=~instrument)
     # The transform is float32 and its last bit may depend on memory alignment, so near-ties
     # are settled in exact integers: squared distances, then raster order. Same masks, same pair.
-    candidates = np.flatnonzero(masked <= masked.min() + 0.5)
-    squared = np.rint(np.square(masked.flat[candidates].astype(np.float64))).astype(np.int64)
-    iy, ix = np.unravel_index(candidates[np.argmin(squared)], masked.shape)
+    candidates = np.flatnonzero(to_vessel <= to_vessel.min() + 0.5)
+    squared = np.rint(np.square(to_vessel.flat[candidates].astype(np.float64))).astype(np.int64)
+    iy, ix = np.unravel_index(candidates[np.argmin(squared)], to_vessel.shape)
     reach = math.isqrt(int(squared.min())) + 2  # the nearest vessel pixel lies within this window
     wy0, wx0 = max(iy - reach, 0), max(ix - reach, 0)
     vy, vx = np.nonzero(vessel[wy0:iy + reach + 1, wx0:ix + reach + 1])
@@ -71,7 +77,7 @@ def closest_roles(segmentation: Segmentation) -> Proximity:
     The class map is the model's grid scaled up, so a pass over every ``grid_step``-th pixel
     (a 25th of a 1080p map for a 384-wide input) finds both roles and a pair of their pixels
     (``reach`` apart at most); the full-resolution work is then confined to the window where a
-    pair that close can lie, as :func:`_window` does within :func:`closest_pair`. (A region
+    pair that close can lie (what :func:`_window` finds for :func:`closest_pair`). (A region
     narrower than a step in both directions, which a scaled-up grid does not hold, can be missed.)
     """
     step = segmentation.grid_step
@@ -87,10 +93,8 @@ def closest_roles(segmentation: Segmentation) -> Proximity:
     x1 = min(min((x + w) * step for x, _, w, _ in boxes) + reach, width)
     y1 = min(min((y + h) * step for _, y, _, h in boxes) + reach, height)
     window = segmentation.class_map[y0:y1, x0:x1]
-    pair = closest_pair(*(cv2.LUT(window, segmentation.role_table(role)).view(bool) for role in ("instrument", "vessel")))
-    shift = [None if point is None else (point[0] + x0, point[1] + y0)
-             for point in (pair.instrument_point, pair.vessel_point)]
-    return Proximity(pair.distance_px, *shift)
+    return _pair_within(*(cv2.LUT(window, segmentation.role_table(role)).view(bool) for role in ("instrument", "vessel")),
+                        x0, y0)
 
 
 class Analyse:
