@@ -13,10 +13,10 @@ _spec.loader.exec_module(compare)
 
 def test_compare_reports_every_field_quiet_and_loaded(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--quick", "--seconds", "1",
-                             "--load", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+                             "--fps", "25", "--load", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "compare.json").read_text())
-    assert {"cpu", "cores"} <= set(report["machine"])
+    assert {"cpu", "cores"} <= set(report["machine"]) and "at 25 fps" in report["video"]
     for condition in ("quiet", "loaded"):
         for system in compare.SYSTEMS:
             figures = report["conditions"][condition][system]

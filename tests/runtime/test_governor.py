@@ -61,7 +61,7 @@ def test_live_governor_shrinks_the_input_of_a_slow_ai_and_reports_it(free_tcp_en
     stages = build_graph(model, PipelineConfig())
     stages[1] = PixelCostModel(model)
     summary, receiver, headers = _run_and_listen(free_tcp_endpoint, open_source("phantom", size=(1280, 720), fps=30),
-                                                 stages, LiveOptions(frames=150, realtime=True))
+                                                 stages, LiveOptions(frames=300, realtime=True))
     point = summary["operating_point"]
     assert point["budget"] < 320 and point["steps"] >= 2
     sizes = [h["operating_point"]["input_size"] for h in headers
