@@ -58,3 +58,29 @@ def test_the_stage_finds_the_full_resolution_pair_through_the_model_grid(gap_cel
     measured = Analyse()(packet).proximity
     assert segmentation.grid_step == int(cell_px)
     assert measured == closest_pair(class_map == 1, class_map == 2)
+
+
+def test_the_stage_matches_the_full_resolution_pair_on_random_scenes():
+    """Random instruments (boxes, ellipses) and vessels (lines one cell wide) on a grid scaled up by
+    2-5 px a cell: the same pair as the full-resolution search, every time."""
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        rows, cols = int(rng.integers(30, 60)), int(rng.integers(40, 90))
+        cells = np.zeros((rows, cols), np.uint8)
+        for _ in range(int(rng.integers(1, 4))):
+            cx, cy = int(rng.integers(0, cols)), int(rng.integers(0, rows))
+            cv2.ellipse(cells, (cx, cy), (int(rng.integers(1, 9)), int(rng.integers(1, 9))), float(rng.uniform(0, 180)),
+                        0, 360, 1, -1)
+        for _ in range(int(rng.integers(1, 4))):
+            ends = rng.integers(0, [cols, rows, cols, rows])
+            cv2.line(cells, (int(ends[0]), int(ends[1])), (int(ends[2]), int(ends[3])), 2, 1)
+        cell_px = float(rng.choice([2.0, 2.5, 3.0, 10 / 3, 4.0, 5.0]))
+        width, height = round(cols * cell_px), round(rows * cell_px)
+        class_map = cv2.resize(cells, (width, height), interpolation=cv2.INTER_NEAREST)
+        segmentation = Segmentation(class_map, ("instrument", "vessel"), ("instrument", "vessel"), np.zeros(0, int),
+                                    np.zeros(0, np.float32), np.zeros((0, 4), np.float32),
+                                    geometry=Geometry((width, height), (0, 0, width, height), cols / width, (0, 0),
+                                                      (cols, rows)))
+        packet = FramePacket(0, "x", np.zeros((height, width, 3), np.uint8), 0, 0)
+        packet.segmentation = segmentation
+        assert Analyse()(packet).proximity == closest_pair(class_map == 1, class_map == 2), cell_px

@@ -14,6 +14,7 @@ import numpy as np
 from pipeline.core.packet import FramePacket, Proximity, Segmentation, timed
 
 COARSE = 4  # pixels per cell of the coarse pass
+ROLES = ("instrument", "vessel")
 
 
 def _window(instrument: np.ndarray, vessel: np.ndarray) -> tuple[int, int, int, int]:
@@ -29,14 +30,26 @@ def _window(instrument: np.ndarray, vessel: np.ndarray) -> tuple[int, int, int, 
     # Area averaging of 0/255: a cell holding any pixel of the mask stays non-zero (one pixel gives 255/16).
     coarse = [cv2.resize(m.view(np.uint8) * np.uint8(255), cells, interpolation=cv2.INTER_AREA) > 0
               for m in (instrument, vessel)]
-    to_vessel = cv2.distanceTransform((~coarse[1]).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    to_vessel = _distance_to(coarse[1])
     reach = COARSE * (float(to_vessel[coarse[0]].min()) + 2)  # cell centres -> any pixels of the two cells
+    return _meeting_window(instrument, vessel, reach)
+
+
+def _meeting_window(instrument: np.ndarray, vessel: np.ndarray, reach: float) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): the intersection of both masks' boxes grown by ``reach``, where every pair
+    of their pixels at most ``reach`` apart lies."""
+    height, width = instrument.shape
     boxes = [cv2.boundingRect(m.view(np.uint8)) for m in (instrument, vessel)]
     x0 = max(max(x - reach for x, _, _, _ in boxes), 0)
     y0 = max(max(y - reach for _, y, _, _ in boxes), 0)
     x1 = min(min(x + w + reach for x, _, w, _ in boxes), width)
     y1 = min(min(y + h + reach for _, y, _, h in boxes), height)
     return int(y0), math.ceil(y1), int(x0), math.ceil(x1)
+
+
+def _distance_to(mask: np.ndarray) -> np.ndarray:
+    """Exact Euclidean distance of every pixel to the nearest pixel of the boolean ``mask`` (float32)."""
+    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
 
 
 def closest_pair(instrument: np.ndarray, vessel: np.ndarray) -> Proximity:
@@ -54,7 +67,7 @@ def _pair_within(instrument: np.ndarray, vessel: np.ndarray, x0: int = 0, y0: in
     """:func:`closest_pair` over the whole of two masks cut at ``(x0, y0)`` of the picture (its points)."""
     if not instrument.any() or not vessel.any():
         return Proximity(math.inf)
-    to_vessel = cv2.distanceTransform((~vessel).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    to_vessel = _distance_to(vessel)
     np.copyto(to_vessel, np.float32(np.inf), where=~instrument)
     # The transform is float32 and its last bit may depend on memory alignment, so near-ties
     # are settled in exact integers: squared distances, then raster order. Same masks, same pair.
@@ -74,27 +87,32 @@ def _pair_within(instrument: np.ndarray, vessel: np.ndarray, x0: int = 0, y0: in
 def closest_roles(segmentation: Segmentation) -> Proximity:
     """:func:`closest_pair` of the instrument and vessel pixels of ``segmentation.class_map``, exactly.
 
-    The class map is the model's grid scaled up, so a pass over every ``grid_step``-th pixel
-    (a 25th of a 1080p map for a 384-wide input) finds both roles and a pair of their pixels
-    (``reach`` apart at most); the full-resolution work is then confined to the window where a
-    pair that close can lie (what :func:`_window` finds for :func:`closest_pair`). (A region
-    narrower than a step in both directions, which a scaled-up grid does not hold, can be missed.)
+    The class map is the model's grid scaled up, so a pass over every ``grid_step``-th pixel (a
+    9th to a 25th of the map) sees every cell. The closest sampled pair is ``gap + 1`` cells
+    apart; a pixel of the true pair lies within a step of a sampled pixel in each direction, so
+    that cell is within ``gap + 1 + 2 * sqrt(2)`` cells of the other role: only such cells (the
+    facing bands), grown by one, go to the full-resolution search. (A region narrower than a
+    step in both directions, which a scaled-up grid does not hold, can be missed.)
     """
     step = segmentation.grid_step
-    grid = [segmentation.role_mask(role, step) for role in ("instrument", "vessel")]
+    grid = [segmentation.role_mask(role, step) for role in ROLES]
     if step == 1 or not grid[0].any() or not grid[1].any():
         return closest_pair(*grid)
-    # The sampled pair is (gap + 1) steps apart; a region's pixels reach up to a step beyond its sampled ones.
-    reach = math.ceil((closest_pair(*grid).distance_px + 2) * step)
-    boxes = [cv2.boundingRect(mask.view(np.uint8)) for mask in grid]  # in grid cells
+    limit = closest_pair(*grid).distance_px + 4  # cells
+    gy0, gy1, gx0, gx1 = _meeting_window(*grid, limit + 1)  # every cell within the limit, and the growth
+    grid = [mask[gy0:gy1, gx0:gx1] for mask in grid]
+    bands = [cv2.dilate((mask & (_distance_to(other) <= limit)).view(np.uint8), np.ones((3, 3), np.uint8))
+             for mask, other in zip(grid, grid[::-1])]
+    x, y, w, h = cv2.boundingRect(bands[0] | bands[1])  # in cells of the window
     height, width = segmentation.class_map.shape
-    x0 = max(max(x * step for x, _, _, _ in boxes) - reach, 0)
-    y0 = max(max(y * step for _, y, _, _ in boxes) - reach, 0)
-    x1 = min(min((x + w) * step for x, _, w, _ in boxes) + reach, width)
-    y1 = min(min((y + h) * step for _, y, _, h in boxes) + reach, height)
+    x0, y0 = (gx0 + x) * step, (gy0 + y) * step
+    x1, y1 = min((gx0 + x + w) * step, width), min((gy0 + y + h) * step, height)
     window = segmentation.class_map[y0:y1, x0:x1]
-    return _pair_within(*(cv2.LUT(window, segmentation.role_table(role)).view(bool) for role in ("instrument", "vessel")),
-                        x0, y0)
+    masks = []
+    for role, band in zip(ROLES, bands):
+        cells = cv2.resize(band[y:y + h, x:x + w], (w * step, h * step), interpolation=cv2.INTER_NEAREST)
+        masks.append((cv2.LUT(window, segmentation.role_table(role)) & cells[:y1 - y0, :x1 - x0]).view(bool))
+    return _pair_within(*masks, x0, y0)
 
 
 class Analyse:
