@@ -119,10 +119,14 @@ def test_the_overlay_is_drawn_only_while_someone_subscribes_to_it(untrained_mode
 
 
 class StallingModel(SlowModel):
-    """The real model, which hangs for 0.6 s once, at frame 15 (then 3 s to raise, hold and clear ai_stale)."""
+    """The real model, which hangs for 0.6 s once, at the first frame it gets from frame 15 on (the live
+    path may drop frame 15 itself; then 3 s to raise, hold and clear ai_stale)."""
+
+    stalled = False
 
     def __call__(self, packet):
-        if packet.frame_id == 15:
+        if packet.frame_id >= 15 and not self.stalled:
+            self.stalled = True
             time.sleep(0.6)
         return self.model(packet)
 
