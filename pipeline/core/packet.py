@@ -131,10 +131,9 @@ class Segmentation:
         table[[i + 1 for i, r in enumerate(self.roles) if r == role]] = 1
         return table
 
-    def role_mask(self, role: str, step: int = 1) -> np.ndarray:
-        """Boolean mask of every pixel whose class has ``role``: (H, W), or every ``step``-th row and column."""
-        class_map = self.class_map if step == 1 else np.ascontiguousarray(self.class_map[::step, ::step])
-        return cv2.LUT(class_map, self.role_table(role)).view(bool)
+    def role_mask(self, role: str) -> np.ndarray:
+        """Boolean (H, W) mask of every pixel whose class has ``role``."""
+        return cv2.LUT(self.class_map, self.role_table(role)).view(bool)
 
     @property
     def grid_step(self) -> int:

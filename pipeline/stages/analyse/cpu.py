@@ -94,11 +94,13 @@ def closest_roles(segmentation: Segmentation) -> Proximity:
     facing bands), grown by one, go to the full-resolution search. (A region narrower than a
     step in both directions, which a scaled-up grid does not hold, can be missed.)
     """
-    step = segmentation.grid_step
-    grid = [segmentation.role_mask(role, step) for role in ROLES]
-    if step == 1 or not grid[0].any() or not grid[1].any():
-        return closest_pair(*grid)
-    limit = closest_pair(*grid).distance_px + 4  # cells
+    step, tables = segmentation.grid_step, [segmentation.role_table(role) for role in ROLES]
+    sampled = np.ascontiguousarray(segmentation.class_map[::step, ::step])
+    grid = [cv2.LUT(sampled, table).view(bool) for table in tables]
+    grid_pair = closest_pair(*grid)
+    if step == 1 or math.isinf(grid_pair.distance_px):  # the full map itself, or a role absent
+        return grid_pair
+    limit = grid_pair.distance_px + 4  # cells
     gy0, gy1, gx0, gx1 = _meeting_window(*grid, limit + 1)  # every cell within the limit, and the growth
     grid = [mask[gy0:gy1, gx0:gx1] for mask in grid]
     bands = [cv2.dilate((mask & (_distance_to(other) <= limit)).view(np.uint8), np.ones((3, 3), np.uint8))
@@ -109,9 +111,9 @@ def closest_roles(segmentation: Segmentation) -> Proximity:
     x1, y1 = min((gx0 + x + w) * step, width), min((gy0 + y + h) * step, height)
     window = segmentation.class_map[y0:y1, x0:x1]
     masks = []
-    for role, band in zip(ROLES, bands):
+    for table, band in zip(tables, bands):
         cells = cv2.resize(band[y:y + h, x:x + w], (w * step, h * step), interpolation=cv2.INTER_NEAREST)
-        masks.append((cv2.LUT(window, segmentation.role_table(role)) & cells[:y1 - y0, :x1 - x0]).view(bool))
+        masks.append((cv2.LUT(window, table) & cells[:y1 - y0, :x1 - x0]).view(bool))
     return _pair_within(*masks, x0, y0)
 
 
