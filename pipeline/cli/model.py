@@ -51,6 +51,9 @@ def add_commands(commands) -> None:
                             "overlap loss (0.5,0.5 = Dice; 0.3,0.7 favours recall of thin classes)")
     train.add_argument("--focal", type=float, default=0.0, metavar="GAMMA",
                        help="semantic models: focal cross-entropy with this gamma (e.g. 2; 0 = plain cross-entropy)")
+    train.add_argument("--boundary", type=float, default=0.0, metavar="WEIGHT",
+                       help="semantic models: add a boundary term (paint weighted by its distance to the truth) "
+                            "with this weight (e.g. 1; 0 = none)")
     train.set_defaults(handler=command_train)
     evaluation = commands.add_parser("eval", help="per-class IoU/Dice, mask mAP and speed on labelled frames")
     evaluation.add_argument("--data", required=True, help="folder of labelled frames (images/ and masks/ by default)")
@@ -145,7 +148,8 @@ def command_train(args) -> int:
         best = train(args.data, args.out, args.arch, args.imgsz, args.epochs, args.batch,
                      resolve_device(args.device), resume=args.resume, init=args.init,
                      class_weight_power=args.class_weights, hours=args.hours,
-                     tversky=floats(args.tversky, "--tversky", 2), focal=args.focal, lr=args.lr)
+                     tversky=floats(args.tversky, "--tversky", 2), focal=args.focal, lr=args.lr,
+                     boundary=args.boundary)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
     print(f"best weights: {best}")

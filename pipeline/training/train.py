@@ -14,7 +14,8 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
           batch: int | None = None, device: str = "cpu", seed: int = 0, resume: bool = False,
           names: tuple[str, ...] = ("instrument", "vessel"), init: str | Path | None = None,
           class_weight_power: float = 0.0, hours: float | None = None,
-          tversky: tuple[float, float] = (0.5, 0.5), focal: float = 0.0, lr: float | None = None) -> Path:
+          tversky: tuple[float, float] = (0.5, 0.5), focal: float = 0.0, lr: float | None = None,
+          boundary: float = 0.0) -> Path:
     """Train (or ``resume`` the run in ``out``); returns the best checkpoint. Seeded and deterministic.
 
     ``init``: a checkpoint to start from (e.g. phantom-pretrained weights) instead of ``arch`` from
@@ -27,7 +28,8 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
 
     Semantic models learn with orsight's thin-class loss (``tversky``: the weights of painted-
     wrongly and missed pixels, 0.5/0.5 = per-class Dice; ``focal``: the focal cross-entropy's gamma,
-    0 = plain cross-entropy; see ``thin_class``); they and the
+    0 = plain cross-entropy; ``boundary``: the weight of the distance-weighted boundary term, 0 = none;
+    see ``thin_class``); they and the
     pretrained instance models (``effnetliteN-seg``, ultralytics' own loss) without mosaic (its
     shrink erases thin structures), AdamW at 1e-3 on a cosine schedule, a step per batch.
     """
@@ -50,6 +52,8 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
         raise ValueError(f"the learning rate must be positive, not {lr}")
     if not focal >= 0:
         raise ValueError(f"the focal gamma must be 0 or more, not {focal}")
+    if not boundary >= 0:
+        raise ValueError(f"the boundary weight must be 0 or more, not {boundary}")
     if init is not None and not Path(init).is_file():
         raise FileNotFoundError(f"no such checkpoint to start from: {init}")
     if init is not None:
@@ -70,7 +74,7 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     if lr is not None:
         recipe["lr0"] = lr
     if model.task == "semantic":
-        recipe["trainer"] = thin_class_trainer(*tversky, gamma=focal)
+        recipe["trainer"] = thin_class_trainer(*tversky, gamma=focal, boundary=boundary)
     model.add_callback("on_pretrain_routine_start", _train_on_every_core)
     model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch,
                 workers=2 if device == "cpu" else 8, device=device, seed=seed, deterministic=True,

@@ -121,6 +121,43 @@ def test_the_focal_term_leaves_the_easy_pixels_out_and_is_plain_cross_entropy_at
     assert share_of_thin_pixels(plain) < 0.7 and share_of_thin_pixels(focal) > 0.95
 
 
+def test_the_boundary_term_grows_with_how_far_from_the_truth_a_class_is_painted():
+    truth = np.zeros((1, 64, 64), np.int64)
+    truth[0, :, :20] = 1
+    truth[0, 30:34, 40:42] = 2  # a thin class
+    beside, far_off, missed = truth.copy(), truth.copy(), truth.copy()
+    beside[0, 30:34, 42:44] = 2  # 8 pixels painted right beside it
+    far_off[0, 30:34, 58:60] = 2  # the same 8 pixels, 16 pixels away
+    missed[0, 30:34, 40:42] = 0
+    absent = np.where(truth == 2, 0, truth)  # a frame without the thin class ...
+    painted = truth.copy()  # ... where it is painted anyway
+    loss = ThinClassLoss(_Model(), boundary=1.0)
+
+    def term(prediction, truth):
+        logits = torch.from_numpy(np.eye(3, dtype=np.float32)[prediction].transpose(0, 3, 1, 2) * 20)
+        return float(loss._boundary_loss(logits, torch.from_numpy(truth)))
+
+    assert term(truth, truth) == pytest.approx(0.0, abs=1e-6)
+    assert 0 < term(beside, truth) < term(far_off, truth) / 4
+    assert term(missed, truth) > 0
+    assert term(painted, absent) == pytest.approx(8 / (64 * 64 * 2), rel=0.01)  # every painted pixel weighs 1
+    ignored = truth.copy()
+    ignored[0, :, 50:] = 255
+    assert term(far_off, ignored) < term(far_off, truth) / 5  # paint on ignored pixels does not count
+
+
+def test_the_boundary_term_is_added_to_the_loss_and_reported_only_when_asked():
+    truth = torch.zeros((2, 32, 32), dtype=torch.int64)
+    truth[:, 10:14, 10:12] = 2
+    logits = torch.zeros((2, 3, 16, 16))  # half the masks' size: brought up to it like the other terms
+    batch = {"semantic_mask": truth}
+    plain_total, plain_items = ThinClassLoss(_Model())(logits, batch)
+    total, items = ThinClassLoss(_Model(), boundary=2.0)(logits, batch)
+    assert "boundary_loss" not in plain_items
+    assert float(items["boundary_loss"]) > 0
+    assert float(total - plain_total) == pytest.approx(2 * float(items["boundary_loss"]), rel=1e-4)
+
+
 def test_training_on_a_cpu_uses_every_core():
     """ultralytics leaves torch one thread on a 2-core machine; orsight's trainer callback takes them all."""
     from types import SimpleNamespace
@@ -143,7 +180,7 @@ def test_trains_through_ultralytics_exports_and_runs_in_the_pipeline(tmp_path, a
 
     write_phantom_dataset(tmp_path / "ph", n=6, size=96)
     run = [sys.executable, "-m", "pipeline.cli"]
-    loss = ["--tversky", "0.3,0.7"] if task == "semantic" else []
+    loss = ["--tversky", "0.3,0.7", "--boundary", "1"] if task == "semantic" else []
     result = subprocess.run([*run, "train", "--data", str(tmp_path / "ph" / data), "--out",
                              str(tmp_path / "run"), "--arch", arch, "--imgsz", "96", "--epochs", "1",
                              "--batch", "2", "--device", "cpu", *loss],
