@@ -15,9 +15,14 @@ from tests.helpers import frame_times
 STARTED: list[subprocess.Popen] = []
 
 
+def _interruptible():
+    """As from a terminal: a shell starts background jobs with SIGINT ignored, which Python (and orsight) keeps."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(*args, cwd):
     process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible)
     STARTED.append(process)
     return process
 
