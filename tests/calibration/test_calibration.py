@@ -100,8 +100,11 @@ def test_calibrate_command_and_its_bad_input(tmp_path):
     board = Board("chessboard", 9, 6, square_mm=5.0)
     paths = _render_views(tmp_path, board, PINHOLE, count=10)
     out = tmp_path / "scope.yaml"
-    run = lambda *a: subprocess.run([sys.executable, "-m", "pipeline.cli", "calibrate", *a],
-                                    capture_output=True, text=True, timeout=120)
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "pipeline.cli", "calibrate", *a], capture_output=True,
+                              text=True, timeout=120)
+
     result = run(*paths, "--pattern", "chessboard", "--board", "9x6", "--square", "5", "--out", str(out),
                  "--working-distance", "60")
     assert result.returncode == 0, result.stderr
