@@ -54,6 +54,8 @@ def add_commands(commands) -> None:
     train.add_argument("--boundary", type=float, default=0.0, metavar="WEIGHT",
                        help="semantic models: add a boundary term (paint weighted by its distance to the truth) "
                             "with this weight (e.g. 1; 0 = none)")
+    train.add_argument("--average", type=int, default=0, metavar="EPOCHS",
+                       help="also write weights/averaged.pt: the mean of the last EPOCHS epochs' weights (0 = none)")
     train.set_defaults(handler=command_train)
     evaluation = commands.add_parser("eval", help="per-class IoU/Dice, mask mAP and speed on labelled frames")
     evaluation.add_argument("--data", required=True, help="folder of labelled frames (images/ and masks/ by default)")
@@ -149,7 +151,7 @@ def command_train(args) -> int:
                      resolve_device(args.device), resume=args.resume, init=args.init,
                      class_weight_power=args.class_weights, hours=args.hours,
                      tversky=floats(args.tversky, "--tversky", 2), focal=args.focal, lr=args.lr,
-                     boundary=args.boundary)
+                     boundary=args.boundary, average=args.average)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
     print(f"best weights: {best}")

@@ -15,7 +15,7 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
           names: tuple[str, ...] = ("instrument", "vessel"), init: str | Path | None = None,
           class_weight_power: float = 0.0, hours: float | None = None,
           tversky: tuple[float, float] = (0.5, 0.5), focal: float = 0.0, lr: float | None = None,
-          boundary: float = 0.0) -> Path:
+          boundary: float = 0.0, average: int = 0) -> Path:
     """Train (or ``resume`` the run in ``out``); returns the best checkpoint. Seeded and deterministic.
 
     ``init``: a checkpoint to start from (e.g. phantom-pretrained weights) instead of ``arch`` from
@@ -24,7 +24,9 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     up by inverse frequency to this power (0: unweighted). ``hours``: stop after this long (the
     schedule is fitted to it: ultralytics' ``time``), for a GPU lent for minutes. ``lr``: the
     starting learning rate (default 1e-3 for the recipe below, ultralytics' own otherwise), lower
-    for a fine-tuning stage that should keep what ``init`` learnt.
+    for a fine-tuning stage that should keep what ``init`` learnt. ``average``: also write
+    ``weights/averaged.pt``, the mean of the weights of the last ``average`` epochs (``averaging``;
+    0: none; not for a resumed run).
 
     Semantic models learn with orsight's thin-class loss (``tversky``: the weights of painted-
     wrongly and missed pixels, 0.5/0.5 = per-class Dice; ``focal``: the focal cross-entropy's gamma,
@@ -35,6 +37,7 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     """
     from pipeline.core.trust import require_trusted
     from pipeline.core.yolo import YOLO, model_from_yaml
+    from pipeline.training.averaging import average_last_epochs
     from pipeline.training.efficientnet import EfficientNetLite
     from pipeline.training.thin_class import thin_class_trainer
 
@@ -54,6 +57,8 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
         raise ValueError(f"the focal gamma must be 0 or more, not {focal}")
     if not boundary >= 0:
         raise ValueError(f"the boundary weight must be 0 or more, not {boundary}")
+    if not average >= 0:
+        raise ValueError(f"the number of epochs to average must be 0 or more, not {average}")
     if init is not None and not Path(init).is_file():
         raise FileNotFoundError(f"no such checkpoint to start from: {init}")
     if init is not None:
@@ -76,6 +81,8 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     if model.task == "semantic":
         recipe["trainer"] = thin_class_trainer(*tversky, gamma=focal, boundary=boundary)
     model.add_callback("on_pretrain_routine_start", _train_on_every_core)
+    if average:
+        average_last_epochs(model, average)
     model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch,
                 workers=2 if device == "cpu" else 8, device=device, seed=seed, deterministic=True,
                 project=str(out.parent), name=out.name, exist_ok=True, plots=False, amp=device != "cpu",

@@ -200,3 +200,37 @@ def test_trains_through_ultralytics_exports_and_runs_in_the_pipeline(tmp_path, a
     for stage in build_graph(model, PipelineConfig()):
         packet = stage(packet)
     assert packet.segmentation.class_map.shape == (360, 640) and packet.overlay.shape == (360, 640, 3)
+
+
+def test_averaged_weights_are_the_mean_of_the_last_epochs_with_fresh_batch_norm_statistics(tmp_path, monkeypatch):
+    """``train(average=2)`` writes ``averaged.pt``: each weight the mean of the last two epochs' (EMA) weights,
+    the batch-norm statistics measured afresh; it loads and predicts like any checkpoint."""
+    from ultralytics.utils.callbacks.base import default_callbacks
+
+    from pipeline.core.yolo import YOLO
+    from pipeline.training.dataset import write_phantom_dataset
+    from pipeline.training.train import train
+
+    epoch_weights = []
+    monkeypatch.setitem(default_callbacks, "on_model_save", [
+        *default_callbacks["on_model_save"],
+        lambda trainer: epoch_weights.append({k: v.detach().clone() for k, v in trainer.ema.ema.state_dict().items()})])
+    write_phantom_dataset(tmp_path / "ph", n=6, size=96)
+    threads = torch.get_num_threads()
+    try:
+        train(tmp_path / "ph" / "semantic.yaml", tmp_path / "run", "effnetlite0-sem", imgsz=96, epochs=3, batch=2,
+              names=("instrument", "vessel"), average=2)
+    finally:
+        torch.set_num_threads(threads)
+    checkpoint = torch.load(tmp_path / "run" / "weights" / "averaged.pt", map_location="cpu", weights_only=False)
+    assert checkpoint["averaged_epochs"] == (2, 3) and len(epoch_weights) == 3
+    averaged = checkpoint["model"].float().state_dict()
+    weight = next(k for k in averaged if k.endswith("conv.weight"))
+    running_mean = next(k for k in averaged if k.endswith("running_mean"))
+    expected = (epoch_weights[1][weight] + epoch_weights[2][weight]) / 2
+    assert torch.allclose(averaged[weight], expected, atol=1e-3)
+    assert not torch.allclose(averaged[weight], epoch_weights[2][weight], atol=1e-3)
+    assert not torch.allclose(averaged[running_mean], epoch_weights[2][running_mean], atol=1e-3)
+    prediction = YOLO(str(tmp_path / "run" / "weights" / "averaged.pt")).predict(np.zeros((96, 96, 3), np.uint8),
+                                                                                 verbose=False)
+    assert prediction and prediction[0] is not None
