@@ -56,6 +56,8 @@ def add_commands(commands) -> None:
                             "with this weight (e.g. 1; 0 = none)")
     train.add_argument("--average", type=int, default=0, metavar="EPOCHS",
                        help="also write weights/averaged.pt: the mean of the last EPOCHS epochs' weights (0 = none)")
+    train.add_argument("--degrees", type=float, default=0.0,
+                       help="turn training pictures by a random angle up to this many degrees either way (0 = none)")
     train.set_defaults(handler=command_train)
     evaluation = commands.add_parser("eval", help="per-class IoU/Dice, mask mAP and speed on labelled frames")
     evaluation.add_argument("--data", required=True, help="folder of labelled frames (images/ and masks/ by default)")
@@ -151,7 +153,7 @@ def command_train(args) -> int:
                      resolve_device(args.device), resume=args.resume, init=args.init,
                      class_weight_power=args.class_weights, hours=args.hours,
                      tversky=floats(args.tversky, "--tversky", 2), focal=args.focal, lr=args.lr,
-                     boundary=args.boundary, average=args.average)
+                     boundary=args.boundary, average=args.average, degrees=args.degrees)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
     print(f"best weights: {best}")

@@ -15,7 +15,7 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
           names: tuple[str, ...] = ("instrument", "vessel"), init: str | Path | None = None,
           class_weight_power: float = 0.0, hours: float | None = None,
           tversky: tuple[float, float] = (0.5, 0.5), focal: float = 0.0, lr: float | None = None,
-          boundary: float = 0.0, average: int = 0) -> Path:
+          boundary: float = 0.0, average: int = 0, degrees: float = 0.0) -> Path:
     """Train (or ``resume`` the run in ``out``); returns the best checkpoint. Seeded and deterministic.
 
     ``init``: a checkpoint to start from (e.g. phantom-pretrained weights) instead of ``arch`` from
@@ -26,7 +26,8 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     starting learning rate (default 1e-3 for the recipe below, ultralytics' own otherwise), lower
     for a fine-tuning stage that should keep what ``init`` learnt. ``average``: also write
     ``weights/averaged.pt``, the mean of the weights of the last ``average`` epochs (``averaging``;
-    0: none; not for a resumed run).
+    0: none; not for a resumed run). ``degrees``: turn each training picture by a random angle up to
+    this many degrees either way (ultralytics' ``degrees``; a laparoscope turns about its axis).
 
     Semantic models learn with orsight's thin-class loss (``tversky``: the weights of painted-
     wrongly and missed pixels, 0.5/0.5 = per-class Dice; ``focal``: the focal cross-entropy's gamma,
@@ -59,6 +60,8 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
         raise ValueError(f"the boundary weight must be 0 or more, not {boundary}")
     if not average >= 0:
         raise ValueError(f"the number of epochs to average must be 0 or more, not {average}")
+    if not 0 <= degrees <= 180:
+        raise ValueError(f"the rotation must be 0-180 degrees, not {degrees}")
     if init is not None and not Path(init).is_file():
         raise FileNotFoundError(f"no such checkpoint to start from: {init}")
     if init is not None:
@@ -87,6 +90,7 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
                 workers=2 if device == "cpu" else 8, device=device, seed=seed, deterministic=True,
                 project=str(out.parent), name=out.name, exist_ok=True, plots=False, amp=device != "cpu",
                 close_mosaic=max(1, epochs // 10), patience=max(20, epochs // 3), cls_pw=class_weight_power,
+                degrees=degrees,
                 **recipe, **({"time": hours} if hours else {}))
     return _trusted_outputs(out)
 

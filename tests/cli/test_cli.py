@@ -42,11 +42,14 @@ def test_wrong_model_file_and_bad_config(tmp_path):
     assert result.returncode == 2 and "favourite_colour" in result.stderr
 
 
-def test_training_from_a_missing_checkpoint_is_status_2(tmp_path):
+@pytest.mark.parametrize("option, words", [(("--init", "no.pt"), "no such checkpoint"),
+                                           (("--degrees", "200"), "0-180 degrees"),
+                                           (("--average", "-1"), "epochs to average")])
+def test_a_bad_training_option_is_one_line_and_status_2(tmp_path, option, words):
     data = tmp_path / "data.yaml"
     data.write_text("path: .\ntrain: images\nval: images\nnames: {0: instrument, 1: vessel}\n")
-    result = orsight("train", "--data", str(data), "--out", str(tmp_path / "run"), "--init", str(tmp_path / "no.pt"))
-    assert result.returncode == 2 and "no such checkpoint" in result.stderr and "Traceback" not in result.stderr
+    result = orsight("train", "--data", str(data), "--out", str(tmp_path / "run"), *option)
+    assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
 
 
 def test_port_in_use_is_status_2(untrained_models, free_tcp_endpoint):
