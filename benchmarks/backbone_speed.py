@@ -1,10 +1,12 @@
 """EfficientNet-Lite0/1/2 side by side: the same decoder and head, exported to ONNX, timed in
-ONNX Runtime on one thread at each input budget (the speed half of picking the backbone).
+ONNX Runtime on one thread at each input budget (the speed half of picking the backbone); or any
+architectures given with ``--archs`` (e.g. a decoder variant against the shipped one).
 
 Weights are the ImageNet backbones with an untrained decoder: inference time does not depend
 on the values. Each model is timed round-robin (one run of each in turn) so drift hits all alike.
 
     python benchmarks/backbone_speed.py [--budgets 256,320,384] [--runs 60] [--out benchmarks/results]
+    python benchmarks/backbone_speed.py --archs effnetlite0-sem,effnetlite0-sem-ctx --out /tmp/ctx
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ PICTURE = (770, 480)  # Endoscapes' picture (width, height): each budget is fitt
 WARM_UP = 3  # untimed rounds first
 
 
-def build_sessions(folder: Path, budgets: list[int]) -> dict:
+def build_sessions(folder: Path, archs: list[str], budgets: list[int]) -> dict:
     import onnxruntime as ort
 
     from pipeline.core.trust import trust
@@ -45,7 +47,7 @@ def build_sessions(folder: Path, budgets: list[int]) -> dict:
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     sessions = {}
-    for arch in ARCHS:
+    for arch in archs:
         model = model_from_yaml(arch, names=("instrument", "vessel"))  # the shipped classes
         parameters = sum(p.numel() for p in model.model.parameters())
         pt = folder / f"{arch}.pt"
@@ -76,12 +78,13 @@ def time_sessions(sessions: dict, runs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budgets", default="256,320,384", help="input budgets (side of the square pixel count)")
+    parser.add_argument("--archs", default=",".join(ARCHS), help="architectures to time (orsight's names)")
     parser.add_argument("--runs", type=int, default=60, help="timed inferences per model and budget")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for backbone_speed.json/.md")
     args = parser.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     with tempfile.TemporaryDirectory() as folder:
-        sessions = build_sessions(Path(folder), budgets)
+        sessions = build_sessions(Path(folder), args.archs.split(","), budgets)
         took = time_sessions(sessions, args.runs)
     rows = [{"arch": arch, "budget": budget, "input": "x".join(map(str, size)),
              "parameters_m": round(parameters / 1e6, 2), "ms": percentiles(took[(arch, budget)])}
