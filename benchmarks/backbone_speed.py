@@ -6,7 +6,7 @@ Weights are the ImageNet backbones with an untrained decoder: inference time doe
 on the values. Each model is timed round-robin (one run of each in turn) so drift hits all alike.
 
     python benchmarks/backbone_speed.py [--budgets 256,320,384] [--runs 60] [--out benchmarks/results]
-    python benchmarks/backbone_speed.py --archs effnetlite0-sem,effnetlite0-sem-ctx --out /tmp/ctx
+    python benchmarks/backbone_speed.py --archs effnetlite0-sem,yolo26n-sem-p2 --out /tmp/decoders
 """
 from __future__ import annotations
 

@@ -33,9 +33,8 @@ def add_commands(commands) -> None:
     train.add_argument("--out", required=True, help="run folder (outside the repo)")
     train.add_argument("--arch", default="yolo26n-seg",
                        help="ultralytics model name, or orsight's: effnetlite0-sem, effnetlite1-sem, effnetlite2-sem "
-                            "(ImageNet EfficientNet-Lite0/1/2, semantic), effnetlite0-sem-ctx (the same with context "
-                            "at stride 32), effnetlite0-seg (1, 2: the same backbones, instances), yolo26n-sem-p2 "
-                            "(semantic, stride-4 head); semantic ones: --data semantic.yaml")
+                            "(ImageNet EfficientNet-Lite0/1/2, semantic), effnetlite0-seg (1, 2: the same backbones, "
+                            "instances), yolo26n-sem-p2 (semantic, stride-4 head); semantic ones: --data semantic.yaml")
     train.add_argument("--imgsz", type=int, default=320, help="training input side")
     train.add_argument("--epochs", type=int, default=30, help="epochs (the schedule's length)")
     train.add_argument("--batch", type=int, default=None, help="batch size (default: 16 CPU, 64 CUDA)")

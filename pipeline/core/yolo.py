@@ -27,8 +27,8 @@ OWN_ARCHITECTURES = Path(__file__).parents[1] / "training" / "architectures"  # 
 
 
 def architecture_config(arch: str) -> dict:
-    """The architecture of ``arch`` as a dict; ``effnetliteN-sem``, ``-sem-ctx`` and ``-seg`` are one YAML each, set to Lite N."""
-    lite = re.fullmatch(r"effnetlite(\d+)-(sem|seg|sem-ctx)", arch)
+    """The architecture of ``arch`` as a dict; ``effnetliteN-sem`` and ``-seg`` are one YAML each, set to Lite N."""
+    lite = re.fullmatch(r"effnetlite(\d+)-(sem|seg)", arch)
     if lite:
         config = yaml.safe_load((OWN_ARCHITECTURES / f"effnetlite-{lite[2]}.yaml").read_text())
         return configure_efficientnet(config, int(lite[1]))

@@ -58,7 +58,6 @@ def test_a_weights_file_that_does_not_fit_is_an_error_not_a_random_init(monkeypa
 
 
 @pytest.mark.parametrize("arch, task, names", [("effnetlite0-sem", "semantic", ("background", "instrument", "vessel")),
-                                               ("effnetlite0-sem-ctx", "semantic", ("background", "instrument", "vessel")),
                                                ("effnetlite0-seg", "segment", ("instrument", "vessel"))])
 def test_the_architecture_yaml_builds_on_the_pretrained_backbone(arch, task, names):
     model = model_from_yaml(arch, names=("instrument", "vessel"))
