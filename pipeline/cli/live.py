@@ -242,7 +242,7 @@ def command_demo(args) -> int:
                "fps_ai": live["fps_ai"], "drops": live["drops"], "alerts_raised": live["alerts_raised"],
                "frames_shown": shown["frames_shown"], "frames_stale": shown["frames_stale"],
                **{name: shown[name] for name in DELAY_FIELDS}, "stage_ms_p50": live["stage_ms_p50"],
-               "operating_point": live["operating_point"]}
+               "stage_ms_p99": live["stage_ms_p99"], "operating_point": live["operating_point"]}
     write_json(out / "summary.json", summary)
     print(f"{'frames captured / analysed / dropped':38s} {summary['frames']} / {summary['frames_analysed']} / "
           f"{summary['drops']}")

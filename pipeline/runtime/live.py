@@ -338,4 +338,5 @@ def _summary(stats: LiveStats, slot: LatestSlot, source: Source, seconds: float)
             "errors": stats.errors, "last_error": stats.last_error, "alerts_raised": stats.alerts_raised,
             "fps_capture": round(stats.captured / max(seconds, 1e-9), 2),
             "fps_ai": round(stats.analysed / max(seconds, 1e-9), 2),
-            "stage_ms_p50": {k: round(float(np.percentile(v, 50)), 3) for k, v in stats.timings_ms.items()}}
+            **{f"stage_ms_p{q}": {k: round(float(np.percentile(v, q)), 3) for k, v in stats.timings_ms.items()}
+               for q in (50, 99)}}

@@ -114,6 +114,8 @@ def test_the_overlay_is_drawn_only_while_someone_subscribes_to_it(untrained_mode
     wanted = "overlay" in topics
     assert receiver.counts["mask"] == summary["frames_analysed"] == 20  # the display draws the mask itself
     assert ("overlay" in summary["stage_ms_p50"]) == wanted
+    assert summary["stage_ms_p99"].keys() == summary["stage_ms_p50"].keys()  # the tail of each stage, beside its median
+    assert all(summary["stage_ms_p99"][stage] >= summary["stage_ms_p50"][stage] for stage in summary["stage_ms_p50"])
     if wanted:
         assert receiver.counts["overlay"] == 20
 

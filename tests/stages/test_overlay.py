@@ -2,7 +2,14 @@
 import numpy as np
 
 from pipeline.core.packet import FramePacket, Proximity, Segmentation
-from pipeline.stages.overlay.cpu import LabelAnnotator, ProximityAnnotator, label_style, place_label
+from pipeline.stages.overlay.cpu import (
+    ContourAnnotator,
+    LabelAnnotator,
+    MaskAnnotator,
+    ProximityAnnotator,
+    label_style,
+    place_label,
+)
 
 
 def test_labels_scale_with_the_picture_and_stay_readable():
@@ -33,3 +40,22 @@ def test_annotators_draw_on_a_small_frame_without_failing():
         scene = annotator.annotate(scene, packet)
     plate = scene[100:110, 120:140]
     assert (plate == 20).all(axis=2).any()  # the distance sits on a dark plate
+
+
+def _segmented(centre: tuple[int, int]) -> FramePacket:
+    packet = FramePacket.capture(np.full((240, 320, 3), (60, 60, 200), np.uint8), 0, "t")
+    class_map = np.zeros((240, 320), np.uint8)
+    class_map[centre[1] - 20:centre[1] + 20, centre[0] - 30:centre[0] + 30] = 2  # a vessel
+    packet.segmentation = Segmentation(class_map, ("instrument", "vessel"), ("instrument", "vessel"),
+                                       np.zeros(0, int), np.zeros(0, np.float32), np.zeros((0, 4)))
+    return packet
+
+
+def test_a_mask_drawn_again_looks_the_same_and_a_new_one_replaces_it():
+    first, second = _segmented((80, 60)), _segmented((240, 180))
+    for kind in (MaskAnnotator, ContourAnnotator):
+        kept = kind()  # the display's annotator: the same mask over several frames, then the next one
+        shown = [kept.annotate(packet.image.copy(), packet) for packet in (first, first, second)]
+        assert np.array_equal(shown[0], shown[1])
+        assert np.array_equal(shown[2], kind().annotate(second.image.copy(), second))  # not the first mask's
+        assert not np.array_equal(shown[2], shown[0])

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from pipeline.core.classes import PRIORITY_COLOURS, ROLE_COLOURS
-from pipeline.core.packet import FramePacket, timed
+from pipeline.core.packet import FramePacket, Segmentation, timed
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -52,21 +52,51 @@ def colour_table(roles: tuple[str, ...]) -> np.ndarray:
     return table
 
 
+class LastSegmentation:
+    """What an annotator derives from a segmentation, derived again only when a different one comes:
+    the display draws each mask over every video frame until the next mask (two to four frames at
+    60 fps), so its colours and outlines are worked out once, not per frame."""
+
+    def __init__(self, derive):
+        self.derive, self.segmentation, self.derived = derive, None, None
+
+    def __call__(self, segmentation: Segmentation):
+        if segmentation is not self.segmentation:
+            self.segmentation, self.derived = segmentation, self.derive(segmentation)
+        return self.derived
+
+
+def _colour_layer(segmentation: Segmentation) -> tuple[int, int, np.ndarray, np.ndarray] | None:
+    """(x, y, class map, role colours) over the box the classes cover, or None when nothing is segmented."""
+    x, y, w, h = cv2.boundingRect(segmentation.class_map)
+    if not w:
+        return None
+    class_map = segmentation.class_map[y:y + h, x:x + w]
+    colours = cv2.LUT(cv2.cvtColor(class_map, cv2.COLOR_GRAY2BGR), colour_table(segmentation.roles)[:, None])
+    return x, y, class_map, colours
+
+
+def _outlines(segmentation: Segmentation) -> list[tuple[tuple[int, int, int], list[np.ndarray]]]:
+    """(role colour, outer contours in source pixels) of each class."""
+    x, y, w, h = cv2.boundingRect(segmentation.class_map)  # search only the covered box
+    class_map = segmentation.class_map[y:y + h, x:x + w]
+    return [(ROLE_COLOURS[role], cv2.findContours((class_map == index + 1).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                                  cv2.CHAIN_APPROX_SIMPLE, offset=(x, y))[0])
+            for index, role in enumerate(segmentation.roles)]
+
+
 class MaskAnnotator:
     """Translucent colour over every segmented pixel, by role."""
 
     def __init__(self, opacity: float = 0.45):
         self.opacity = opacity
+        self.layer = LastSegmentation(_colour_layer)
 
     def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
-        segmentation = packet.segmentation
-        if segmentation is None:
+        if packet.segmentation is None or (layer := self.layer(packet.segmentation)) is None:
             return scene
-        x, y, w, h = cv2.boundingRect(segmentation.class_map)  # blend only the covered box
-        if not w:
-            return scene
-        class_map, region = segmentation.class_map[y:y + h, x:x + w], scene[y:y + h, x:x + w]
-        colours = cv2.LUT(cv2.cvtColor(class_map, cv2.COLOR_GRAY2BGR), colour_table(segmentation.roles)[:, None])
+        x, y, class_map, colours = layer
+        region = scene[y:y + class_map.shape[0], x:x + class_map.shape[1]]  # blend only the covered box
         blended = cv2.addWeighted(region, 1 - self.opacity, colours, self.opacity, 0)
         cv2.copyTo(blended, class_map, region)  # where the class map is non-zero; region is a view of scene
         return scene
@@ -77,17 +107,13 @@ class ContourAnnotator:
 
     def __init__(self, thickness: int = 2):
         self.thickness = thickness
+        self.outlines = LastSegmentation(_outlines)
 
     def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
-        segmentation = packet.segmentation
-        if segmentation is None:
+        if packet.segmentation is None:
             return scene
-        x, y, w, h = cv2.boundingRect(segmentation.class_map)  # search only the covered box
-        class_map = segmentation.class_map[y:y + h, x:x + w]
-        for index, role in enumerate(segmentation.roles):
-            region = (class_map == index + 1).astype(np.uint8)
-            contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x, y))
-            cv2.drawContours(scene, contours, -1, ROLE_COLOURS[role], self.thickness, cv2.LINE_AA)
+        for colour, contours in self.outlines(packet.segmentation):
+            cv2.drawContours(scene, contours, -1, colour, self.thickness, cv2.LINE_AA)
         return scene
 
 
