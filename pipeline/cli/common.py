@@ -74,6 +74,19 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def int_between(low: int, high: int):
+    """An argparse type: a whole number from ``low`` to ``high``."""
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, not {text!r}")
+        return value
+    return whole_number
+
+
 def size_arg(text: str) -> tuple[int, int]:
     """WIDTHxHEIGHT."""
     try:
@@ -89,10 +102,9 @@ def input_size_arg(text: str) -> int | tuple[int, int]:
     """A model input: one side (square) or WIDTHxHEIGHT."""
     if "x" in text.lower():
         return size_arg(text)
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"input size must be N or WIDTHxHEIGHT, not {text!r}") from None
+    if not text.isdigit() or not 0 < int(text) <= MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"input size must be N (1-{MAX_SIDE}) or WIDTHxHEIGHT, not {text!r}")
+    return int(text)
 
 
 def pairs(text: str, what: str) -> dict[int, int]:

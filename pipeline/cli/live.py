@@ -14,6 +14,7 @@ from pipeline.cli.common import (
     Parser,
     UsageError,
     input_size_arg,
+    int_between,
     positive,
     positive_int,
     resolve_device,
@@ -40,18 +41,18 @@ def add_commands(commands) -> None:
     display.add_argument("--connect", default=DEFAULT_ENDPOINT, help="ZeroMQ endpoint of `orsight run --publish`")
     display.add_argument("--headless", action="store_true", help="no window (record instead)")
     display.add_argument("--web", action="store_true", help="serve the display to a browser instead of a window")
-    display.add_argument("--port", type=int, default=8080, help="with --web: the HTTP port")
+    display.add_argument("--port", type=int_between(1, 65535), default=8080, help="with --web: the HTTP port")
     display.add_argument("--host", default="127.0.0.1",
                          help="with --web: the address to serve on (loopback: this machine's browsers only)")
     display.add_argument("--record", default=None, help="write what is shown to this .mp4")
-    display.add_argument("--frames", type=int, default=None, help="stop after showing N frames (default: until "
+    display.add_argument("--frames", type=positive_int, default=None, help="stop after showing N frames (default: until "
                                                                   "the publisher ends)")
     display.add_argument("--stale-ms", type=float, default=120.0, help="hide masks older than this")
     display.add_argument("--summary", default=None, help="write delays and counts as JSON here")
     display.add_argument("--secure", default=None, metavar="KEYS", help="this display's keys, for a --secure publisher")
     display.set_defaults(handler=command_display)
     demo = commands.add_parser("demo", help="phantom through the whole live path and a headless display")
-    demo.add_argument("--frames", type=int, default=300, help="frames to capture")
+    demo.add_argument("--frames", type=positive_int, default=300, help="frames to capture")
     demo.add_argument("--out", default="demo-out", help="folder for display.mp4, summary.json, audit.jsonl")
     demo.add_argument("--model", default=None, help=".onnx or .pt (default: the shipped model)")
     demo.add_argument("--size", type=size_arg, default=(1280, 720), help="phantom frame size (WxH)")
@@ -63,7 +64,7 @@ def add_commands(commands) -> None:
     igtl = kinds.add_parser("igtl", help="OpenIGTLink for 3D Slicer: video and labels as IMAGE, alerts as STRING, "
                                          "the closest pair as POINT")
     igtl.add_argument("--connect", default=DEFAULT_ENDPOINT, help="ZeroMQ endpoint of `orsight run --publish`")
-    igtl.add_argument("--port", type=int, default=18944, help="OpenIGTLink port (on loopback)")
+    igtl.add_argument("--port", type=int_between(1, 65535), default=18944, help="OpenIGTLink port (on loopback)")
     igtl.add_argument("--secure", default=None, metavar="KEYS", help="this client's keys, for a --secure publisher")
     igtl.set_defaults(handler=command_bridge_igtl)
     keys = commands.add_parser("keys", help="CurveZMQ key pairs for `run --secure` and `display --secure`")
@@ -99,7 +100,7 @@ def _add_ai_options(parser) -> None:
     parser.add_argument("--ai-priority", choices=("idle", "nice"), default=AI_PRIORITY,
                         help="nice: the AI thread --ai-niceness below the video path (a share of a busy host); idle: "
                              "only CPU time nothing else wants (SCHED_IDLE: starves when another process is busy)")
-    parser.add_argument("--ai-niceness", type=int, default=AI_NICENESS, help="with --ai-priority nice: how much nicer "
+    parser.add_argument("--ai-niceness", type=int_between(0, 19), default=AI_NICENESS, help="with --ai-priority nice: how much nicer "
                                                                              "the AI thread is than the video path")
     parser.add_argument("--governor", action=argparse.BooleanOptionalAction, default=True,
                         help="lower the model's input size while masks would reach the display stale, raise it again "

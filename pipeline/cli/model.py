@@ -5,7 +5,18 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.cli.common import Parser, UsageError, floats, input_size_arg, integers, pairs, resolve_device, write_json
+from pipeline.cli.common import (
+    Parser,
+    UsageError,
+    floats,
+    input_size_arg,
+    integers,
+    pairs,
+    positive,
+    positive_int,
+    resolve_device,
+    write_json,
+)
 from pipeline.training.pairs import DEFAULT_IMAGE_GLOB, DEFAULT_MASK_PATTERN
 
 
@@ -21,12 +32,12 @@ def add_commands(commands) -> None:
     convert.add_argument("--names", default="instrument,vessel",
                          help="class names in index order (roles come from them: see README)")
     convert.add_argument("--colours", default=None, help="YAML of R,G,B: value for colour-coded masks")
-    convert.add_argument("--imgsz", type=int, default=480, help="side of the stored (letterboxed) images")
+    convert.add_argument("--imgsz", type=positive_int, default=480, help="side of the stored (letterboxed) images")
     convert.set_defaults(handler=command_dataset)
     phantom = dataset_kinds.add_parser("phantom", help="render a labelled phantom dataset")
-    phantom.add_argument("--n", type=int, default=600, help="frames to render")
+    phantom.add_argument("--n", type=positive_int, default=600, help="frames to render")
     phantom.add_argument("--out", required=True, help="dataset folder to write (outside the repo)")
-    phantom.add_argument("--imgsz", type=int, default=320, help="side of the stored images")
+    phantom.add_argument("--imgsz", type=positive_int, default=320, help="side of the stored images")
     phantom.set_defaults(handler=command_dataset)
     train = commands.add_parser("train", help="train a segmentation model (ultralytics)")
     train.add_argument("--data", required=True, help="data.yaml from `orsight dataset`")
@@ -35,15 +46,15 @@ def add_commands(commands) -> None:
                        help="ultralytics model name, or orsight's: effnetlite0-sem, effnetlite1-sem, effnetlite2-sem "
                             "(ImageNet EfficientNet-Lite0/1/2, semantic), effnetlite0-seg (1, 2: the same backbones, "
                             "instances), yolo26n-sem-p2 (semantic, stride-4 head); semantic ones: --data semantic.yaml")
-    train.add_argument("--imgsz", type=int, default=320, help="training input side")
-    train.add_argument("--epochs", type=int, default=30, help="epochs (the schedule's length)")
-    train.add_argument("--batch", type=int, default=None, help="batch size (default: 16 CPU, 64 CUDA)")
+    train.add_argument("--imgsz", type=positive_int, default=320, help="training input side")
+    train.add_argument("--epochs", type=positive_int, default=30, help="epochs (the schedule's length)")
+    train.add_argument("--batch", type=positive_int, default=None, help="batch size (default: 16 CPU, 64 CUDA)")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--init", default=None, help="start from this .pt (e.g. phantom-pretrained) instead of scratch")
     train.add_argument("--class-weights", type=float, default=0.0, metavar="POWER",
                        help="weight rare classes by inverse frequency to this power, 0-1 (ultralytics cls_pw)")
-    train.add_argument("--hours", type=float, default=None, help="stop after this long (overrides --epochs' schedule)")
+    train.add_argument("--hours", type=positive, default=None, help="stop after this long (overrides --epochs' schedule)")
     train.add_argument("--lr", type=float, default=None,
                        help="starting learning rate (default 1e-3 for orsight's recipe; lower to fine-tune an --init)")
     train.add_argument("--tversky", default="0.5,0.5", metavar="ALPHA,BETA",
@@ -73,7 +84,7 @@ def add_commands(commands) -> None:
     export.add_argument("--model", required=True, help="ultralytics .pt checkpoint")
     export.add_argument("--imgsz", type=input_size_arg, required=True, help="N (square) or WxH, e.g. 512x288")
     export.add_argument("--out", required=True, help=".onnx file to write")
-    export.add_argument("--opset", type=int, default=None, help="ONNX opset (default: ultralytics')")
+    export.add_argument("--opset", type=positive_int, default=None, help="ONNX opset (default: ultralytics')")
     export.add_argument("--dynamic", action="store_true",
                         help="dynamic batch and input shape (replay --batch; the input fitted to each picture)")
     export.add_argument("--tensorrt", action="store_true", help="also build a TensorRT engine")

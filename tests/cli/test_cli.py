@@ -23,6 +23,14 @@ def orsight(*args, timeout=240):
     (["run", "--imgsz", "7", "--frames", "1"], "imgsz must be"),
     (["run", "--source", "7"], "cannot open camera 7"),
     (["run", "--source", "rtsp://127.0.0.1:9/none"], "cannot open rtsp://"),
+    (["run", "--ai-niceness", "99"], "from 0 to 19"),
+    (["demo", "--frames", "-3"], "must be a whole number above 0"),
+    (["display", "--web", "--port", "70000"], "from 1 to 65535"),
+    (["dataset", "phantom", "--n", "0", "--out", "nowhere"], "must be a whole number above 0"),
+    (["replay", "x.mp4", "--out", "nowhere", "--chunk-frames", "0"], "must be a whole number above 0"),
+    (["export", "--model", "x.pt", "--imgsz", "-5", "--out", "x.onnx"], "input size must be"),
+    (["train", "--data", "x.yaml", "--out", "nowhere", "--hours", "-1"], "must be a number above 0"),
+    (["train", "--data", "x.yaml", "--out", "nowhere", "--batch", "0"], "must be a whole number above 0"),
 ])
 def test_bad_input_is_one_line_and_status_2(args, words):
     result = orsight(*args)
