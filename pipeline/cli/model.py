@@ -69,6 +69,9 @@ def add_commands(commands) -> None:
                        help="also write weights/averaged.pt: the mean of the last EPOCHS epochs' weights (0 = none)")
     train.add_argument("--degrees", type=float, default=0.0,
                        help="turn training pictures by a random angle up to this many degrees either way (0 = none)")
+    train.add_argument("--photometric", type=float, default=0.0, metavar="STRENGTH",
+                       help="semantic models: jitter training pictures' light colour, haze, focus and noise "
+                            "(1 = the documented ranges; 0 = none)")
     train.set_defaults(handler=command_train)
     evaluation = commands.add_parser("eval", help="per-class IoU/Dice, mask mAP and speed on labelled frames")
     evaluation.add_argument("--data", required=True, help="folder of labelled frames (images/ and masks/ by default)")
@@ -164,7 +167,8 @@ def command_train(args) -> int:
                      resolve_device(args.device), resume=args.resume, init=args.init,
                      class_weight_power=args.class_weights, hours=args.hours,
                      tversky=floats(args.tversky, "--tversky", 2), focal=args.focal, lr=args.lr,
-                     boundary=args.boundary, average=args.average, degrees=args.degrees)
+                     boundary=args.boundary, average=args.average, degrees=args.degrees,
+                     photometric=args.photometric)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
     print(f"best weights: {best}")

@@ -58,10 +58,12 @@ def _instances(class_map: np.ndarray, classes: int):
 
 def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
              ignore: tuple[int, ...] = ENDOSCAPES_IGNORE, colours: dict | None = None,
-             image_glob: str = DEFAULT_IMAGE_GLOB, mask_pattern: str = DEFAULT_MASK_PATTERN) -> dict:
+             image_glob: str = DEFAULT_IMAGE_GLOB, mask_pattern: str = DEFAULT_MASK_PATTERN,
+             transform=None) -> dict:
     """Per class IoU and Dice over the whole set (ignore pixels excluded), per-frame mean IoU,
     frame-level detection and false-alarm rates, mask mAP50-95 and inference time; ``folder``
-    holds the images (``image_glob``) and their masks (``mask_pattern``: see ``pairs``).
+    holds the images (``image_glob``) and their masks (``mask_pattern``: see ``pairs``);
+    ``transform(image, index) -> image`` alters each picture first (the masks stay as they are).
 
     Detection rate: of the frames where the class is present, those where the prediction
     overlaps it. False-alarm rate: of the frames where it is absent, those where it is predicted
@@ -87,6 +89,8 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
         if truth.shape != image.shape[:2]:
             raise ValueError(f"{mask_path} is {truth.shape[1]}x{truth.shape[0]}, its image "
                              f"{image.shape[1]}x{image.shape[0]}")
+        if transform is not None:
+            image = transform(image, index)
         packet = analyzer.analyse(image, new_scene=True).packet  # every frame is a different recording
         infer_ms.append(packet.timings_ms["infer"])
         segmentation = packet.segmentation

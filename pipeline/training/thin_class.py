@@ -28,6 +28,8 @@ from ultralytics.nn.tasks import SemanticSegmentationModel
 from ultralytics.utils import RANK
 from ultralytics.utils.loss import SemanticSegmentationLoss
 
+from pipeline.training.photometric import PhotometricJitter
+
 SMOOTH = 1.0
 BOUNDARY_REACH = 8  # the boundary term's distances in 1/8 of the image's longer side, capped at 1
 
@@ -111,11 +113,21 @@ class ThinClassSemanticModel(SemanticSegmentationModel):
 
 
 def thin_class_trainer(alpha: float = 0.5, beta: float = 0.5, gamma: float = 0.0,
-                       boundary: float = 0.0) -> type[SemanticSegmentationTrainer]:
+                       boundary: float = 0.0, photometric: float = 0.0) -> type[SemanticSegmentationTrainer]:
     """Ultralytics' semantic trainer whose model learns with :class:`ThinClassLoss` (``alpha``, ``beta``, ``gamma``,
-    ``boundary``)."""
+    ``boundary``), its training batches jittered by :class:`PhotometricJitter` at strength ``photometric`` (0: not)."""
 
     class ThinClassTrainer(SemanticSegmentationTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.jitter = PhotometricJitter(photometric, seed=self.args.seed) if photometric else None
+
+        def preprocess_batch(self, batch: dict) -> dict:
+            batch = super().preprocess_batch(batch)  # the validator preprocesses its own batches: never jittered
+            if self.jitter is not None:
+                batch["img"] = self.jitter(batch["img"])
+            return batch
+
         def get_model(self, cfg=None, weights=None, verbose=True):
             model = ThinClassSemanticModel(cfg, nc=self.data["nc"], ch=self.data["channels"],
                                            verbose=verbose and RANK == -1)

@@ -15,7 +15,7 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
           names: tuple[str, ...] = ("instrument", "vessel"), init: str | Path | None = None,
           class_weight_power: float = 0.0, hours: float | None = None,
           tversky: tuple[float, float] = (0.5, 0.5), focal: float = 0.0, lr: float | None = None,
-          boundary: float = 0.0, average: int = 0, degrees: float = 0.0) -> Path:
+          boundary: float = 0.0, average: int = 0, degrees: float = 0.0, photometric: float = 0.0) -> Path:
     """Train (or ``resume`` the run in ``out``); returns the best checkpoint. Seeded and deterministic.
 
     ``init``: a checkpoint to start from (e.g. phantom-pretrained weights) instead of ``arch`` from
@@ -28,6 +28,8 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     ``weights/averaged.pt``, the mean of the weights of the last ``average`` epochs (``averaging``;
     0: none; not for a resumed run). ``degrees``: turn each training picture by a random angle up to
     this many degrees either way (ultralytics' ``degrees``; a laparoscope turns about its axis).
+    ``photometric``: semantic models: jitter each training picture's light colour, haze, focus and
+    noise at this strength (``photometric``; 0: none, 1: the ranges documented there).
 
     Semantic models learn with orsight's thin-class loss (``tversky``: the weights of painted-
     wrongly and missed pixels, 0.5/0.5 = per-class Dice; ``focal``: the focal cross-entropy's gamma,
@@ -62,6 +64,8 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
         raise ValueError(f"the number of epochs to average must be 0 or more, not {average}")
     if not 0 <= degrees <= 180:
         raise ValueError(f"the rotation must be 0-180 degrees, not {degrees}")
+    if not photometric >= 0:
+        raise ValueError(f"the photometric strength must be 0 or more, not {photometric}")
     if init is not None and not Path(init).is_file():
         raise FileNotFoundError(f"no such checkpoint to start from: {init}")
     if init is not None:
@@ -82,7 +86,9 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     if lr is not None:
         recipe["lr0"] = lr
     if model.task == "semantic":
-        recipe["trainer"] = thin_class_trainer(*tversky, gamma=focal, boundary=boundary)
+        recipe["trainer"] = thin_class_trainer(*tversky, gamma=focal, boundary=boundary, photometric=photometric)
+    elif photometric:
+        raise ValueError(f"--photometric is for semantic models, not {arch}")
     model.add_callback("on_pretrain_routine_start", _train_on_every_core)
     if average:
         average_last_epochs(model, average)

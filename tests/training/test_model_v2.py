@@ -180,7 +180,7 @@ def test_trains_through_ultralytics_exports_and_runs_in_the_pipeline(tmp_path, a
 
     write_phantom_dataset(tmp_path / "ph", n=6, size=96)
     run = [sys.executable, "-m", "pipeline.cli"]
-    loss = ["--tversky", "0.3,0.7", "--boundary", "1"] if task == "semantic" else []
+    loss = ["--tversky", "0.3,0.7", "--boundary", "1", "--photometric", "1"] if task == "semantic" else []
     result = subprocess.run([*run, "train", "--data", str(tmp_path / "ph" / data), "--out",
                              str(tmp_path / "run"), "--arch", arch, "--imgsz", "96", "--epochs", "1",
                              "--batch", "2", "--device", "cpu", *loss],
