@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+RECIPE_FILE = "orsight-recipe.yaml"  # the semantic run's loss and jitter settings, for --resume
+
 
 def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: int = 320, epochs: int = 30,
           batch: int | None = None, device: str = "cpu", seed: int = 0, resume: bool = False,
@@ -16,7 +18,8 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
           class_weight_power: float = 0.0, hours: float | None = None,
           tversky: tuple[float, float] = (0.5, 0.5), focal: float = 0.0, lr: float | None = None,
           boundary: float = 0.0, average: int = 0, degrees: float = 0.0, photometric: float = 0.0) -> Path:
-    """Train (or ``resume`` the run in ``out``); returns the best checkpoint. Seeded and deterministic.
+    """Train (or ``resume`` the run in ``out``, a semantic one with the loss and jitter it started with); returns
+    the best checkpoint. Seeded and deterministic.
 
     ``init``: a checkpoint to start from (e.g. phantom-pretrained weights) instead of ``arch`` from
     scratch; its layers that ``arch`` shares are taken over (an instance model's backbone and neck
@@ -52,7 +55,7 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
         require_trusted(last)
         resumed = YOLO(str(last))
         resumed.add_callback("on_pretrain_routine_start", _train_on_every_core)
-        resumed.train(resume=True)
+        resumed.train(resume=True, trainer=_recorded_trainer(out) if resumed.task == "semantic" else None)
         return _trusted_outputs(out)
     if lr is not None and not lr > 0:
         raise ValueError(f"the learning rate must be positive, not {lr}")
@@ -86,6 +89,9 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     if lr is not None:
         recipe["lr0"] = lr
     if model.task == "semantic":
+        loss = {"tversky": list(tversky), "focal": focal, "boundary": boundary, "photometric": photometric}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RECIPE_FILE).write_text(yaml.safe_dump(loss))  # what --resume needs beside ultralytics' own args
         recipe["trainer"] = thin_class_trainer(*tversky, gamma=focal, boundary=boundary, photometric=photometric)
     elif photometric:
         raise ValueError(f"--photometric is for semantic models, not {arch}")
@@ -99,6 +105,20 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
                 degrees=degrees,
                 **recipe, **({"time": hours} if hours else {}))
     return _trusted_outputs(out)
+
+
+def _recorded_trainer(out: Path):
+    """The thin-class trainer a semantic run in ``out`` was started with (ultralytics' checkpoint keeps its own
+    arguments, not the trainer class: resumed without it, the run would go on with ultralytics' default loss)."""
+    from pipeline.training.thin_class import thin_class_trainer
+
+    recorded = out / RECIPE_FILE
+    if not recorded.is_file():
+        raise FileNotFoundError(f"cannot resume {out} with its loss: no {RECIPE_FILE} there (a run from before "
+                                f"orsight recorded it); start a new run with --init {out / 'weights' / 'last.pt'}")
+    loss = yaml.safe_load(recorded.read_text())
+    return thin_class_trainer(*loss["tversky"], gamma=loss["focal"], boundary=loss["boundary"],
+                              photometric=loss["photometric"])
 
 
 def _train_on_every_core(trainer) -> None:

@@ -116,3 +116,17 @@ def test_run_with_a_calibration_undistorts_and_gives_millimetres(untrained_model
     assert result.returncode == 2 and "is for 640x480 frames, the source gives 1280x720" in result.stderr
     result = orsight("run", "--working-distance", "50")
     assert result.returncode == 2 and "needs --calibration" in result.stderr
+
+
+def test_resuming_a_semantic_run_without_its_recorded_loss_is_refused(tmp_path):
+    """A run folder from before orsight recorded the loss: resuming would silently switch to ultralytics' default
+    loss, so it is one line and status 2 instead."""
+    import shutil
+
+    from pipeline.core.trust import SHIPPED
+
+    weights = tmp_path / "run" / "weights"
+    weights.mkdir(parents=True)
+    shutil.copy(SHIPPED / "orsight-endoscapes-lite0-sem-320.pt", weights / "last.pt")  # trusted: the shipped hash
+    result = orsight("train", "--data", "x.yaml", "--out", str(tmp_path / "run"), "--resume")
+    assert result.returncode == 2 and "orsight-recipe.yaml" in result.stderr and "Traceback" not in result.stderr

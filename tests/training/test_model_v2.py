@@ -234,3 +234,44 @@ def test_averaged_weights_are_the_mean_of_the_last_epochs_with_fresh_batch_norm_
     prediction = YOLO(str(tmp_path / "run" / "weights" / "averaged.pt")).predict(np.zeros((96, 96, 3), np.uint8),
                                                                                  verbose=False)
     assert prediction and prediction[0] is not None
+
+
+class _StopAfterAnEpoch(Exception):
+    """A run cut off after its first epoch (a killed process, a lent GPU's time up)."""
+
+
+def test_a_resumed_semantic_run_goes_on_with_its_own_loss_and_jitter(tmp_path, monkeypatch):
+    """ultralytics' checkpoint keeps its arguments, not orsight's trainer: resuming must bring back the thin-class
+    loss and the photometric jitter the run started with, never ultralytics' default loss."""
+    from ultralytics.utils.callbacks.base import default_callbacks
+
+    from pipeline.core.trust import trust
+    from pipeline.training.dataset import write_phantom_dataset
+    from pipeline.training.train import train
+
+    saved, cut = [], []
+
+    def record(trainer):
+        saved.append((type(trainer.model.criterion).__name__, trainer.model.criterion.alpha,
+                      getattr(trainer, "jitter", None) and trainer.jitter.strength))
+
+    def cut_off_once(trainer):
+        if not cut:
+            cut.append(trainer.epoch)
+            raise _StopAfterAnEpoch
+
+    monkeypatch.setitem(default_callbacks, "on_model_save", [*default_callbacks["on_model_save"], record])
+    monkeypatch.setitem(default_callbacks, "on_fit_epoch_end", [*default_callbacks["on_fit_epoch_end"], cut_off_once])
+    write_phantom_dataset(tmp_path / "ph", n=6, size=96)
+    run = tmp_path / "run"
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(_StopAfterAnEpoch):
+            train(tmp_path / "ph" / "semantic.yaml", run, "effnetlite0-sem", imgsz=96, epochs=2, batch=2,
+                  names=("instrument", "vessel"), tversky=(0.3, 0.7), photometric=0.5)
+        trust(run / "weights" / "last.pt")  # the user's `orsight trust` of their own interrupted run
+        train(tmp_path / "ph" / "semantic.yaml", run, resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert cut == [0] and len(saved) == 2
+    assert saved[0] == saved[1] == ("ThinClassLoss", 0.3, 0.5)
