@@ -82,10 +82,11 @@ def run(args) -> dict:
     unknown = [c for c in names if c not in CONDITIONS]
     if unknown:
         raise SystemExit(f"unknown conditions {unknown}: known {list(CONDITIONS)}")
+    mapping, ignore = pairs(args.mapping, "--mapping"), integers(args.ignore, "--ignore")
     rows = []
     for name in names:
-        report = evaluate(args.data, model, pairs(args.mapping, "--mapping"), integers(args.ignore, "--ignore"),
-                          image_glob=args.image_glob, mask_pattern=args.mask_pattern, transform=CONDITIONS[name])
+        report = evaluate(args.data, model, mapping, ignore, image_glob=args.image_glob,
+                          mask_pattern=args.mask_pattern, transform=CONDITIONS[name])
         rows.append({"condition": name, "frames": report["frames"],
                      "classes": {cls: {k: figures[k] for k in ("iou", "precision", "recall", "detection_rate",
                                                               "false_alarm_rate")}

@@ -77,13 +77,9 @@ def positive_int(text: str) -> int:
 def int_between(low: int, high: int):
     """An argparse type: a whole number from ``low`` to ``high``."""
     def whole_number(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
+        if not text.lstrip("-").isdigit() or not low <= int(text) <= high:
             raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, not {text!r}")
-        return value
+        return int(text)
     return whole_number
 
 

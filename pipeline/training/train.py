@@ -89,10 +89,11 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     if lr is not None:
         recipe["lr0"] = lr
     if model.task == "semantic":
-        loss = {"tversky": list(tversky), "focal": focal, "boundary": boundary, "photometric": photometric}
+        loss = {"alpha": tversky[0], "beta": tversky[1], "gamma": focal, "boundary": boundary,
+                "photometric": photometric}  # thin_class_trainer's arguments
         out.mkdir(parents=True, exist_ok=True)
         (out / RECIPE_FILE).write_text(yaml.safe_dump(loss))  # what --resume needs beside ultralytics' own args
-        recipe["trainer"] = thin_class_trainer(*tversky, gamma=focal, boundary=boundary, photometric=photometric)
+        recipe["trainer"] = thin_class_trainer(**loss)
     elif photometric:
         raise ValueError(f"--photometric is for semantic models, not {arch}")
     model.add_callback("on_pretrain_routine_start", _train_on_every_core)
@@ -116,9 +117,7 @@ def _recorded_trainer(out: Path):
     if not recorded.is_file():
         raise FileNotFoundError(f"cannot resume {out} with its loss: no {RECIPE_FILE} there (a run from before "
                                 f"orsight recorded it); start a new run with --init {out / 'weights' / 'last.pt'}")
-    loss = yaml.safe_load(recorded.read_text())
-    return thin_class_trainer(*loss["tversky"], gamma=loss["focal"], boundary=loss["boundary"],
-                              photometric=loss["photometric"])
+    return thin_class_trainer(**yaml.safe_load(recorded.read_text()))
 
 
 def _train_on_every_core(trainer) -> None:
