@@ -72,6 +72,9 @@ def add_commands(commands) -> None:
     train.add_argument("--photometric", type=float, default=0.0, metavar="STRENGTH",
                        help="semantic models: jitter training pictures' light colour, haze, focus and noise "
                             "(1 = the documented ranges; 0 = none)")
+    train.add_argument("--seed", type=int, default=0,
+                       help="seed of the initialisation, the data order and the augmentations (runs of one "
+                            "recipe with other seeds tell its spread)")
     train.set_defaults(handler=command_train)
     evaluation = commands.add_parser("eval", help="per-class IoU/Dice, mask mAP and speed on labelled frames")
     evaluation.add_argument("--data", required=True, help="folder of labelled frames (images/ and masks/ by default)")
@@ -168,7 +171,7 @@ def command_train(args) -> int:
                      class_weight_power=args.class_weights, hours=args.hours,
                      tversky=floats(args.tversky, "--tversky", 2), focal=args.focal, lr=args.lr,
                      boundary=args.boundary, average=args.average, degrees=args.degrees,
-                     photometric=args.photometric)
+                     photometric=args.photometric, seed=args.seed)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
     print(f"best weights: {best}")

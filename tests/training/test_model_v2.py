@@ -180,12 +180,14 @@ def test_trains_through_ultralytics_exports_and_runs_in_the_pipeline(tmp_path, a
 
     write_phantom_dataset(tmp_path / "ph", n=6, size=96)
     run = [sys.executable, "-m", "pipeline.cli"]
-    loss = ["--tversky", "0.3,0.7", "--boundary", "1", "--photometric", "1"] if task == "semantic" else []
+    loss = ["--tversky", "0.3,0.7", "--boundary", "1", "--photometric", "1", "--seed", "3"] if task == "semantic" \
+        else []
     result = subprocess.run([*run, "train", "--data", str(tmp_path / "ph" / data), "--out",
                              str(tmp_path / "run"), "--arch", arch, "--imgsz", "96", "--epochs", "1",
                              "--batch", "2", "--device", "cpu", *loss],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert ("seed: 3" if task == "semantic" else "seed: 0") in (tmp_path / "run" / "args.yaml").read_text()
     best = tmp_path / "run" / "weights" / "best.pt"
     result = subprocess.run([*run, "export", "--model", str(best), "--imgsz", "96", "--dynamic", "--out",
                              str(tmp_path / "m.onnx")], capture_output=True, text=True, timeout=300)
