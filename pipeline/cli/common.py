@@ -77,9 +77,12 @@ def positive_int(text: str) -> int:
 def int_between(low: int, high: int):
     """An argparse type: a whole number from ``low`` to ``high``."""
     def whole_number(text: str) -> int:
-        if not text.lstrip("-").isdigit() or not low <= int(text) <= high:
-            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, not {text!r}")
-        return int(text)
+        try:
+            if low <= (value := int(text)) <= high:
+                return value
+        except ValueError:
+            pass
+        raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, not {text!r}")
     return whole_number
 
 

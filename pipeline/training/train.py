@@ -89,11 +89,11 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     if lr is not None:
         recipe["lr0"] = lr
     if model.task == "semantic":
-        loss = {"alpha": tversky[0], "beta": tversky[1], "gamma": focal, "boundary": boundary,
-                "photometric": photometric}  # thin_class_trainer's arguments
+        trainer_args = {"alpha": tversky[0], "beta": tversky[1], "gamma": focal, "boundary": boundary,
+                        "photometric": photometric}  # thin_class_trainer's: the loss and the jitter
         out.mkdir(parents=True, exist_ok=True)
-        (out / RECIPE_FILE).write_text(yaml.safe_dump(loss))  # what --resume needs beside ultralytics' own args
-        recipe["trainer"] = thin_class_trainer(**loss)
+        (out / RECIPE_FILE).write_text(yaml.safe_dump(trainer_args))  # what --resume needs beside ultralytics' args
+        recipe["trainer"] = thin_class_trainer(**trainer_args)
     elif photometric:
         raise ValueError(f"--photometric is for semantic models, not {arch}")
     model.add_callback("on_pretrain_routine_start", _train_on_every_core)
