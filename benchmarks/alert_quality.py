@@ -5,11 +5,15 @@ order, timed by the video clock (30 fps), with the model's masks and, as a refer
 the ground-truth masks (a perfect model).
 
 * ``approach``: for each approach, frames from the true distance crossing the advisory /
-  warning threshold to the alert being raised / escalated, and from leaving to clearing.
+  warning threshold to the alert being raised / escalated, and from leaving to clearing; and
+  for its touch (the tip resting on the vessel for 2 s), frames from the touch to the contact
+  alert, contact alerts raised (one is right: more is an alarm that flaps), and the share of
+  the touch's frames it was active.
 * ``default`` (busy scene): alerts raised per minute, and false ones (no true instrument-vessel
   gap under advisory + exit margin within +-k frames of the raise) per minute.
 
     python benchmarks/alert_quality.py [--minutes 2] [--model PATH] [--json FILE]
+        [--alerts '{"vessel_contact": {"release_px": 8}}']   # rule parameters, as in the config
 """
 from __future__ import annotations
 
@@ -32,12 +36,13 @@ from pipeline.stages.overlay.cpu import Overlay
 SIZE, FPS = (1280, 720), 30.0
 
 
-def run(scene: PhantomScene, frames: int, model) -> tuple[list[float], list[tuple]]:
-    """True distance per frame and alert events ``(frame, rule, state, priority)``."""
+def run(scene: PhantomScene, frames: int, model, rules: dict) -> tuple[list[float], list[tuple]]:
+    """True distance per frame and alert events ``(frame, rule, state, priority)``; ``rules``: rule
+    parameters (``PipelineConfig.alerts``)."""
     if model:
-        stages, _ = split_at(build_graph(model, PipelineConfig()), Overlay)  # the live path up to its alerts
+        stages, _ = split_at(build_graph(model, PipelineConfig(alerts=rules)), Overlay)  # the live path up to its alerts
     else:
-        stages = [Analyse(), Alerts(build_rules(CLINICAL_RULES))]  # on the true masks
+        stages = [Analyse(), Alerts(build_rules(CLINICAL_RULES, rules))]  # on the true masks
     truth_distance, events = [], []
     for frame in range(frames):
         image, truth = scene.render(frame)
@@ -51,8 +56,10 @@ def run(scene: PhantomScene, frames: int, model) -> tuple[list[float], list[tupl
     return truth_distance, events
 
 
-def approach_delays(distance, events, period) -> list[dict]:
+def approach_delays(distance, events, schedule) -> list[dict]:
+    """Per approach of the ``approach`` scenario (``schedule``: its ``approach_events``)."""
     rule = VesselProximity()
+    period = schedule["period"]
     rows = []
     for start in range(0, len(distance) - period + 1, period):
         window = [e for e in events if start <= e[0] < start + period and e[1] == "vessel_proximity"]
@@ -66,8 +73,24 @@ def approach_delays(distance, events, period) -> list[dict]:
         rows.append({"raised_after": None if None in (raised, crossed) else raised - crossed,
                      "high_after": None if None in (high, warned) else high - warned,
                      "cleared_after": None if None in (cleared, left) else cleared - left,
-                     "raises": sum(e[2] == "raised" for e in window)})
+                     "raises": sum(e[2] == "raised" for e in window),
+                     **touch_figures(events, range(start, start + period), start + schedule["touch"],
+                                     start + schedule["release"])})
     return rows
+
+
+def touch_figures(events, approach: range, touch: int, release: int) -> dict:
+    """The contact alert over one approach's touch (its frames ``touch`` to ``release``): frames from
+    the touch to its first raise, raises within the approach, share of the touch's frames it was active."""
+    contact = [e for e in events if e[1] == "vessel_contact" and e[0] in approach]
+    raised = [e[0] for e in contact if e[2] == "raised"]
+    changes = {e[0]: e[2] != "cleared" for e in contact if e[2] in ("raised", "cleared")}
+    active, held = False, 0
+    for frame in range(approach.start, release):
+        active = changes.get(frame, active)
+        held += active and frame >= touch
+    return {"contact_after": raised[0] - touch if raised else None, "contact_raises": len(raised),
+            "contact_held": round(held / (release - touch), 3)}
 
 
 def false_alerts(distance, events, k=4) -> tuple[int, int]:
@@ -81,19 +104,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--scenes", type=int, default=1,
+                        help="approach scenes (vessel layouts: seeds 0..N-1), three approaches each")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--alerts", type=json.loads, default={},
+                        help="rule parameters as JSON, e.g. '{\"vessel_contact\": {\"release_px\": 8}}'")
     args = parser.parse_args()
     model = load_model(args.model)
-    result = {"machine": describe_machine(), "model": model.description,
+    result = {"machine": describe_machine(), "model": model.description, "rules": args.alerts,
               "input": f"phantom {SIZE[0]}x{SIZE[1]} @ {FPS:g} fps, every frame"}
-    approach = PhantomScene(*SIZE, fps=FPS, scenario="approach", seed=0)
-    period = approach.approach_events()["period"]
+    approaches = [PhantomScene(*SIZE, fps=FPS, scenario="approach", seed=seed) for seed in range(args.scenes)]
     busy = PhantomScene(*SIZE, fps=FPS, scenario="default", seed=1)
     frames = int(args.minutes * 60 * FPS)
     for label, which in (("model", model), ("ground truth masks", None)):
-        distance, events = run(approach, 3 * period, which)
-        rows = approach_delays(distance, events, period)
-        busy_distance, busy_events = run(busy, frames, which)
+        rows = []
+        for seed, scene in enumerate(approaches):
+            schedule = scene.approach_events()
+            distance, events = run(scene, 3 * schedule["period"], which, args.alerts)
+            rows += [{"scene": seed, **row} for row in approach_delays(distance, events, schedule)]
+        busy_distance, busy_events = run(busy, frames, which, args.alerts)
         raised, false = false_alerts(busy_distance, busy_events)
         result[label] = {"approach": rows, "default_alerts_per_min": round(raised / args.minutes, 2),
                          "default_false_alerts_per_min": round(false / args.minutes, 2)}

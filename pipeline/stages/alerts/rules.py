@@ -112,14 +112,20 @@ class VesselProximity(Rule):
 
 @dataclass
 class VesselContact(Rule):
-    """Instrument touching or overlapping a vessel (gap at most ``contact_px``): high priority."""
+    """Instrument touching or overlapping a vessel (gap at most ``contact_px``): high priority.
+
+    While active it holds until the gap exceeds ``release_px``, the proximity rule's exit margin:
+    on a resting touch the model's masks open gaps of up to 11 px at 720p (five of its input
+    pixels), so a margin of a pixel or two drops the alert and raises it again within one touch,
+    and inside 15 px the proximity rule's high priority holds anyway.
+    """
 
     k: int = 4
     n: int = 5
     min_on_s: float = 0.5
     cooldown_s: float = 1.0
     contact_px: float = 0.0
-    release_px: float = 3.0  # while active, contact holds until the gap exceeds this
+    release_px: float = 15.0  # while active, contact holds until the gap exceeds this
     name = "vessel_contact"
     clinical = True
 
