@@ -66,10 +66,12 @@ def test_minimum_on_time_and_cooldown():
 
 def test_contact_rule_and_ids_and_updates():
     engine = AlertEngine([VesselContact(k=2, n=3, min_on_s=0, update_every_s=0.1)])
-    timeline = _observe(engine, [5, 0, 0, 0, 0, 0, 0, 9, 9, 9])
+    timeline = _observe(engine, [5, 0, 0, 0, 0, 9, 12, 9, 0, 0, 20, 20, 20])
     states = [e for t in timeline for e in t[1]]
     assert states[0] == ("vessel_contact", "raised", "high")
+    assert all(t[0] for t in timeline[2:11])  # gaps of 9-12 px (the masks' jitter) hold it: released above 15
     assert ("vessel_contact", "updated", "high") in states and states[-1][1] == "cleared"
+    assert sum(e[1] == "raised" for e in states) == 1
 
 
 def test_health_rules():
@@ -192,7 +194,7 @@ def test_audit_log_is_complete_after_a_crash(tmp_path):
         engine = AlertEngine([VesselContact(k=1, n=1, min_on_s=0, cooldown_s=0)],
                              AuditLog({str(log)!r}, {{"model": "m.onnx", "config_sha256": "abc"}}))
         for i in itertools.count():
-            engine.update(Observation(i, i, proximity=Proximity(0.0 if i % 2 else 9.0, (1, 1), (2, 2))))
+            engine.update(Observation(i, i, proximity=Proximity(0.0 if i % 2 else 20.0, (1, 1), (2, 2))))
     """)
     process = subprocess.Popen([sys.executable, "-c", script])
     time.sleep(3)
