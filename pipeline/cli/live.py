@@ -49,6 +49,8 @@ def add_commands(commands) -> None:
                                                                   "the publisher ends)")
     display.add_argument("--stale-ms", type=float, default=120.0, help="hide masks older than this")
     display.add_argument("--summary", default=None, help="write delays and counts as JSON here")
+    display.add_argument("--propagate", action="store_true",
+                         help="move each mask with the picture (optical flow) to the frame shown, marked in the corner")
     display.add_argument("--secure", default=None, metavar="KEYS", help="this display's keys, for a --secure publisher")
     display.set_defaults(handler=command_display)
     demo = commands.add_parser("demo", help="phantom through the whole live path and a headless display")
@@ -188,7 +190,8 @@ def command_display(args) -> int:
             print(f"orsight: warning: serving patient video unencrypted to anyone who reaches {args.host}:{args.port}",
                   file=sys.stderr)
         print(f"orsight: display at http://{args.host}:{args.port}/", file=sys.stderr)
-        summary = serve_web(args.connect, args.host, args.port, args.stale_ms, keys=args.secure)
+        summary = serve_web(args.connect, args.host, args.port, args.stale_ms, keys=args.secure,
+                            propagate=args.propagate)
         _print_delays(summary)
         if args.summary:
             write_json(args.summary, summary)
@@ -198,7 +201,7 @@ def command_display(args) -> int:
     writable(args.record, "--record")
     writable(args.summary, "--summary")
     summary = run_display(args.connect, headless=args.headless, record=args.record, frames=args.frames,
-                          stale_ms=args.stale_ms, keys=args.secure)
+                          stale_ms=args.stale_ms, keys=args.secure, propagate=args.propagate)
     _print_delays(summary)
     if args.summary:
         write_json(args.summary, summary)

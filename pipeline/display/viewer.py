@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from pipeline.core.packet import AlertEvent, FramePacket, Proximity, Segmentation
+from pipeline.display.propagate import MaskPropagator, move_point
 from pipeline.runtime.recorder import Recorder
 from pipeline.stages.overlay.cpu import (
     FONT,
@@ -124,13 +125,15 @@ def _packet_from(video: Message, mask: Message | None, status: Message | None) -
     return packet
 
 
-def draw_operating_point(scene: np.ndarray, status: Message | None) -> None:
-    """Bottom left, small: what the AI runs at now ("AI 416x224 21.3 fps"), from the newest status."""
+def draw_operating_point(scene: np.ndarray, status: Message | None, moved_ms: float | None = None) -> None:
+    """Bottom left, small: what the AI runs at now ("AI 416x224 21.3 fps"), from the newest status, and
+    when the mask shown was moved to this frame, from how far back ("mask moved 45 ms")."""
     point = status.header.get("operating_point") if status is not None else None
     if not point or not point.get("input_size"):
         return
     width, height = point["input_size"]
-    text = f"AI {width}x{height} {point.get('fps_ai', 0):.1f} fps"
+    text = f"AI {width}x{height} {point.get('fps_ai', 0):.1f} fps" + (
+        f", mask moved {moved_ms:.0f} ms" if moved_ms is not None else "")
     scale, thickness = label_style(scene)
     scale *= 0.8
     (text_w, text_h), base = cv2.getTextSize(text, FONT, scale, thickness)
@@ -148,18 +151,23 @@ class Shown:
     video_frame: bool
     stale: bool  # a video frame shown without its mask (AI STALE)
     packet: FramePacket | None = None  # the frame's results (None for NO SIGNAL)
+    moved_ms: float | None = None  # the mask was moved to this frame from a frame this much older
 
 
 class Compositor:
     """What the OR display shows, picture by picture, from a receiver: the newest video frame with the
-    newest fresh mask and the alerts, or NO SIGNAL after ``no_signal_ms`` without video."""
+    newest fresh mask and the alerts, or NO SIGNAL after ``no_signal_ms`` without video. ``propagate``:
+    move each mask with the picture to the frame shown (``propagate``), marked in the corner."""
 
-    def __init__(self, receiver: Receiver, stale_ms: float = STALE_MS, no_signal_ms: float = NO_SIGNAL_MS):
+    def __init__(self, receiver: Receiver, stale_ms: float = STALE_MS, no_signal_ms: float = NO_SIGNAL_MS,
+                 propagate: bool = False):
         self.receiver, self.stale_ms, self.no_signal_ms = receiver, stale_ms, no_signal_ms
         self.annotators = [MaskAnnotator(), ContourAnnotator(), ProximityAnnotator(), BannerAnnotator()]
+        self.propagator = MaskPropagator() if propagate else None
         self.video: Message | None = None
         self.last_video_s = time.monotonic()
-        self.counts = {"frames_stale": 0, "frames_overwritten": 0, "frames_failed": 0, "no_signal_screens": 0}
+        self.counts = {"frames_stale": 0, "frames_overwritten": 0, "frames_failed": 0, "no_signal_screens": 0,
+                       "frames_moved": 0}
         self.compose_ms: list[float] = []
 
     @property
@@ -185,10 +193,11 @@ class Compositor:
             mask = fresh_mask(newer, self.receiver.newest("mask"), self.stale_ms)
             try:
                 packet = _packet_from(newer, mask, status)
+                moved_ms = self._move_mask(packet, mask) if self.propagator is not None else None
                 scene = packet.image
                 for annotator in self.annotators:
                     scene = annotator.annotate(scene, packet)
-                draw_operating_point(scene, status)
+                draw_operating_point(scene, status, moved_ms)
             except TransportError:  # a shared-memory frame reused before we read it: the next one is newer
                 self.counts["frames_overwritten"] += 1
                 continue
@@ -196,8 +205,26 @@ class Compositor:
                 self.counts["frames_failed"] += 1
                 continue
             self.counts["frames_stale"] += mask is None
+            self.counts["frames_moved"] += moved_ms is not None
             self.compose_ms.append((time.perf_counter() - started) * 1e3)
-            return Shown(scene, newer.header["t_capture_ns"], True, mask is None, packet)
+            return Shown(scene, newer.header["t_capture_ns"], True, mask is None, packet, moved_ms)
+
+    def _move_mask(self, packet: FramePacket, mask: Message | None) -> float | None:
+        """Remember the frame (before anything is drawn on it); move the fresh mask's class map and closest
+        points from the mask's frame onto it. Returns how much older the mask's frame is, None if not moved."""
+        self.propagator.remember(packet.frame_id, packet.image)
+        if packet.segmentation is None:
+            return None
+        carried = self.propagator.carry(packet.segmentation.class_map, mask.header["frame_id"], packet.frame_id)
+        if carried is None:
+            return None
+        class_map, flow = carried
+        packet.segmentation = dataclasses.replace(packet.segmentation, class_map=class_map)
+        size = class_map.shape
+        packet.proximity = dataclasses.replace(packet.proximity,
+                                               instrument_point=move_point(packet.proximity.instrument_point, flow, size),
+                                               vessel_point=move_point(packet.proximity.vessel_point, flow, size))
+        return (packet.t_capture_ns - mask.header["t_capture_ns"]) / 1e6
 
     def summary(self, shown: int) -> dict:
         receiver = self.receiver
@@ -218,13 +245,14 @@ class Compositor:
 
 def run_display(endpoint: str, headless: bool = False, record: str | Path | None = None,
                 frames: int | None = None, stale_ms: float = STALE_MS, no_signal_ms: float = NO_SIGNAL_MS,
-                stop: threading.Event | None = None, keys: str | Path | None = None) -> dict:
+                stop: threading.Event | None = None, keys: str | Path | None = None, propagate: bool = False) -> dict:
     """Show (or record) the stream until ``frames`` frames, the publisher's final status, ``stop``,
     or q/Esc. Silence is not an end: NO SIGNAL is shown until video comes back. ``keys``: this
-    display's ``orsight keys`` folder, for a ``--secure`` publisher."""
+    display's ``orsight keys`` folder, for a ``--secure`` publisher. ``propagate``: move each mask with
+    the picture to the frame shown (:class:`Compositor`)."""
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))  # the receiver stamps arrivals promptly
     receiver = Receiver(endpoint, DISPLAY_TOPICS, keys=keys).start()
-    compositor = Compositor(receiver, stale_ms, no_signal_ms)
+    compositor = Compositor(receiver, stale_ms, no_signal_ms, propagate)
     recorder = Recorder(record) if record else None
     shown = 0
     try:

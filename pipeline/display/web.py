@@ -121,8 +121,9 @@ def _handler(web: WebState):
 
 def serve_web(endpoint: str, host: str = "127.0.0.1", port: int = 8080, stale_ms: float = STALE_MS,
               no_signal_ms: float = NO_SIGNAL_MS, keys: str | Path | None = None,
-              stop: threading.Event | None = None) -> dict:
-    """Serve the display until the publisher ends, ``stop``, or Ctrl-C / SIGTERM; returns its summary."""
+              stop: threading.Event | None = None, propagate: bool = False) -> dict:
+    """Serve the display until the publisher ends, ``stop``, or Ctrl-C / SIGTERM; returns its summary.
+    ``propagate``: move each mask with the picture to the frame shown (the Compositor's)."""
     try:
         server = ThreadingHTTPServer((host, port), _handler(web := WebState()))
     except OSError as error:
@@ -135,7 +136,7 @@ def serve_web(endpoint: str, host: str = "127.0.0.1", port: int = 8080, stale_ms
 
     threading.Thread(target=serve, name="orsight-web", daemon=True).start()
     receiver = Receiver(endpoint, DISPLAY_TOPICS, keys=keys).start()
-    compositor, shown = Compositor(receiver, stale_ms, no_signal_ms), 0
+    compositor, shown = Compositor(receiver, stale_ms, no_signal_ms, propagate), 0
     try:
         while not (stop is not None and stop.is_set()):
             picture = compositor.next()
