@@ -71,13 +71,14 @@ def test_only_remembered_frames_are_carried_between_and_the_history_is_bounded()
     assert propagator.carry(_class_map(), 8, 9) is not None
 
 
-def test_the_display_moves_fresh_masks_and_says_so(free_tcp_endpoint):
+def test_the_display_moves_fresh_masks_and_says_so(tmp_path):
     """A real publisher and display: frames of a panning scene, one mask of the first; with --propagate
     the frames after it are shown with the mask moved (and counted), without it none are."""
     tissue = _tissue()
     summaries = {}
     for propagate in (False, True):
-        publisher = Publisher(free_tcp_endpoint)
+        endpoint = f"ipc://{tmp_path}/display-{propagate}.sock"  # one each: a closed TCP port may linger
+        publisher = Publisher(endpoint)
 
         def publish():
             publisher.wait_for_subscriber(timeout=10)
@@ -99,7 +100,7 @@ def test_the_display_moves_fresh_masks_and_says_so(free_tcp_endpoint):
         sender = threading.Thread(target=publish, daemon=True)
         sender.start()
         try:
-            summaries[propagate] = run_display(free_tcp_endpoint, headless=True, propagate=propagate)
+            summaries[propagate] = run_display(endpoint, headless=True, propagate=propagate)
         finally:
             sender.join(timeout=10)
             publisher.close()
