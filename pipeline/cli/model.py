@@ -72,6 +72,8 @@ def add_commands(commands) -> None:
     train.add_argument("--photometric", type=float, default=0.0, metavar="STRENGTH",
                        help="semantic models: jitter training pictures' light colour, haze, focus and noise "
                             "(1 = the documented ranges; 0 = none)")
+    train.add_argument("--weight-decay", type=float, default=None, metavar="DECAY",
+                       help="AdamW's weight decay on the weights (e.g. 0.05; default: ultralytics' 5e-4)")
     train.add_argument("--seed", type=int, default=0,
                        help="seed of the initialisation, the data order and the augmentations (runs of one "
                             "recipe with other seeds tell its spread)")
@@ -171,7 +173,8 @@ def command_train(args) -> int:
                      class_weight_power=args.class_weights, hours=args.hours,
                      tversky=floats(args.tversky, "--tversky", 2), focal=args.focal, lr=args.lr,
                      boundary=args.boundary, average=args.average, degrees=args.degrees,
-                     photometric=args.photometric, seed=args.seed)
+                     photometric=args.photometric, seed=args.seed,
+                     weight_decay=args.weight_decay)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
     print(f"best weights: {best}")

@@ -17,7 +17,8 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
           names: tuple[str, ...] = ("instrument", "vessel"), init: str | Path | None = None,
           class_weight_power: float = 0.0, hours: float | None = None,
           tversky: tuple[float, float] = (0.5, 0.5), focal: float = 0.0, lr: float | None = None,
-          boundary: float = 0.0, average: int = 0, degrees: float = 0.0, photometric: float = 0.0) -> Path:
+          boundary: float = 0.0, average: int = 0, degrees: float = 0.0, photometric: float = 0.0,
+          weight_decay: float | None = None) -> Path:
     """Train (or ``resume`` the run in ``out``, a semantic one with the loss and jitter it started with); returns
     the best checkpoint. Seeded and deterministic.
 
@@ -32,7 +33,8 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     0: none; not for a resumed run). ``degrees``: turn each training picture by a random angle up to
     this many degrees either way (ultralytics' ``degrees``; a laparoscope turns about its axis).
     ``photometric``: semantic models: jitter each training picture's light colour, haze, focus and
-    noise at this strength (``photometric``; 0: none, 1: the ranges documented there).
+    noise at this strength (``photometric``; 0: none, 1: the ranges documented there). ``weight_decay``:
+    AdamW's decoupled weight decay on the weights, not biases or batch norm (default: ultralytics' 5e-4).
 
     Semantic models learn with orsight's thin-class loss (``tversky``: the weights of painted-
     wrongly and missed pixels, 0.5/0.5 = per-class Dice; ``focal``: the focal cross-entropy's gamma,
@@ -69,6 +71,8 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
         raise ValueError(f"the rotation must be 0-180 degrees, not {degrees}")
     if not photometric >= 0:
         raise ValueError(f"the photometric strength must be 0 or more, not {photometric}")
+    if weight_decay is not None and not weight_decay >= 0:
+        raise ValueError(f"the weight decay must be 0 or more, not {weight_decay}")
     if init is not None and not Path(init).is_file():
         raise FileNotFoundError(f"no such checkpoint to start from: {init}")
     if init is not None:
@@ -88,6 +92,8 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
                "warmup_bias_lr": 0.0, "nbs": batch} if model.task == "semantic" or pretrained else {})
     if lr is not None:
         recipe["lr0"] = lr
+    if weight_decay is not None:
+        recipe["weight_decay"] = weight_decay
     if model.task == "semantic":
         trainer_args = {"alpha": tversky[0], "beta": tversky[1], "gamma": focal, "boundary": boundary,
                         "photometric": photometric}  # thin_class_trainer's: the loss and the jitter

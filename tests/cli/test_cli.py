@@ -53,7 +53,8 @@ def test_wrong_model_file_and_bad_config(tmp_path):
 @pytest.mark.parametrize("option, words", [(("--init", "no.pt"), "no such checkpoint"),
                                            (("--degrees", "200"), "0-180 degrees"),
                                            (("--average", "-1"), "epochs to average"),
-                                           (("--photometric", "-1"), "photometric strength")])
+                                           (("--photometric", "-1"), "photometric strength"),
+                                           (("--weight-decay", "-1"), "weight decay")])
 def test_a_bad_training_option_is_one_line_and_status_2(tmp_path, option, words):
     data = tmp_path / "data.yaml"
     data.write_text("path: .\ntrain: images\nval: images\nnames: {0: instrument, 1: vessel}\n")
