@@ -11,12 +11,16 @@ process's own):
   as shipped (the governor may lower the input size to keep masks fresh);
 * ``live_fixed``: the same with ``--no-governor``: the model's input budget throughout, as the others;
 * ``ultralytics``: the loop a user writes: ``YOLO(pt).predict(video, stream=True)``,
-  ``result.plot()``, a ZeroMQ send of the picture.
+  ``result.plot()``, a ZeroMQ send of the picture (every frame of the file, as fast as it goes);
+* ``ultralytics_live``: the same loop on a live feed: a camera thread plays the video at its own
+  rate and keeps only the newest frame (what ultralytics' stream loader does for a camera or RTSP
+  source, which a file cannot be made to be), the loop predicts, plots and sends it.
 
 ``--load`` runs everything again with a busy process beside it. Latency: capture to published
 overlay (live: the mask as the display receives it, which it draws over the video itself, so no
 `overlay` picture is drawn or encoded; ultralytics: the loop's frame-to-send time, what it would
-add to a live feed at best; bare: one inference). Fresh share: displayed frames whose
+add to a live feed at best; ultralytics_live: capture to send, the wait for the loop included, as
+orsight live's; bare: one inference). Fresh share: displayed frames whose
 mask is at most the stale limit (120 ms) older (ultralytics: its overlays against a display at
 the video's rate). JSON and a Markdown table in --out.
 
@@ -45,7 +49,7 @@ from pipeline.core.packet import FramePacket  # noqa: E402
 from pipeline.display.viewer import STALE_MS, percentiles  # noqa: E402
 from pipeline.runtime.video import probe  # noqa: E402
 
-SYSTEMS = ("bare", "replay", "live", "live_fixed", "ultralytics")
+SYSTEMS = ("bare", "replay", "live", "live_fixed", "ultralytics", "ultralytics_live")
 FIELDS = ("fps", "latency_ms", "fresh_share", "cpu_share", "peak_rss_mb")
 BUSY = "while True: pass"
 
@@ -116,6 +120,53 @@ def worker_ultralytics(video: str, model_path: str, budget: int) -> dict:
     took, sent = took[1:], sent[1:]  # the first includes loading
     return {"fps": len(took) / (sum(took) / 1e3), "latency_ms": percentiles(took),
             "fresh_share": _fresh_share_of(np.array(sent), np.array(took) / 1e3, probe(video).fps)}
+
+
+def worker_ultralytics_live(video: str, model_path: str, budget: int) -> dict:
+    import threading
+
+    import cv2
+    import zmq
+
+    from pipeline.core.yolo import YOLO
+
+    model = YOLO(str(Path(model_path).with_suffix(".pt")))
+    capture = cv2.VideoCapture(video)
+    period = 1 / probe(video).fps
+    model.predict(capture.read()[1], imgsz=budget, verbose=False)  # loaded before the camera starts, as orsight's
+    newest, ended = [], threading.Event()  # [(picture, captured at)], at most one: the newest
+    arrived = threading.Condition()
+
+    def camera() -> None:
+        due = time.perf_counter()
+        while (read := capture.read())[0]:
+            time.sleep(max(0.0, due - time.perf_counter()))  # the frame comes out of the camera at its time
+            due += period
+            with arrived:
+                newest[:] = [(read[1], time.perf_counter())]
+                arrived.notify()
+        ended.set()
+        with arrived:
+            arrived.notify()
+
+    socket = zmq.Context.instance().socket(zmq.PUB)
+    socket.bind("tcp://127.0.0.1:*")
+    threading.Thread(target=camera, daemon=True).start()
+    sent, took = [], []
+    while True:
+        with arrived:
+            arrived.wait_for(lambda: newest or ended.is_set())
+            if not newest:
+                break
+            (frame, captured), = newest
+            newest.clear()
+        picture = model.predict(frame, imgsz=budget, verbose=False)[0].plot()
+        socket.send(picture.tobytes(), copy=False)
+        sent.append(time.perf_counter())
+        took.append((sent[-1] - captured) * 1e3)
+    socket.close(linger=0)
+    return {"fps": (len(sent) - 1) / (sent[-1] - sent[0]), "latency_ms": percentiles(took),
+            "fresh_share": _fresh_share_of(np.array(sent), np.array(took) / 1e3, 1 / period)}
 
 
 def _fresh_share_of(sent_s: np.ndarray, latency_s: np.ndarray, fps: float) -> float:
@@ -201,11 +252,17 @@ def ratios(figures: dict) -> dict:
     def ratio(a, b):
         return round(a / b, 3) if a is not None and b else None
 
-    live, fixed, loop, bare, replay = (figures[s] for s in ("live", "live_fixed", "ultralytics", "bare", "replay"))
+    live, fixed, loop, loop_live, bare, replay = (figures[s] for s in ("live", "live_fixed", "ultralytics",
+                                                                        "ultralytics_live", "bare", "replay"))
     return {"live_fps_over_ultralytics": ratio(live["fps"], loop["fps"]),
             "live_p99_over_ultralytics_p99": ratio(live["latency_ms"]["p99"], loop["latency_ms"]["p99"]),
             "live_fixed_fps_over_ultralytics": ratio(fixed["fps"], loop["fps"]),
             "live_fixed_p99_over_ultralytics_p99": ratio(fixed["latency_ms"]["p99"], loop["latency_ms"]["p99"]),
+            "live_fps_over_ultralytics_live": ratio(live["fps"], loop_live["fps"]),
+            "live_p99_over_ultralytics_live_p99": ratio(live["latency_ms"]["p99"], loop_live["latency_ms"]["p99"]),
+            "live_fixed_fps_over_ultralytics_live": ratio(fixed["fps"], loop_live["fps"]),
+            "live_fixed_p99_over_ultralytics_live_p99": ratio(fixed["latency_ms"]["p99"],
+                                                              loop_live["latency_ms"]["p99"]),
             "replay_fps_over_ultralytics": ratio(replay["fps"], loop["fps"]),
             "replay_fps_over_bare": ratio(replay["fps"], bare["fps"]),
             "live_fps_over_bare": ratio(live["fps"], bare["fps"])}
@@ -226,11 +283,13 @@ def markdown(result: dict) -> str:
             lines.append(f"| {condition} | {system} | {size} | {f['fps']:.2f} | {latency} | {fresh} | "
                          f"{f['cpu_share']:.0%} | {f['peak_rss_mb']:.0f} |")
     lines += ["", "| condition | live / ultralytics fps, p99 | live_fixed / ultralytics fps, p99 | "
-              "replay / ultralytics fps | replay / bare fps |", "|---|---|---|---|---|"]
+              "live / ultralytics_live fps, p99 | live_fixed / ultralytics_live fps, p99 | "
+              "replay / ultralytics fps | replay / bare fps |", "|---|---|---|---|---|---|---|"]
     for condition, r in result["ratios"].items():
-        lines.append(f"| {condition} | {r['live_fps_over_ultralytics']}, {r['live_p99_over_ultralytics_p99']} | "
-                     f"{r['live_fixed_fps_over_ultralytics']}, {r['live_fixed_p99_over_ultralytics_p99']} | "
-                     f"{r['replay_fps_over_ultralytics']} | {r['replay_fps_over_bare']} |")
+        pairs = [f"{r[f'{ours}_fps_over_{theirs}']}, {r[f'{ours}_p99_over_{theirs}_p99']}"
+                 for theirs in ("ultralytics", "ultralytics_live") for ours in ("live", "live_fixed")]
+        lines.append(f"| {condition} | {' | '.join(pairs)} | {r['replay_fps_over_ultralytics']} | "
+                     f"{r['replay_fps_over_bare']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -22,9 +22,10 @@ def test_compare_reports_every_field_quiet_and_loaded(tmp_path):
             figures = report["conditions"][condition][system]
             assert set(compare.FIELDS) <= set(figures)
             assert figures["fps"] > 0 and 0 < figures["cpu_share"] <= 1 and figures["peak_rss_mb"] > 50
-            if system in ("live", "live_fixed", "ultralytics"):
+            if system in ("live", "live_fixed", "ultralytics", "ultralytics_live"):
                 assert figures["latency_ms"]["p99"] > 0 and 0 <= figures["fresh_share"] <= 1
         assert report["conditions"][condition]["live"]["operating_point"]["input_size"]
         assert "steps" not in report["conditions"][condition]["live_fixed"]["operating_point"]  # no governor
         assert all(value is not None and value > 0 for value in report["ratios"][condition].values())
-    assert "| loaded | ultralytics |" in (tmp_path / "compare.md").read_text()
+    table = (tmp_path / "compare.md").read_text()
+    assert "| loaded | ultralytics |" in table and "| loaded | ultralytics_live |" in table
