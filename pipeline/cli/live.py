@@ -171,7 +171,8 @@ def command_run(args) -> int:
 
 
 # The display's delay percentiles, printed by `display` and `demo` and kept in the demo's summary.
-DELAY_FIELDS = ("passthrough_delay_ms", "passthrough_publisher_ms", "passthrough_transit_ms", "annotation_delay_ms")
+DELAY_FIELDS = ("passthrough_delay_ms", "passthrough_publisher_ms", "passthrough_transit_ms", "annotation_delay_ms",
+                "annotation_transit_ms")
 
 
 def _print_delays(summary: dict) -> None:

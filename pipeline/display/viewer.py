@@ -239,6 +239,7 @@ class Compositor:
                                                      zip(receiver.delays_ms["video"], receiver.transit_ms["video"])]),
             "passthrough_transit_ms": percentiles(receiver.transit_ms["video"]),
             "annotation_delay_ms": percentiles(receiver.delays_ms["mask"]),  # the annotation drawn: the mask
+            "annotation_transit_ms": percentiles(receiver.transit_ms["mask"]),  # its publish-to-receive part
             "compose_ms": percentiles(self.compose_ms),
         }
 
