@@ -41,12 +41,27 @@ class Calibration:
     skipped: dict[str, str] = field(default_factory=dict)  # inputs not used, and why
 
 
-def _frames(inputs: list[str]):
-    """(name, BGR image) of every image input and of frames sampled evenly from videos."""
+def _files(inputs: list[str]) -> list[Path]:
+    """The inputs, each folder replaced by its videos and the pictures OpenCV can read, in name order."""
+    files = []
     for item in inputs:
         path = Path(item)
-        if not path.is_file():
-            raise CalibrationError(f"no such file: {item}")
+        if path.is_dir():
+            found = [file for file in sorted(path.iterdir()) if file.is_file() and (
+                file.suffix.lower() in VIDEO_SUFFIXES or cv2.haveImageReader(str(file)))]
+            if not found:
+                raise CalibrationError(f"no pictures or videos in folder {item}")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CalibrationError(f"no such file or folder: {item}")
+    return files
+
+
+def _frames(inputs: list[str]):
+    """(name, BGR image) of every image input and of frames sampled evenly from videos."""
+    for path in _files(inputs):
         if path.suffix.lower() in VIDEO_SUFFIXES:
             video = cv2.VideoCapture(str(path))
             total = int(video.get(cv2.CAP_PROP_FRAME_COUNT)) or SAMPLED_FRAMES
@@ -63,7 +78,7 @@ def _frames(inputs: list[str]):
             continue
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
-            raise CalibrationError(f"cannot read image {item}")
+            raise CalibrationError(f"cannot read image {path}")
         yield path.name, image
 
 

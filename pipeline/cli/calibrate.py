@@ -12,7 +12,7 @@ from pipeline.cli.common import UsageError, integers, positive, size_arg, writab
 def add_commands(commands) -> None:
     calibrate = commands.add_parser(
         "calibrate", help="camera intrinsics from board images or a video (or print a board: --make-board)")
-    calibrate.add_argument("inputs", nargs="*", metavar="INPUT", help="images and/or videos of the board")
+    calibrate.add_argument("inputs", nargs="*", metavar="INPUT", help="images, videos and/or folders of them, of the board")
     calibrate.add_argument("--pattern", choices=PATTERNS, default=None,
                            help="the board printed (charuco recommended: partial views work)")
     calibrate.add_argument("--board", type=size_arg, required=True,

@@ -130,3 +130,18 @@ def test_calibration_from_a_video_samples_its_frames(tmp_path):
     assert size == (640, 480) and 8 <= len(views) <= 12
     assert sum(reason.startswith("duplicate") for reason in skipped.values()) >= 18
     _assert_recovered(calibrate(views, size).camera, PINHOLE)
+
+
+def test_a_folder_of_views_is_read_in_name_order_and_other_files_are_passed_over(tmp_path):
+    board = Board("chessboard", 9, 6, square_mm=5.0)
+    folder = tmp_path / "views"
+    folder.mkdir()
+    paths = _render_views(folder, board, PINHOLE, count=10)
+    (folder / "notes.txt").write_text("board sweep, 2026-12-05")
+    views, size, skipped = collect_views([str(folder)], board)
+    names = [view.name for view in views]
+    assert names == sorted(names) and sorted(names + list(skipped)) == sorted(p.rsplit("/", 1)[1] for p in paths)
+    _assert_recovered(calibrate(views, size).camera, PINHOLE)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CalibrationError, match="no pictures or videos in folder"):
+        collect_views([str(tmp_path / "empty")], board)
