@@ -107,11 +107,14 @@ def _add_ai_options(parser) -> None:
     parser.add_argument("--governor", action=argparse.BooleanOptionalAction, default=True,
                         help="lower the model's input size while masks would reach the display stale, raise it again "
                              "when there is room")
+    parser.add_argument("--reserve-core", action=argparse.BooleanOptionalAction, default=True,
+                        help="Linux, a model on one CPU thread: the AI thread on the last CPU, everything else "
+                             "(and a display on this host) on the others")
 
 
 def _ai_options(args, config) -> dict:
     return {"ai_priority": args.ai_priority, "ai_niceness": args.ai_niceness, "governor": args.governor,
-            "stale_ms": config.stale_ms}
+            "reserve_core": args.reserve_core, "stale_ms": config.stale_ms}
 
 
 def load_camera(calibration: str | None, working_distance: float | None):

@@ -6,6 +6,9 @@
                                                   `--> governor: the input budget that keeps masks fresh
     main thread: `status` heartbeat every second (with the operating point: input size, AI fps)
 
+With the model on one CPU thread and two or more CPUs allowed, the AI thread runs on a CPU of its own
+and every other thread on the others (pipeline.runtime.cores; `reserve_core`).
+
 The overlay picture is drawn and encoded only while someone subscribes to `overlay`: the display
 draws the `mask` over the `video` itself, so without other subscribers that work (a fifth of a
 1080p frame's CPU) goes to the model instead.
@@ -27,6 +30,7 @@ import numpy as np
 from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket
 from pipeline.core.signals import block_stop_signals
+from pipeline.runtime.cores import pin_this_thread, split_cores, threads_on
 from pipeline.runtime.governor import Governor
 from pipeline.sources.capture import Source, SourceError, SourceLost
 from pipeline.stages.alerts.health import HealthMonitor
@@ -62,6 +66,7 @@ class LiveOptions:
     reconnect_max_s: float = 5.0
     governor: bool = True  # lower the model's input budget when masks would reach the display stale
     stale_ms: float = 120.0  # the display's limit the governor keeps masks under
+    reserve_core: bool = True  # a one-thread CPU model: the AI thread on a CPU of its own, the rest on the others
     identity: dict = field(default_factory=dict)  # on every status: which model (full SHA-256) and settings run
 
 
@@ -112,6 +117,7 @@ class LiveStats:
     alerts_raised: int = 0
     state: str = "starting"
     last_error: str = ""
+    ai_cpus: list[int] | None = None  # the CPUs the AI thread may run on, when it has its own
     timings_ms: dict[str, list[float]] = field(default_factory=dict)
 
     def add_timings(self, timings: dict[str, float]) -> None:
@@ -179,7 +185,17 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
 
     ``health`` (default: all health rules with default settings) is checked every
     ``options.health_tick_s``; its transitions go out on ``alert`` and its active alerts on ``status``.
+    With ``options.reserve_core`` and a model on one CPU thread, the AI thread gets a CPU of its own
+    and every other thread of the process the others, while it runs.
     """
+    one_thread = any(getattr(stage, "cpu_threads", None) == 1 for stage in stages)
+    cores = split_cores() if options.reserve_core and one_thread else None
+    with threads_on(cores.video if cores is not None else None):  # the capture and AI threads start from here
+        return _run_live(source, stages, publisher, options, stop, health, cores.ai if cores is not None else None)
+
+
+def _run_live(source: Source, stages: list, publisher: Publisher, options: LiveOptions,
+              stop: threading.Event | None, health: HealthMonitor | None, ai_cpus: set[int] | None) -> dict:
     health = health or HealthMonitor(PipelineConfig(), None, source.fps)
     # The capture thread must get the interpreter within a fraction of a millisecond, not the
     # default 5 ms, when the AI thread holds it: this is the tail of the passthrough delay.
@@ -224,6 +240,9 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
 
     def analyse() -> None:
         lower_priority(options.ai_priority, options.ai_niceness)  # the video path preempts the AI, never the reverse
+        if ai_cpus is not None:
+            pin_this_thread(ai_cpus)
+            stats.ai_cpus = sorted(os.sched_getaffinity(0))
         last_published_ns = None
         while (packet := slot.get()) is not None:
             packet.timings_ms["queue"] = (time.monotonic_ns() - packet.t_capture_mono_ns) / 1e6
@@ -270,7 +289,8 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
     if stats.state == "running":
         stats.state = "ended"
     summary = {**_summary(stats, slot, source, time.monotonic() - started),
-               "operating_point": _operating_point(governor, plan, None)}
+               "operating_point": _operating_point(governor, plan, None),
+               "ai_cpus": stats.ai_cpus}
     publisher.send("status", {**_status_fields(stats, slot, source, Rates(0.0), []), **options.identity,
                               "state": stats.state,
                               "final": True})

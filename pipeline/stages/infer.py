@@ -44,6 +44,7 @@ class SegmentationModel:
     max_batch: int | None = None  # largest batch one forward pass takes (None: any)
     device_input: bool = False  # the tensor is ``packet.device.tensor`` (CuPy), not ``packet.tensor``
     device_outputs: bool = False  # the outputs stay on the GPU, in ``packet.device.outputs``
+    cpu_threads: int | None = None  # threads a forward pass takes on the CPU (None: on a GPU, or not known)
     reads = ("tensor",)
     writes = ("outputs",)
 
@@ -114,6 +115,8 @@ class OnnxSegmentationModel(SegmentationModel):
         # Leave a core to the video path: on 2 cores, one intra-op thread (see DESIGN.md).
         options.intra_op_num_threads = threads or max(1, (os.cpu_count() or 2) - 1)
         options.inter_op_num_threads = 1
+        if not providers:  # on the CPU: ONNX Runtime's pool, or the calling thread alone with one
+            self.cpu_threads = options.intra_op_num_threads
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own Fail/InvalidProtobuf types

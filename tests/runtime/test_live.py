@@ -218,3 +218,22 @@ def test_the_ai_thread_yields_to_the_video_path(policy):
         assert AI_PRIORITY == "nice" and seen["niceness"] == before + AI_NICENESS > before
     else:
         assert seen["scheduler"] == os.SCHED_IDLE
+
+
+@pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda _: ())(0)) < 2, reason="needs two CPUs (Linux)")
+@pytest.mark.parametrize("threads, reserve", [(1, True), (1, False), (2, True)])
+def test_a_one_thread_model_gets_a_cpu_of_its_own_while_it_runs(untrained_models, free_tcp_endpoint, threads,
+                                                                reserve):
+    allowed = os.sched_getaffinity(0)
+    publisher = Publisher(free_tcp_endpoint)
+    try:
+        summary = run_live(open_source("phantom", size=(640, 360)),
+                           build_graph(load_model(untrained_models["onnx"], threads=threads), PipelineConfig()),
+                           publisher, LiveOptions(frames=5, reserve_core=reserve))
+    finally:
+        publisher.close()
+    assert summary["frames_analysed"] >= 1
+    # the AI thread alone on the last CPU (the capture and this thread on the others meanwhile); a model
+    # with a pool of its own, or reserve_core off, leaves every thread where it was
+    assert summary["ai_cpus"] == ([max(allowed)] if threads == 1 and reserve else None)
+    assert os.sched_getaffinity(0) == allowed  # given back
