@@ -4,8 +4,8 @@ On a busy 2-core computer the AI thread otherwise shares its core with whatever 
 capture, the decoder and the display preempt it (it runs nicer than they do), and the other
 process lands beside it as often as not. With the AI thread alone on the highest-numbered CPU the
 process may use, and every other orsight thread (and a display on this host) on the others, the
-kernel puts other work on those: one busy process beside it took the AI from 21-25 to 31 fps and
-the annotation p99 from 74-78 to 62-67 ms, passthrough unchanged (README, "Under load").
+kernel puts other work on those: beside one busy process the AI went from 20-28 to 30-31 fps
+(1080p60, three interleaved pairs; README, "Under load").
 
     cores = split_cores()                  # CoreSplit(ai={1}, video={0}); None under 2 CPUs
     with threads_on(cores.video):          # every thread of this process, and those it starts
