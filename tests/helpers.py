@@ -1,6 +1,7 @@
 """Helpers shared by the tests."""
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -18,6 +19,18 @@ from pipeline.transport.zeromq import Publisher
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "endoscapes"  # real frames, never committed
 PINHOLE = CameraModel("pinhole", np.array([[600.0, 0, 322], [0, 605, 236], [0, 0, 1]]),
                       np.array([-0.25, 0.08, 0.001, -0.001, 0.0]), (640, 480))
+
+
+def can_split_cpus() -> bool:
+    """Whether this process may use two CPUs or more and move its threads between them (Linux, not forbidden)."""
+    if not hasattr(os, "sched_getaffinity") or len(allowed := os.sched_getaffinity(0)) < 2:
+        return False
+    try:
+        os.sched_setaffinity(0, {min(allowed)})
+        os.sched_setaffinity(0, allowed)
+    except OSError:
+        return False
+    return True
 
 
 def write_video(path, frames=12, size=(160, 120), fps=25):

@@ -5,10 +5,11 @@ import threading
 import pytest
 
 from pipeline.runtime.cores import display_cpus, split_cores, threads_on
+from tests.helpers import can_split_cpus
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux CPU affinity")
 ALLOWED = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-two_cpus = pytest.mark.skipif(len(ALLOWED) < 2, reason="needs two CPUs")
+two_cpus = pytest.mark.skipif(not can_split_cpus(), reason="needs two CPUs and leave to move threads between them")
 
 
 @two_cpus
@@ -17,6 +18,7 @@ def test_the_ai_gets_the_last_allowed_cpu_and_the_video_path_the_others():
     assert cores.ai == {max(ALLOWED)} and cores.video == ALLOWED - {max(ALLOWED)}
 
 
+@two_cpus
 def test_one_allowed_cpu_is_not_split():
     os.sched_setaffinity(0, {min(ALLOWED)})
     try:

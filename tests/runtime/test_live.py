@@ -17,6 +17,7 @@ from pipeline.sources.capture import PhantomSource, SourceError, SourceLost, ope
 from pipeline.stages.infer import load_model
 from pipeline.transport.untrusted import SHARED_DIR
 from pipeline.transport.zeromq import Publisher, Receiver
+from tests.helpers import can_split_cpus
 
 
 @pytest.mark.parametrize("video_encoding", ["raw-bgr8", "shm-bgr8", "jpeg"])
@@ -220,7 +221,7 @@ def test_the_ai_thread_yields_to_the_video_path(policy):
         assert seen["scheduler"] == os.SCHED_IDLE
 
 
-@pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda _: ())(0)) < 2, reason="needs two CPUs (Linux)")
+@pytest.mark.skipif(not can_split_cpus(), reason="needs two CPUs and leave to move threads between them (Linux)")
 @pytest.mark.parametrize("threads, reserve", [(1, True), (1, False), (2, True)])
 def test_a_one_thread_model_gets_a_cpu_of_its_own_while_it_runs(untrained_models, free_tcp_endpoint, threads,
                                                                 reserve):
