@@ -185,6 +185,13 @@ def _print_delays(summary: dict) -> None:
 
 
 def command_display(args) -> int:
+    from pipeline.runtime.cores import display_cpus, threads_on
+
+    with threads_on(display_cpus(args.connect)):  # off the AI's CPU when `orsight run` is on this host
+        return _display(args)
+
+
+def _display(args) -> int:
     from pipeline.display.viewer import run_display
 
     if args.web:

@@ -23,7 +23,6 @@ import numpy as np
 
 from pipeline.core.packet import AlertEvent, FramePacket, Proximity, Segmentation
 from pipeline.display.propagate import MaskPropagator, move_point
-from pipeline.runtime.cores import display_cpus, threads_on
 from pipeline.runtime.recorder import Recorder
 from pipeline.stages.overlay.cpu import (
     FONT,
@@ -253,29 +252,28 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
     display's ``orsight keys`` folder, for a ``--secure`` publisher. ``propagate``: move each mask with
     the picture to the frame shown (:class:`Compositor`)."""
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))  # the receiver stamps arrivals promptly
-    with threads_on(display_cpus(endpoint)):  # off the AI's CPU on its host; the receiver's threads inherit it
-        receiver = Receiver(endpoint, DISPLAY_TOPICS, keys=keys).start()
-        compositor = Compositor(receiver, stale_ms, no_signal_ms, propagate)
-        recorder = Recorder(record) if record else None
-        shown = 0
-        try:
-            while (frames is None or shown < frames) and not (stop is not None and stop.is_set()):
-                picture = compositor.next()
-                if picture is None:
-                    break
-                # the recording starts with the first video frame (its size is the file's)
-                if recorder is not None and (picture.video_frame or recorder.frames):
-                    recorder.write(picture.scene, picture.t_ns)
-                if not headless:
-                    cv2.imshow(WINDOW, picture.scene)
-                    if cv2.waitKey(1) & 0xFF in (27, ord("q")):
-                        break
-                shown += picture.video_frame
-        except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: a clean stop; the recording is finished below
-            pass
-        finally:
-            receiver.stop()
-            recorded = recorder.close() if recorder is not None else None  # a finished file under its final name
+    receiver = Receiver(endpoint, DISPLAY_TOPICS, keys=keys).start()
+    compositor = Compositor(receiver, stale_ms, no_signal_ms, propagate)
+    recorder = Recorder(record) if record else None
+    shown = 0
+    try:
+        while (frames is None or shown < frames) and not (stop is not None and stop.is_set()):
+            picture = compositor.next()
+            if picture is None:
+                break
+            # the recording starts with the first video frame (its size is the file's)
+            if recorder is not None and (picture.video_frame or recorder.frames):
+                recorder.write(picture.scene, picture.t_ns)
             if not headless:
-                cv2.destroyAllWindows()
-        return {**compositor.summary(shown), "recording": str(recorded) if recorded else None}
+                cv2.imshow(WINDOW, picture.scene)
+                if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                    break
+            shown += picture.video_frame
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: a clean stop; the recording is finished below
+        pass
+    finally:
+        receiver.stop()
+        recorded = recorder.close() if recorder is not None else None  # a finished file under its final name
+        if not headless:
+            cv2.destroyAllWindows()
+    return {**compositor.summary(shown), "recording": str(recorded) if recorded else None}

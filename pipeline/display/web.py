@@ -20,7 +20,6 @@ import cv2
 
 from pipeline.core.signals import block_stop_signals
 from pipeline.display.viewer import DISPLAY_TOPICS, NO_SIGNAL_MS, STALE_MS, Compositor, Shown
-from pipeline.runtime.cores import display_cpus, threads_on
 from pipeline.transport.untrusted import TransportError
 from pipeline.transport.zeromq import Receiver
 
@@ -125,31 +124,30 @@ def serve_web(endpoint: str, host: str = "127.0.0.1", port: int = 8080, stale_ms
               stop: threading.Event | None = None, propagate: bool = False) -> dict:
     """Serve the display until the publisher ends, ``stop``, or Ctrl-C / SIGTERM; returns its summary.
     ``propagate``: move each mask with the picture to the frame shown (the Compositor's)."""
-    with threads_on(display_cpus(endpoint)):  # off the AI's CPU on its host; the server's threads inherit it
-        try:
-            server = ThreadingHTTPServer((host, port), _handler(web := WebState()))
-        except OSError as error:
-            raise TransportError(f"cannot serve the web display on {host}:{port}: {error.strerror}") from None
-        server.daemon_threads = True
+    try:
+        server = ThreadingHTTPServer((host, port), _handler(web := WebState()))
+    except OSError as error:
+        raise TransportError(f"cannot serve the web display on {host}:{port}: {error.strerror}") from None
+    server.daemon_threads = True
 
-        def serve():
-            block_stop_signals()
-            server.serve_forever(poll_interval=0.2)
+    def serve():
+        block_stop_signals()
+        server.serve_forever(poll_interval=0.2)
 
-        threading.Thread(target=serve, name="orsight-web", daemon=True).start()
-        receiver = Receiver(endpoint, DISPLAY_TOPICS, keys=keys).start()
-        compositor, shown = Compositor(receiver, stale_ms, no_signal_ms, propagate), 0
-        try:
-            while not (stop is not None and stop.is_set()):
-                picture = compositor.next()
-                if picture is None:
-                    break
-                shown += picture.video_frame
-                web.update(picture, compositor)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            receiver.stop()
-            server.shutdown()
-            server.server_close()
-        return compositor.summary(shown)
+    threading.Thread(target=serve, name="orsight-web", daemon=True).start()
+    receiver = Receiver(endpoint, DISPLAY_TOPICS, keys=keys).start()
+    compositor, shown = Compositor(receiver, stale_ms, no_signal_ms, propagate), 0
+    try:
+        while not (stop is not None and stop.is_set()):
+            picture = compositor.next()
+            if picture is None:
+                break
+            shown += picture.video_frame
+            web.update(picture, compositor)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.stop()
+        server.shutdown()
+        server.server_close()
+    return compositor.summary(shown)

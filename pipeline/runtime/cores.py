@@ -10,7 +10,7 @@ kernel puts other work on those: beside one busy process the AI went from 20-28 
     cores = split_cores()                  # CoreSplit(ai={1}, video={0}); None under 2 CPUs
     with threads_on(cores.video):          # every thread of this process, and those it starts
         ... pin_this_thread(cores.ai)      # in the AI thread
-    with threads_on(display_cpus(endpoint)):   # a display: off the AI's CPU on the AI's host
+    with threads_on(display_cpus(endpoint)):   # `orsight display`: off the AI's CPU on the AI's host
 """
 from __future__ import annotations
 
@@ -46,17 +46,18 @@ def move_threads(cpus: set[int]) -> None:
     """Every thread of this process onto ``cpus``; threads it starts later inherit them.
     Threads that ended meanwhile are skipped; quietly nothing where not permitted."""
     for task in os.listdir("/proc/self/task"):
-        try:
-            os.sched_setaffinity(int(task), cpus)
-        except OSError:  # ended between the listing and the call, or not ours to move
-            pass
+        _pin(int(task), cpus)
 
 
 def pin_this_thread(cpus: set[int]) -> None:
     """The calling thread onto ``cpus`` (quietly nothing where not permitted)."""
+    _pin(threading.get_native_id(), cpus)
+
+
+def _pin(thread: int, cpus: set[int]) -> None:
     try:
-        os.sched_setaffinity(threading.get_native_id(), cpus)
-    except OSError:
+        os.sched_setaffinity(thread, cpus)
+    except OSError:  # ended meanwhile, or not ours to move
         pass
 
 

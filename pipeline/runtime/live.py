@@ -189,9 +189,9 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
     and every other thread of the process the others, while it runs.
     """
     one_thread = any(getattr(stage, "cpu_threads", None) == 1 for stage in stages)
-    cores = split_cores() if options.reserve_core and one_thread else None
-    with threads_on(cores.video if cores is not None else None):  # the capture and AI threads start from here
-        return _run_live(source, stages, publisher, options, stop, health, cores.ai if cores is not None else None)
+    ai_cpus, video_cpus = (split_cores() if options.reserve_core and one_thread else None) or (None, None)
+    with threads_on(video_cpus):  # the capture and AI threads start from here
+        return _run_live(source, stages, publisher, options, stop, health, ai_cpus)
 
 
 def _run_live(source: Source, stages: list, publisher: Publisher, options: LiveOptions,
