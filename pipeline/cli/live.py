@@ -102,8 +102,9 @@ def _add_ai_options(parser) -> None:
     parser.add_argument("--ai-priority", choices=("idle", "nice"), default=AI_PRIORITY,
                         help="nice: the AI thread --ai-niceness below the video path (a share of a busy host); idle: "
                              "only CPU time nothing else wants (SCHED_IDLE: starves when another process is busy)")
-    parser.add_argument("--ai-niceness", type=int_between(0, 19), default=AI_NICENESS, help="with --ai-priority nice: how much nicer "
-                                                                             "the AI thread is than the video path")
+    parser.add_argument("--ai-niceness", type=int_between(0, 19), default=None,
+                        help=f"with --ai-priority nice: how much nicer the AI thread is than the video path (default "
+                             f"{AI_NICENESS} where they share CPUs, 0 when the AI has a CPU of its own)")
     parser.add_argument("--governor", action=argparse.BooleanOptionalAction, default=True,
                         help="lower the model's input size while masks would reach the display stale, raise it again "
                              "when there is room")

@@ -36,16 +36,18 @@ from pipeline.sources.capture import Source, SourceError, SourceLost
 from pipeline.stages.alerts.health import HealthMonitor
 from pipeline.stages.preprocess.geometry import GeometryPlan
 from pipeline.transport.zeromq import (
-    MASK_ENCODING,
     SHARED_ENCODING,
     SWITCH_INTERVAL_S,
     Publisher,
+    default_mask_encoding,
     default_video_encoding,
 )
 
-# How the AI thread yields the CPU to the video path (see lower_priority). Nice +2, not SCHED_IDLE: with one
-# busy process beside it, SCHED_IDLE starved the AI (README, "Under load"); +2 keeps the quiet passthrough p99
-# under 5.75 ms and still gives the AI most of a fair share.
+# How the AI thread yields the CPU to the video path when they share CPUs (see lower_priority). Nice +2, not
+# SCHED_IDLE: with one busy process beside it, SCHED_IDLE starved the AI (README, "Under load"); +2 keeps the
+# quiet passthrough p99 under 5.75 ms and still gives the AI most of a fair share. On a CPU of its own there
+# is nothing of the video path to yield to: the AI keeps the process's priority there (a fair share against
+# other software), unless a niceness is asked for.
 AI_PRIORITY, AI_NICENESS = "nice", 2
 JOIN_S = 10.0  # how long a stop waits for the capture and AI threads (a frame or an inference: milliseconds)
 
@@ -62,7 +64,8 @@ class LiveOptions:
     heartbeat_s: float = 1.0
     health_tick_s: float = 0.04  # how often the health rules are checked
     ai_priority: str = AI_PRIORITY  # Linux: "nice" = ai_niceness nicer than the video path (a share when busy),
-    ai_niceness: int = AI_NICENESS  # "idle" = SCHED_IDLE (only CPU time nothing else wants: starves when busy)
+    ai_niceness: int | None = None  # "idle" = SCHED_IDLE (only CPU time nothing else wants: starves when busy);
+    # None: AI_NICENESS while the AI shares CPUs with the video path, 0 on a CPU of its own
     reconnect_max_s: float = 5.0
     governor: bool = True  # lower the model's input budget when masks would reach the display stale
     stale_ms: float = 120.0  # the display's limit the governor keeps masks under
@@ -125,7 +128,7 @@ class LiveStats:
             self.timings_ms.setdefault(name, []).append(ms)
 
 
-def _publish_results(publisher: Publisher, packet: FramePacket, options: LiveOptions) -> None:
+def _publish_results(publisher: Publisher, packet: FramePacket, options: LiveOptions, mask_encoding: str) -> None:
     """The ``alert`` transitions, the ``mask`` and the ``overlay`` (if drawn) of one analysed frame, in that
     order: the most urgent and smallest first, the picture that takes an encoding last."""
     common = {"frame_id": packet.frame_id, "t_capture_ns": packet.t_capture_ns,
@@ -136,7 +139,7 @@ def _publish_results(publisher: Publisher, packet: FramePacket, options: LiveOpt
     classes = [{"value": i + 1, "name": n, "role": r} for i, (n, r) in enumerate(zip(segmentation.names,
                                                                                     segmentation.roles))]
     distance = None if proximity.distance_px == float("inf") else round(proximity.distance_px, 2)
-    publisher.send_image("mask", segmentation.class_map, MASK_ENCODING, classes=classes,
+    publisher.send_image("mask", segmentation.class_map, mask_encoding, classes=classes,
                          proximity={"distance_px": distance, "distance_mm": proximity.distance_mm,
                                     "mm_per_px": proximity.mm_per_px,
                                     "instrument_point": proximity.instrument_point,
@@ -206,6 +209,7 @@ def _run_live(source: Source, stages: list, publisher: Publisher, options: LiveO
     started = time.monotonic()
     video_encoding = default_video_encoding(publisher.endpoint) if options.video_encoding == "auto" \
         else options.video_encoding
+    mask_encoding = default_mask_encoding(publisher.endpoint)
     plan = next((stage.plan for stage in stages if isinstance(getattr(stage, "plan", None), GeometryPlan)), None)
     governor = Governor(plan, options.stale_ms) if plan is not None and options.governor else None
     undrawn = [stage for stage in stages if set(stage.writes) != {"overlay"}]  # while nobody wants the overlay
@@ -239,10 +243,13 @@ def _run_live(source: Source, stages: list, publisher: Publisher, options: LiveO
             slot.close()
 
     def analyse() -> None:
-        lower_priority(options.ai_priority, options.ai_niceness)  # the video path preempts the AI, never the reverse
         if ai_cpus is not None:
             pin_this_thread(ai_cpus)
             stats.ai_cpus = sorted(os.sched_getaffinity(0))
+        niceness = options.ai_niceness if options.ai_niceness is not None else 0 if ai_cpus else AI_NICENESS
+        lower_priority(options.ai_priority, niceness)  # the video path preempts the AI, never the reverse
+        if mask_encoding == SHARED_ENCODING:  # made now, not on the first mask
+            publisher.ring("mask", (source.frame_size[1], source.frame_size[0]))
         last_published_ns = None
         while (packet := slot.get()) is not None:
             packet.timings_ms["queue"] = (time.monotonic_ns() - packet.t_capture_mono_ns) / 1e6
@@ -253,7 +260,7 @@ def _run_live(source: Source, stages: list, publisher: Publisher, options: LiveO
                 stats.errors += 1
                 stats.last_error = f"{type(error).__name__}: {error}"
                 continue
-            _publish_results(publisher, packet, options)
+            _publish_results(publisher, packet, options, mask_encoding)
             now_ns = time.monotonic_ns()
             if governor is not None and last_published_ns is not None:
                 governor.observe((now_ns - packet.t_capture_mono_ns) / 1e6, (now_ns - last_published_ns) / 1e6)

@@ -15,9 +15,9 @@ from pipeline.runtime.graph import build_graph
 from pipeline.runtime.live import AI_NICENESS, AI_PRIORITY, LiveOptions, lower_priority, run_live
 from pipeline.sources.capture import PhantomSource, SourceError, SourceLost, open_source
 from pipeline.stages.infer import load_model
-from pipeline.transport.untrusted import SHARED_DIR
+from pipeline.transport.untrusted import SHARED_DIR, decode_image
 from pipeline.transport.zeromq import Publisher, Receiver
-from tests.helpers import can_split_cpus
+from tests.helpers import can_split_cpus, free_port
 
 
 @pytest.mark.parametrize("video_encoding", ["raw-bgr8", "shm-bgr8", "jpeg"])
@@ -199,6 +199,44 @@ def test_the_shared_video_ring_is_made_before_the_first_frame(untrained_models, 
     assert source.ring_before_first_read  # the first frame does not wait ~25 ms for it to be made
 
 
+class PatternedClassMaps:
+    """Last stage: a random class map for every frame (kept by frame id), so what arrives can be compared."""
+
+    reads, writes = ("segmentation",), ()
+
+    def __init__(self):
+        self.sent, self.random = {}, np.random.default_rng(0)
+
+    def __call__(self, packet):
+        packet.segmentation.class_map = self.random.integers(0, 4, packet.segmentation.class_map.shape, np.uint8)
+        self.sent[packet.frame_id] = packet.segmentation.class_map
+        return packet
+
+
+@pytest.mark.parametrize("bind, encoding", [("127.0.0.1", "shm-bgr8" if SHARED_DIR.is_dir() else "zlib"),
+                                            ("*", "zlib")])
+def test_the_mask_goes_by_shared_memory_on_this_host_and_compressed_to_others(untrained_models, bind, encoding):
+    port = free_port()
+    publisher = Publisher(f"tcp://{bind}:{port}", insecure=True)
+    receiver = Receiver(f"tcp://127.0.0.1:{port}", topics=("mask",)).start()
+    patterns = PatternedClassMaps()
+    try:
+        assert publisher.wait_for_subscriber(timeout=10)
+        time.sleep(0.2)
+        run_live(open_source("phantom:approach", size=(320, 240)),
+                 [*build_graph(load_model(untrained_models["onnx"]), PipelineConfig()), patterns], publisher,
+                 LiveOptions(frames=8))
+        deadline = time.monotonic() + 5
+        while (message := receiver.newest("mask")) is None or message.header["frame_id"] != max(patterns.sent):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert message.header["encoding"] == encoding and message.header["shape"] == [240, 320]
+        np.testing.assert_array_equal(decode_image(message), patterns.sent[message.header["frame_id"]])
+    finally:
+        receiver.stop()
+        publisher.close()
+
+
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux thread scheduling")
 @pytest.mark.parametrize("policy", ["nice", "idle"])
 def test_the_ai_thread_yields_to_the_video_path(policy):
@@ -221,20 +259,38 @@ def test_the_ai_thread_yields_to_the_video_path(policy):
         assert seen["scheduler"] == os.SCHED_IDLE
 
 
+class NicenessWatch:
+    """Last stage: the niceness of the thread that runs the stages (the AI thread), frame by frame."""
+
+    reads, writes = (), ()
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, packet):
+        self.seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return packet
+
+
 @pytest.mark.skipif(not can_split_cpus(), reason="needs two CPUs and leave to move threads between them (Linux)")
 @pytest.mark.parametrize("threads, reserve", [(1, True), (1, False), (2, True)])
 def test_a_one_thread_model_gets_a_cpu_of_its_own_while_it_runs(untrained_models, free_tcp_endpoint, threads,
                                                                 reserve):
-    allowed = os.sched_getaffinity(0)
+    allowed, niceness = os.sched_getaffinity(0), os.getpriority(os.PRIO_PROCESS, 0)
+    watch = NicenessWatch()
+
     publisher = Publisher(free_tcp_endpoint)
     try:
         summary = run_live(open_source("phantom", size=(640, 360)),
-                           build_graph(load_model(untrained_models["onnx"], threads=threads), PipelineConfig()),
-                           publisher, LiveOptions(frames=5, reserve_core=reserve))
+                           [*build_graph(load_model(untrained_models["onnx"], threads=threads), PipelineConfig()),
+                            watch], publisher, LiveOptions(frames=5, reserve_core=reserve))
     finally:
         publisher.close()
     assert summary["frames_analysed"] >= 1
     # the AI thread alone on the last CPU (the capture and this thread on the others meanwhile); a model
     # with a pool of its own, or reserve_core off, leaves every thread where it was
-    assert summary["ai_cpus"] == ([max(allowed)] if threads == 1 and reserve else None)
+    own_cpu = threads == 1 and reserve
+    assert summary["ai_cpus"] == ([max(allowed)] if own_cpu else None)
     assert os.sched_getaffinity(0) == allowed  # given back
+    # yielding to the video path only where it shares CPUs with it; a fair share against other software on its own
+    assert set(watch.seen) == {niceness if own_cpu else niceness + AI_NICENESS}

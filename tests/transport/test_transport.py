@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from pipeline.transport.untrusted import SHARED_DIR, TransportError, decode_image
-from pipeline.transport.zeromq import Publisher, Receiver, SharedFrameRing, default_video_encoding, encode_image
+from pipeline.transport.zeromq import (
+    Publisher,
+    Receiver,
+    SharedFrameRing,
+    default_mask_encoding,
+    default_video_encoding,
+    encode_image,
+)
 
 needs_shm = pytest.mark.skipif(not SHARED_DIR.is_dir(), reason="no /dev/shm")
 
@@ -109,12 +116,13 @@ def test_shared_ring_is_removed_on_close_and_orphans_are_swept(free_tcp_endpoint
     assert not SHARED_DIR.joinpath(ring_file).exists()
 
 
-def test_video_goes_through_shared_memory_only_on_same_host_links():
-    shared = "shm-bgr8" if SHARED_DIR.is_dir() else "raw-bgr8"
+def test_video_and_mask_go_through_shared_memory_only_on_same_host_links():
+    shared = SHARED_DIR.is_dir()
     for local in ("ipc:///tmp/or.sock", "tcp://127.0.0.1:5555", "tcp://localhost:5555", "tcp://[::1]:5555"):
-        assert default_video_encoding(local) == shared
+        assert default_video_encoding(local) == ("shm-bgr8" if shared else "raw-bgr8")
+        assert default_mask_encoding(local) == ("shm-bgr8" if shared else "zlib")
     for remote in ("tcp://0.0.0.0:5555", "tcp://10.1.2.3:5555", "tcp://*:5555", "tcp://127-lab.example:5555"):
-        assert default_video_encoding(remote) == "raw-bgr8"
+        assert default_video_encoding(remote) == "raw-bgr8" and default_mask_encoding(remote) == "zlib"
 
 
 @needs_shm
