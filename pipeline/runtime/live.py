@@ -210,14 +210,16 @@ def _run_live(source: Source, stages: list, publisher: Publisher, options: LiveO
     video_encoding = default_video_encoding(publisher.endpoint) if options.video_encoding == "auto" \
         else options.video_encoding
     mask_encoding = default_mask_encoding(publisher.endpoint)
+    width, height = source.frame_size
+    for topic, encoding, shape in (("video", video_encoding, (height, width, 3)), ("mask", mask_encoding, (height, width))):
+        if encoding == SHARED_ENCODING:  # made before the threads: the first frame and mask must not wait (~25 ms)
+            publisher.ring(topic, shape)
     plan = next((stage.plan for stage in stages if isinstance(getattr(stage, "plan", None), GeometryPlan)), None)
     governor = Governor(plan, options.stale_ms) if plan is not None and options.governor else None
     undrawn = [stage for stage in stages if set(stage.writes) != {"overlay"}]  # while nobody wants the overlay
 
     def capture() -> None:
         next_due = time.monotonic()
-        if video_encoding == SHARED_ENCODING:  # made now: the first frame must not wait for it (~25 ms)
-            publisher.ring("video", (source.frame_size[1], source.frame_size[0], 3))
         try:  # whatever happens here, the slot is closed: the AI thread must never wait for ever
             period = 1.0 / source.fps if options.realtime and not source.live else 0.0
             while not stop.is_set() and (options.frames is None or stats.captured < options.frames):
@@ -246,10 +248,10 @@ def _run_live(source: Source, stages: list, publisher: Publisher, options: LiveO
         if ai_cpus is not None:
             pin_this_thread(ai_cpus)
             stats.ai_cpus = sorted(os.sched_getaffinity(0))
-        niceness = options.ai_niceness if options.ai_niceness is not None else 0 if ai_cpus else AI_NICENESS
+        niceness = options.ai_niceness
+        if niceness is None:  # yield to the video path only where it shares CPUs with it
+            niceness = 0 if ai_cpus else AI_NICENESS
         lower_priority(options.ai_priority, niceness)  # the video path preempts the AI, never the reverse
-        if mask_encoding == SHARED_ENCODING:  # made now, not on the first mask
-            publisher.ring("mask", (source.frame_size[1], source.frame_size[0]))
         last_published_ns = None
         while (packet := slot.get()) is not None:
             packet.timings_ms["queue"] = (time.monotonic_ns() - packet.t_capture_mono_ns) / 1e6

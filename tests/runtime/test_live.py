@@ -278,7 +278,6 @@ def test_a_one_thread_model_gets_a_cpu_of_its_own_while_it_runs(untrained_models
                                                                 reserve):
     allowed, niceness = os.sched_getaffinity(0), os.getpriority(os.PRIO_PROCESS, 0)
     watch = NicenessWatch()
-
     publisher = Publisher(free_tcp_endpoint)
     try:
         summary = run_live(open_source("phantom", size=(640, 360)),
