@@ -11,7 +11,9 @@ and every other thread on the others (pipeline.runtime.cores; `reserve_core`).
 
 The overlay picture is drawn and encoded only while someone subscribes to `overlay`: the display
 draws the `mask` over the `video` itself, so without other subscribers that work (a fifth of a
-1080p frame's CPU) goes to the model instead.
+1080p frame's CPU) goes to the model instead. Nor are the instances found then (the connected
+regions behind the overlay's boxes and labels, where the model gives a class map): only the
+class map goes out.
 
     stages = build_graph(model, PipelineConfig())          # pipeline.runtime.graph
     summary = run_live(open_source("phantom"), stages, Publisher(), LiveOptions(frames=300))
@@ -34,6 +36,7 @@ from pipeline.runtime.cores import pin_this_thread, split_cores, threads_on
 from pipeline.runtime.governor import Governor
 from pipeline.sources.capture import Source, SourceError, SourceLost
 from pipeline.stages.alerts.health import HealthMonitor
+from pipeline.stages.decode.stage import Decode
 from pipeline.stages.preprocess.geometry import GeometryPlan
 from pipeline.transport.zeromq import (
     SHARED_ENCODING,
@@ -216,7 +219,8 @@ def _run_live(source: Source, stages: list, publisher: Publisher, options: LiveO
             publisher.ring(topic, shape)
     plan = next((stage.plan for stage in stages if isinstance(getattr(stage, "plan", None), GeometryPlan)), None)
     governor = Governor(plan, options.stale_ms) if plan is not None and options.governor else None
-    undrawn = [stage for stage in stages if set(stage.writes) != {"overlay"}]  # while nobody wants the overlay
+    undrawn = [stage.class_map_only() if isinstance(stage, Decode) else stage  # while nobody wants the overlay
+               for stage in stages if set(stage.writes) != {"overlay"}]
 
     def capture() -> None:
         next_due = time.monotonic()

@@ -121,6 +121,44 @@ def test_the_overlay_is_drawn_only_while_someone_subscribes_to_it(untrained_mode
         assert receiver.counts["overlay"] == 20
 
 
+class TwoRegionOutputs:
+    """After the model: a class map output with one instrument and one vessel region, every frame."""
+
+    reads, writes = ("outputs",), ("outputs",)
+
+    def __call__(self, packet):
+        output = np.zeros((1, 320, 320), np.uint8)
+        output[0, 120:160, 50:100], output[0, 120:160, 200:250] = 1, 2  # inside the 640x360 picture's band
+        packet.outputs = [output]
+        return packet
+
+
+class InstanceWatch:
+    """After the decoder: how many instances each frame had, and whether its class map held both classes."""
+
+    reads, writes = ("segmentation",), ()
+
+    def __init__(self):
+        self.instances, self.both_classes = [], []
+
+    def __call__(self, packet):
+        self.instances.append(len(packet.segmentation.class_ids))
+        self.both_classes.append({1, 2} <= set(np.unique(packet.segmentation.class_map)))
+        return packet
+
+
+@pytest.mark.parametrize("topics", [("video", "mask", "status"), ("video", "overlay", "mask", "status")])
+def test_a_class_map_model_finds_instances_only_for_an_overlay(untrained_semantic_models, free_tcp_endpoint,
+                                                                topics):
+    """The display draws the class map; the connected regions (instances) are found only for the overlay."""
+    stages, watch = build_graph(load_model(untrained_semantic_models["onnx"]), PipelineConfig()), InstanceWatch()
+    stages[2:3] = [TwoRegionOutputs(), stages[2], watch]
+    summary, _, _ = _run_and_listen(free_tcp_endpoint, open_source("phantom:approach", size=(640, 360)), stages,
+                                    LiveOptions(frames=10), topics)
+    assert summary["frames_analysed"] == 10 and all(watch.both_classes)
+    assert watch.instances == [2 if "overlay" in topics else 0] * 10
+
+
 class StallingModel(SlowModel):
     """The real model, which hangs for 0.6 s once, at the first frame it gets from frame 15 on (the live
     path may drop frame 15 itself; then 3 s to raise, hold and clear ai_stale)."""

@@ -6,7 +6,9 @@ order, so a model class id is already a class-map value. Two output forms are un
 * a class map ``(1, H, W)`` of integers (ultralytics' ONNX export bakes the argmax in), at any
   multiple of the input size.
 Instances are the connected regions of each class, largest first; a region's score is its mean
-class probability (1.0 when only a class map came out).
+class probability (1.0 when only a class map came out). Finding them (connected components of each
+class) is about half of the decoding, so ``max_instances=0`` skips it where only the class map is
+read (:meth:`SemanticDecode.class_map_only`: a live display draws the class map itself).
 
     segmentation = decode_semantic(outputs, packet.geometry, names, roles)
 """
@@ -53,9 +55,20 @@ def input_labels(output: np.ndarray, input_size: tuple[int, int]) -> tuple[np.nd
     return labels, confidence
 
 
+def largest_regions(labels: np.ndarray, classes: int, count: int) -> list[Region]:
+    """The ``count`` largest connected regions of the classes ``1..classes`` in ``labels``, largest first."""
+    regions = []
+    for value in range(1, classes + 1):
+        found, region_ids, stats, _ = cv2.connectedComponentsWithStats((labels == value).view(np.uint8), 8)
+        regions += [Region(int(stats[r, cv2.CC_STAT_AREA]), value - 1, region_ids, r, tuple(stats[r, :4]))
+                    for r in range(1, found)]
+    return sorted(regions, key=lambda region: -region.area)[:count]
+
+
 def decode_semantic(outputs: list[np.ndarray], geometry: Geometry, names: tuple[str, ...], roles: tuple[str, ...],
                     max_instances: int = 50) -> Segmentation:
-    """Class map and per-region instances in source pixels (nothing outside the endoscope's circle)."""
+    """Class map and per-region instances (at most ``max_instances``) in source pixels, nothing outside the
+    endoscope's circle."""
     labels, confidence = input_labels(np.asarray(outputs[0]), geometry.input_size)
     labels[labels > len(names)] = 0
     x0, y0, x1, y1 = geometry.content_box()
@@ -65,12 +78,7 @@ def decode_semantic(outputs: list[np.ndarray], geometry: Geometry, names: tuple[
     crop = cv2.resize(covered[y0:y1, x0:x1], (cw, ch), interpolation=cv2.INTER_NEAREST)
     np.multiply(crop, geometry.inside_fov(crop_only=True), out=crop)  # nothing outside the circle (20x np.where)
     class_map = geometry.crop_to_source(crop)
-    regions = []
-    for value in range(1, len(names) + 1):
-        count, region_ids, stats, _ = cv2.connectedComponentsWithStats((covered == value).view(np.uint8), 8)
-        regions += [Region(int(stats[r, cv2.CC_STAT_AREA]), value - 1, region_ids, r, tuple(stats[r, :4]))
-                    for r in range(1, count)]
-    regions = sorted(regions, key=lambda region: -region.area)[:max_instances]
+    regions = largest_regions(covered, len(names), max_instances) if max_instances else []
     masks = np.array([region.mask for region in regions], bool).reshape(-1, *labels.shape)
     scores = np.array([confidence[m].mean() if confidence is not None else 1.0 for m in masks], np.float32)
     boxes = np.array([(x, y, x + w, y + h) for x, y, w, h in (region.box for region in regions)],
@@ -85,5 +93,12 @@ def decode_semantic(outputs: list[np.ndarray], geometry: Geometry, names: tuple[
 class SemanticDecode(Decode):
     """Stage: a semantic model's logits or class map -> segmentation, on the host."""
 
+    def __init__(self, names: tuple[str, ...], roles: tuple[str, ...], max_instances: int = 50):
+        super().__init__(names, roles)
+        self.max_instances = max_instances
+
     def decode(self, outputs: list[np.ndarray], packet: FramePacket) -> Segmentation:
-        return decode_semantic(outputs, packet.geometry, self.names, self.roles)
+        return decode_semantic(outputs, packet.geometry, self.names, self.roles, self.max_instances)
+
+    def class_map_only(self) -> SemanticDecode:
+        return SemanticDecode(self.names, self.roles, max_instances=0)

@@ -33,6 +33,11 @@ class Decode:
     def decode(self, outputs: list, packet: FramePacket) -> Segmentation:
         raise NotImplementedError
 
+    def class_map_only(self) -> Decode:
+        """This decoder where nothing reads the instances, only the class map: itself, unless the instances
+        are work of their own (a class-map model's connected regions)."""
+        return self
+
     def __call__(self, packet: FramePacket) -> FramePacket:
         with timed(packet, "masks"):
             outputs = self.outputs(packet)
