@@ -214,7 +214,8 @@ def _run_live(source: Source, stages: list, publisher: Publisher, options: LiveO
         else options.video_encoding
     mask_encoding = default_mask_encoding(publisher.endpoint)
     width, height = source.frame_size
-    for topic, encoding, shape in (("video", video_encoding, (height, width, 3)), ("mask", mask_encoding, (height, width))):
+    rings = {"video": (video_encoding, (height, width, 3)), "mask": (mask_encoding, (height, width))}
+    for topic, (encoding, shape) in rings.items():
         if encoding == SHARED_ENCODING:  # made before the threads: the first frame and mask must not wait (~25 ms)
             publisher.ring(topic, shape)
     plan = next((stage.plan for stage in stages if isinstance(getattr(stage, "plan", None), GeometryPlan)), None)
