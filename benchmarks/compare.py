@@ -1,15 +1,17 @@
 """orsight side by side with the bare model and with the plain ultralytics loop, quiet and loaded.
 
-Same video (the phantom at 1080p, or --video), same weights (the shipped model: ONNX for
-orsight and the bare model, its ``.pt`` twin for ultralytics), same input budget, systems
+Same video (the phantom at 1080p, or --video), same weights (the shipped model: orsight's CPU
+default is its int8 ONNX, `orsight quantize`; the float ONNX it was quantized from runs in the
+``_float`` rows, and that one's ``.pt`` twin in ultralytics), same input budget, systems
 interleaved round by round in one run, each in its own process (CPU and peak RSS are that
 process's own):
 
-* ``bare``: the model on preprocessed tensors, nothing else (the ceiling);
+* ``bare``: the model on preprocessed tensors, nothing else (the ceiling); ``bare_float``: its float twin;
 * ``replay``: ``orsight replay`` (every frame: decode, AI, overlay, H.264, records);
 * ``live``: ``orsight run --realtime`` (newest frame) with ``orsight display --headless`` subscribed,
   as shipped (the governor may lower the input size to keep masks fresh);
 * ``live_fixed``: the same with ``--no-governor``: the model's input budget throughout, as the others;
+* ``live_float``: ``live`` with the float ONNX (the very weights ultralytics runs);
 * ``ultralytics``: the loop a user writes: ``YOLO(pt).predict(video, stream=True)``,
   ``result.plot()``, a ZeroMQ send of the picture (every frame of the file, as fast as it goes);
 * ``ultralytics_live``: the same loop on a live feed: a camera thread plays the video at its own
@@ -48,16 +50,28 @@ from machine import describe_machine  # noqa: E402
 from pipeline.core.packet import FramePacket  # noqa: E402
 from pipeline.display.viewer import STALE_MS, percentiles  # noqa: E402
 from pipeline.runtime.video import probe  # noqa: E402
+from pipeline.stages.infer import default_model  # noqa: E402
 
-SYSTEMS = ("bare", "replay", "live", "live_fixed", "ultralytics", "ultralytics_live")
+SYSTEMS = ("bare", "bare_float", "replay", "live", "live_fixed", "live_float", "ultralytics", "ultralytics_live")
+LIVE_SYSTEMS = ("live", "live_fixed", "live_float")
 FIELDS = ("fps", "latency_ms", "fresh_share", "cpu_share", "peak_rss_mb")
 BUSY = "while True: pass"
 
 
-def default_model() -> Path:
-    from pipeline.stages.infer import DEFAULT_MODEL
+def float_twin(model: Path) -> Path:
+    """The float ONNX an int8 file was quantized from (beside it, named in its metadata), or the file itself."""
+    import onnxruntime
 
-    return Path(DEFAULT_MODEL)
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    name = session.get_modelmeta().custom_metadata_map.get("float_model")
+    return model.with_name(name) if name else model
+
+
+def model_for(system: str, model: Path) -> Path:
+    """The file ``system`` runs: ultralytics the float twin's ``.pt``, the ``_float`` rows the float ONNX."""
+    if system.startswith("ultralytics"):
+        return float_twin(model).with_suffix(".pt")
+    return float_twin(model) if system.endswith("_float") else model
 
 
 def write_phantom_video(path: Path, frames: int, size=(1920, 1080), fps: float = 30.0) -> None:
@@ -91,6 +105,9 @@ def worker_bare(video: str, model_path: str, budget: int) -> dict:
             "input": list(preprocess.plan.geometry.input_size)}
 
 
+worker_bare_float = worker_bare
+
+
 def worker_replay(video: str, model_path: str, budget: int) -> dict:
     from pipeline.runtime.replay import ReplayOptions, replay_videos
 
@@ -104,7 +121,7 @@ def worker_ultralytics(video: str, model_path: str, budget: int) -> dict:
 
     from pipeline.core.yolo import YOLO
 
-    model = YOLO(str(Path(model_path).with_suffix(".pt")))
+    model = YOLO(model_path)
     socket = zmq.Context.instance().socket(zmq.PUB)
     socket.bind("tcp://127.0.0.1:*")
     sent, took = [], []
@@ -130,7 +147,7 @@ def worker_ultralytics_live(video: str, model_path: str, budget: int) -> dict:
 
     from pipeline.core.yolo import YOLO
 
-    model = YOLO(str(Path(model_path).with_suffix(".pt")))
+    model = YOLO(model_path)
     capture = cv2.VideoCapture(video)
     period = 1 / probe(video).fps
     model.predict(capture.read()[1], imgsz=budget, verbose=False)  # loaded before the camera starts, as orsight's
@@ -204,6 +221,9 @@ def worker_live_fixed(video: str, model_path: str, budget: int) -> dict:
     return worker_live(video, model_path, budget, governor=False)
 
 
+worker_live_float = worker_live
+
+
 def _usage(usage, seconds: float) -> dict:
     """CPU share of the whole machine and peak RSS of a finished process."""
     return {"cpu_share": round((usage.ru_utime + usage.ru_stime) / seconds / os.cpu_count(), 3),
@@ -217,7 +237,7 @@ def measure(system: str, video: Path, model: Path, budget: int, loaded: bool) ->
     try:
         started = time.perf_counter()
         worker = subprocess.Popen([sys.executable, __file__, "--worker", system, "--video", str(video),
-                                   "--model", str(model), "--budget", str(budget)], cwd=ROOT,
+                                   "--model", str(model_for(system, model)), "--budget", str(budget)], cwd=ROOT,
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         output = worker.stdout.read()
         _, status, usage = os.wait4(worker.pid, 0)
@@ -230,7 +250,7 @@ def measure(system: str, video: Path, model: Path, budget: int, loaded: bool) ->
         raise RuntimeError(f"{system} worker failed (status {status})")
     result = json.loads(output.strip().splitlines()[-1])
     result.update(result.pop("process", None) or _usage(usage, seconds))
-    return result
+    return {**result, "model": model_for(system, model).name}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -242,7 +262,7 @@ def summarise(runs: list[dict]) -> dict:
 
     return {"fps": median("fps"), "latency_ms": {p: median("latency_ms", p) for p in ("p50", "p95", "p99")},
             "fresh_share": median("fresh_share"), "cpu_share": median("cpu_share"),
-            "peak_rss_mb": median("peak_rss_mb"),
+            "peak_rss_mb": median("peak_rss_mb"), "model": runs[-1]["model"],
             **({"passthrough_p99_ms": median("passthrough_ms", "p99")} if "passthrough_ms" in runs[0] else {}),
             **({"operating_point": runs[-1]["operating_point"]} if "operating_point" in runs[0] else {})}
 
@@ -252,20 +272,17 @@ def ratios(figures: dict) -> dict:
     def ratio(a, b):
         return round(a / b, 3) if a is not None and b else None
 
-    live, fixed, loop, loop_live, bare, replay = (figures[s] for s in ("live", "live_fixed", "ultralytics",
-                                                                        "ultralytics_live", "bare", "replay"))
-    return {"live_fps_over_ultralytics": ratio(live["fps"], loop["fps"]),
-            "live_p99_over_ultralytics_p99": ratio(live["latency_ms"]["p99"], loop["latency_ms"]["p99"]),
-            "live_fixed_fps_over_ultralytics": ratio(fixed["fps"], loop["fps"]),
-            "live_fixed_p99_over_ultralytics_p99": ratio(fixed["latency_ms"]["p99"], loop["latency_ms"]["p99"]),
-            "live_fps_over_ultralytics_live": ratio(live["fps"], loop_live["fps"]),
-            "live_p99_over_ultralytics_live_p99": ratio(live["latency_ms"]["p99"], loop_live["latency_ms"]["p99"]),
-            "live_fixed_fps_over_ultralytics_live": ratio(fixed["fps"], loop_live["fps"]),
-            "live_fixed_p99_over_ultralytics_live_p99": ratio(fixed["latency_ms"]["p99"],
-                                                              loop_live["latency_ms"]["p99"]),
+    bare, replay, loop = figures["bare"], figures["replay"], figures["ultralytics"]
+    against = {}
+    for ours in LIVE_SYSTEMS:
+        for theirs in ("ultralytics", "ultralytics_live"):
+            against[f"{ours}_fps_over_{theirs}"] = ratio(figures[ours]["fps"], figures[theirs]["fps"])
+            against[f"{ours}_p99_over_{theirs}_p99"] = ratio(figures[ours]["latency_ms"]["p99"],
+                                                             figures[theirs]["latency_ms"]["p99"])
+    return {**against, "bare_fps_over_bare_float": ratio(bare["fps"], figures["bare_float"]["fps"]),
             "replay_fps_over_ultralytics": ratio(replay["fps"], loop["fps"]),
             "replay_fps_over_bare": ratio(replay["fps"], bare["fps"]),
-            "live_fps_over_bare": ratio(live["fps"], bare["fps"])}
+            "live_fps_over_bare": ratio(figures["live"]["fps"], bare["fps"])}
 
 
 def markdown(result: dict) -> str:
@@ -282,14 +299,14 @@ def markdown(result: dict) -> str:
             size = "x".join(map(str, f["operating_point"]["input_size"])) if "operating_point" in f else "budget"
             lines.append(f"| {condition} | {system} | {size} | {f['fps']:.2f} | {latency} | {fresh} | "
                          f"{f['cpu_share']:.0%} | {f['peak_rss_mb']:.0f} |")
-    lines += ["", "| condition | live / ultralytics fps, p99 | live_fixed / ultralytics fps, p99 | "
-              "live / ultralytics_live fps, p99 | live_fixed / ultralytics_live fps, p99 | "
-              "replay / ultralytics fps | replay / bare fps |", "|---|---|---|---|---|---|---|"]
+    versus = [(ours, theirs) for theirs in ("ultralytics", "ultralytics_live") for ours in LIVE_SYSTEMS]
+    lines += ["", "| condition | " + " | ".join(f"{ours} / {theirs} fps, p99" for ours, theirs in versus)
+              + " | replay / ultralytics fps | replay / bare fps | bare / bare_float fps |",
+              "|---|" + "---|" * (len(versus) + 3)]
     for condition, r in result["ratios"].items():
-        pairs = [f"{r[f'{ours}_fps_over_{theirs}']}, {r[f'{ours}_p99_over_{theirs}_p99']}"
-                 for theirs in ("ultralytics", "ultralytics_live") for ours in ("live", "live_fixed")]
+        pairs = [f"{r[f'{ours}_fps_over_{theirs}']}, {r[f'{ours}_p99_over_{theirs}_p99']}" for ours, theirs in versus]
         lines.append(f"| {condition} | {' | '.join(pairs)} | {r['replay_fps_over_ultralytics']} | "
-                     f"{r['replay_fps_over_bare']} |")
+                     f"{r['replay_fps_over_bare']} | {r['bare_fps_over_bare_float']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -301,12 +318,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="phantom video length (default 15, --quick 4)")
     parser.add_argument("--fps", type=float, default=30.0, help="phantom video frame rate (a 1080p60 scope: 60)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all systems, interleaved")
-    parser.add_argument("--model", default=None, help="the .onnx (its .pt twin runs in ultralytics)")
+    parser.add_argument("--model", default=None,
+                        help="orsight's .onnx (default: the shipped CPU model; see float_twin for the others')")
     parser.add_argument("--budget", type=int, default=320, help="model input budget (side) for both")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for compare.json and compare.md")
     parser.add_argument("--worker", choices=SYSTEMS, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    model = Path(args.model) if args.model else default_model()
+    model = Path(args.model) if args.model else default_model("cpu")
     if args.worker:
         print(json.dumps(globals()[f"worker_{args.worker}"](args.video, str(model), args.budget)))
         return

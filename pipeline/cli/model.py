@@ -1,4 +1,4 @@
-"""``orsight dataset``, ``train``, ``eval`` and ``export``: the model's life cycle."""
+"""``orsight dataset``, ``train``, ``eval``, ``export`` and ``quantize``: the model's life cycle."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -97,6 +97,13 @@ def add_commands(commands) -> None:
                         help="dynamic batch and input shape (replay --batch; the input fitted to each picture)")
     export.add_argument("--tensorrt", action="store_true", help="also build a TensorRT engine")
     export.set_defaults(handler=command_export)
+    quantize = commands.add_parser("quantize", help="ONNX -> int8 ONNX for the CPU, calibrated on your frames")
+    quantize.add_argument("--model", required=True, help="float .onnx (a --dynamic export)")
+    quantize.add_argument("--calibration", required=True, nargs="+", metavar="FOLDER",
+                          help="folders of frames like those the model will see (images in any subfolder)")
+    quantize.add_argument("--frames", type=positive_int, default=128, help="calibration frames, spread over the folders")
+    quantize.add_argument("--out", required=True, help=".onnx file to write")
+    quantize.set_defaults(handler=command_quantize)
     trust = commands.add_parser("trust", help="allow a .pt checkpoint you know the origin of to be loaded "
                                               "(a .pt runs code when loaded)")
     trust.add_argument("checkpoint", help=".pt file")
@@ -150,12 +157,13 @@ def _add_pairing_options(parser) -> None:
                              "'{dir}/{stem:_raw=_class}.png'")
 
 
-def _training_extra(module: str):
+def _training_extra(module: str, torch: bool = True):
     """``module`` of the training code, or one line saying how to install it."""
     import importlib
 
     try:
-        importlib.import_module("pipeline.core.yolo")  # torch and ultralytics
+        if torch:
+            importlib.import_module("pipeline.core.yolo")  # torch and ultralytics
         return importlib.import_module(module)
     except ImportError as error:
         raise UsageError(f"this command needs the training extra ({error.name} is missing): "
@@ -241,4 +249,16 @@ def command_audit_verify(args) -> int:
     if problems:
         raise UsageError(f"{args.log}: the chain is broken ({len(problems)} problem(s))")
     print(f"{args.log}: intact")
+    return 0
+
+
+def command_quantize(args) -> int:
+    quantize_onnx = _training_extra("pipeline.training.quantize", torch=False).quantize_onnx  # onnx
+    if Path(args.model).suffix != ".onnx":
+        raise UsageError(f"--model {args.model}: quantize takes an .onnx export (orsight export --dynamic)")
+    try:
+        out = quantize_onnx(args.model, args.calibration, args.out, frames=args.frames)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(f"wrote {out}")
     return 0

@@ -49,7 +49,7 @@ from pipeline.runtime.video import (
 )
 from pipeline.stages.alerts.engine import Alerts
 from pipeline.stages.alerts.rules import CLINICAL_RULES
-from pipeline.stages.infer import DEFAULT_MODEL, SegmentationModel, load_model
+from pipeline.stages.infer import SegmentationModel, default_model, load_model
 from pipeline.stages.undistort import Undistort
 
 
@@ -346,8 +346,8 @@ def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, 
         "frames_with_vessel": int(sum(a > 0 for a in finaliser.series["vessel"])),
         "min_distance_px": min(distances) if distances else None,
         "alerts_raised": {rule: sum(a["rule"] == rule for a in raised) for rule in CLINICAL_RULES},
-        "model": Path(model_path).name if model_path else f"{DEFAULT_MODEL.name} (shipped)",
-        "model_sha256": sha256(model_path or DEFAULT_MODEL), "batch": options.batch,
+        "model": Path(model_path).name if model_path else f"{default_model(options.device).name} (shipped)",
+        "model_sha256": sha256(model_path or default_model(options.device)), "batch": options.batch,
         "mode": "single process" if finaliser.overlapped else "chunks (seconds and throughput: the final pass only)",
     }
 

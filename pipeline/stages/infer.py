@@ -20,7 +20,13 @@ from pipeline.core.classes import class_roles
 from pipeline.core.packet import FramePacket
 from pipeline.stages.preprocess.geometry import input_dims
 
-DEFAULT_MODEL = Path(__file__).parents[1] / "models" / "orsight-endoscapes-lite0-sem-320.onnx"
+DEFAULT_MODEL = Path(__file__).parents[1] / "models" / "orsight-endoscapes-lite0-sem-320.onnx"  # float: on a GPU
+DEFAULT_CPU_MODEL = DEFAULT_MODEL.with_name("orsight-endoscapes-lite0-sem-320-int8.onnx")  # its int8 twin: on CPUs
+
+
+def default_model(device: str = "cpu") -> Path:
+    """The shipped model for ``device``: int8 on the CPU (`orsight quantize`), float elsewhere."""
+    return DEFAULT_CPU_MODEL if device == "cpu" else DEFAULT_MODEL
 
 
 class ModelError(Exception):
@@ -205,8 +211,8 @@ class TorchSegmentationModel(SegmentationModel):
 
 def load_model(path: str | Path | None = None, device: str = "cpu", threads: int | None = None,
                **kw) -> SegmentationModel:
-    """Open ``path`` (``.onnx`` or ``.pt``; default: the shipped model) on ``device``."""
-    path = Path(path) if path else DEFAULT_MODEL
+    """Open ``path`` (``.onnx`` or ``.pt``; default: the shipped model for ``device``) on ``device``."""
+    path = Path(path) if path else default_model(device)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     if path.suffix == ".onnx":

@@ -22,8 +22,12 @@ def test_compare_reports_every_field_quiet_and_loaded(tmp_path):
             figures = report["conditions"][condition][system]
             assert set(compare.FIELDS) <= set(figures)
             assert figures["fps"] > 0 and 0 < figures["cpu_share"] <= 1 and figures["peak_rss_mb"] > 50
-            if system in ("live", "live_fixed", "ultralytics", "ultralytics_live"):
+            if system in (*compare.LIVE_SYSTEMS, "ultralytics", "ultralytics_live"):
                 assert figures["latency_ms"]["p99"] > 0 and 0 <= figures["fresh_share"] <= 1
+        models = {system: figures["model"] for system, figures in report["conditions"][condition].items()}
+        assert models["live"] == models["bare"] == "orsight-endoscapes-lite0-sem-320-int8.onnx"  # the CPU default
+        assert models["live_float"] == models["bare_float"] == "orsight-endoscapes-lite0-sem-320.onnx"
+        assert models["ultralytics"] == models["ultralytics_live"] == "orsight-endoscapes-lite0-sem-320.pt"
         assert report["conditions"][condition]["live"]["operating_point"]["input_size"]
         assert "steps" not in report["conditions"][condition]["live_fixed"]["operating_point"]  # no governor
         assert all(value is not None and value > 0 for value in report["ratios"][condition].values())
