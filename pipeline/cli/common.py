@@ -10,6 +10,7 @@ from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 MAX_SIDE = 8192  # pixels: frames up to 8K
+MODEL_HELP = ".onnx or .pt (default: the shipped model, its int8 twin on the CPU)"
 
 
 class UsageError(Exception):

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline.cli.common import (
+    MODEL_HELP,
     Parser,
     UsageError,
     input_size_arg,
@@ -56,7 +57,7 @@ def add_commands(commands) -> None:
     demo = commands.add_parser("demo", help="phantom through the whole live path and a headless display")
     demo.add_argument("--frames", type=positive_int, default=300, help="frames to capture")
     demo.add_argument("--out", default="demo-out", help="folder for display.mp4, summary.json, audit.jsonl")
-    demo.add_argument("--model", default=None, help=".onnx or .pt (default: the shipped model)")
+    demo.add_argument("--model", default=None, help=MODEL_HELP)
     demo.add_argument("--size", type=size_arg, default=(1280, 720), help="phantom frame size (WxH)")
     demo.add_argument("--source", default="phantom:approach", help="any `run --source` (paced at its own rate)")
     _add_ai_options(demo)
@@ -79,7 +80,7 @@ def _add_source_options(parser) -> None:
     parser.add_argument("--size", type=size_arg, default=(1280, 720), help="phantom size / camera request (WxH)")
     parser.add_argument("--fps", type=positive, default=30.0, help="phantom rate / camera request")
     parser.add_argument("--fourcc", default=None, help="camera pixel format to request, e.g. MJPG")
-    parser.add_argument("--model", default=None, help=".onnx or .pt (default: the shipped model)")
+    parser.add_argument("--model", default=None, help=MODEL_HELP)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the AI runs")
     parser.add_argument("--imgsz", type=input_size_arg, default=None,
                         help="model input size, N or WxH (default: the model's)")

@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.cli.common import (
+    MODEL_HELP,
     Parser,
     UsageError,
     floats,
@@ -81,7 +82,7 @@ def add_commands(commands) -> None:
     evaluation = commands.add_parser("eval", help="per-class IoU/Dice, mask mAP and speed on labelled frames")
     evaluation.add_argument("--data", required=True, help="folder of labelled frames (images/ and masks/ by default)")
     _add_pairing_options(evaluation)
-    evaluation.add_argument("--model", default=None, help=".onnx or .pt (default: the shipped model)")
+    evaluation.add_argument("--model", default=None, help=MODEL_HELP)
     evaluation.add_argument("--mapping", default="6:0,3:1",
                             help="mask value:class index pairs, in the model's class order (default Endoscapes)")
     evaluation.add_argument("--ignore", default="7,255", help="mask values left out of every figure")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.cli.common import EXIT_BAD_INPUT, positive_int, resolve_device, writable
+from pipeline.cli.common import EXIT_BAD_INPUT, MODEL_HELP, positive_int, resolve_device, writable
 
 
 def add_commands(commands) -> None:
@@ -13,7 +13,7 @@ def add_commands(commands) -> None:
     replay.add_argument("--out", required=True, help="one folder per video is written here")
     replay.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                         help="distribute over Ray (a cluster ADDRESS, or a local Ray without one)")
-    replay.add_argument("--model", default=None, help=".onnx or .pt (default: the shipped model)")
+    replay.add_argument("--model", default=None, help=MODEL_HELP)
     replay.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the AI runs")
     replay.add_argument("--batch", type=positive_int, default=None, help="frames per forward pass (default: 1 CPU, 8 CUDA)")
     replay.add_argument("--chunk-frames", type=positive_int, default=None, help="analyse in chunks of about N frames")
