@@ -232,12 +232,13 @@ def _usage(usage, seconds: float) -> dict:
 
 # ---- the run ---------------------------------------------------------------------------------
 def measure(system: str, video: Path, model: Path, budget: int, loaded: bool) -> dict:
-    """One system in its own process (beside a busy one when ``loaded``); its figures."""
+    """One system running ``model`` (its file: :func:`model_for`) in its own process, beside a busy one when
+    ``loaded``; its figures."""
     hog = subprocess.Popen([sys.executable, "-c", BUSY]) if loaded else None
     try:
         started = time.perf_counter()
         worker = subprocess.Popen([sys.executable, __file__, "--worker", system, "--video", str(video),
-                                   "--model", str(model_for(system, model)), "--budget", str(budget)], cwd=ROOT,
+                                   "--model", str(model), "--budget", str(budget)], cwd=ROOT,
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         output = worker.stdout.read()
         _, status, usage = os.wait4(worker.pid, 0)
@@ -250,7 +251,7 @@ def measure(system: str, video: Path, model: Path, budget: int, loaded: bool) ->
         raise RuntimeError(f"{system} worker failed (status {status})")
     result = json.loads(output.strip().splitlines()[-1])
     result.update(result.pop("process", None) or _usage(usage, seconds))
-    return {**result, "model": model_for(system, model).name}
+    return {**result, "model": model.name}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -336,10 +337,11 @@ def main() -> None:
             write_phantom_video(video, int(seconds * args.fps), fps=args.fps)
         conditions = {"quiet": False, **({"loaded": True} if args.load else {})}
         runs = {c: {s: [] for s in SYSTEMS} for c in conditions}
+        files = {system: model_for(system, model) for system in SYSTEMS}
         for round_ in range(rounds):
             for condition, loaded in conditions.items():
                 for system in SYSTEMS:
-                    runs[condition][system].append(measure(system, video, model, args.budget, loaded))
+                    runs[condition][system].append(measure(system, video, files[system], args.budget, loaded))
                     print(f"round {round_ + 1} {condition} {system}: {runs[condition][system][-1]['fps']:.2f} fps",
                           file=sys.stderr)
     figures = {c: {s: summarise(r) for s, r in systems.items()} for c, systems in runs.items()}

@@ -335,6 +335,7 @@ def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, 
     partial = info.frame_count > 0 and count < info.frame_count
     distances = [d for d in finaliser.series["distance_px"] if d is not None]
     raised = [a for a in finaliser.timeline if a["state"] == "raised"]
+    shipped = default_model(options.device)
     return {
         "video": info.path, "video_stat": _video_stat(info.path), "fps": info.fps, "size": list(info.size),
         "frames_claimed": info.frame_count,
@@ -346,8 +347,8 @@ def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, 
         "frames_with_vessel": int(sum(a > 0 for a in finaliser.series["vessel"])),
         "min_distance_px": min(distances) if distances else None,
         "alerts_raised": {rule: sum(a["rule"] == rule for a in raised) for rule in CLINICAL_RULES},
-        "model": Path(model_path).name if model_path else f"{default_model(options.device).name} (shipped)",
-        "model_sha256": sha256(model_path or default_model(options.device)), "batch": options.batch,
+        "model": Path(model_path).name if model_path else f"{shipped.name} (shipped)",
+        "model_sha256": sha256(model_path or shipped), "batch": options.batch,
         "mode": "single process" if finaliser.overlapped else "chunks (seconds and throughput: the final pass only)",
     }
 
