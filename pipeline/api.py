@@ -7,6 +7,7 @@
     result.instances                               # [{"class", "role", "score", "box", "area"}, ...]
     result.class_map, result.masks                 # (H, W) class values, (N, H, W) instance masks
     result.proximity.distance_px, result.alerts    # closest instrument-vessel gap, active alerts
+    result.proximity.tier, result.advisory         # the vessel's evidence tier; "possible vessel" outlines
     cv2.imwrite("overlay.png", result.plot())      # the overlay the OR display shows
     print(result.to_json())
     summaries, errors = analyzer.replay(["case1.mp4"], "results/")    # orsight replay
@@ -24,6 +25,7 @@ import numpy as np
 from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket
 from pipeline.runtime.graph import build_graph, split_at
+from pipeline.stages.evidence import VesselEvidence
 from pipeline.stages.infer import SegmentationModel, load_model
 
 
@@ -57,6 +59,11 @@ class Result:
         return self.packet.proximity
 
     @property
+    def advisory(self) -> list:
+        """Advisory-tier vessel regions ("possible vessel": confidence, evidence, outline), not in ``class_map``."""
+        return self.packet.segmentation.advisory
+
+    @property
     def alerts(self) -> list:
         """The clinical alerts active after this frame, highest priority first."""
         return self.packet.active_alerts
@@ -66,11 +73,11 @@ class Result:
         return self.packet.overlay
 
     def to_json(self) -> str:
-        distance = self.proximity.distance_px
+        segmentation = self.packet.segmentation
         return json.dumps({"frame": self.packet.frame_id, "instances": self.instances,
-                           "distance_px": None if not np.isfinite(distance) else round(float(distance), 2),
-                           "instrument_point": self.proximity.instrument_point,
-                           "vessel_point": self.proximity.vessel_point,
+                           **self.proximity.to_dict(),
+                           "advisory": [region.to_dict() for region in segmentation.advisory],
+                           "vessel_evidence": segmentation.vessel_evidence,
                            "alerts": [dataclasses.asdict(a) for a in self.alerts],
                            "timings_ms": {k: round(v, 3) for k, v in self.packet.timings_ms.items()}})
 
@@ -87,6 +94,7 @@ class Analyzer:
         self.device, self.camera = device, camera
         self.stages = build_graph(self.model, self.config, camera, device=device)
         self.preprocess = split_at(self.stages, SegmentationModel)[0][-1]
+        self.evidence = split_at(self.stages, VesselEvidence)[1][0]
         self.frames = 0
 
     def analyse(self, image: np.ndarray, new_scene: bool = False) -> Result:
@@ -94,6 +102,7 @@ class Analyzer:
         from another recording)."""
         if new_scene:
             self.preprocess.redetect()
+            self.evidence.reset()
         packet = FramePacket.capture(image, self.frames, "api")
         self.frames += 1
         for stage in self.stages:

@@ -88,7 +88,22 @@ def add_commands(commands) -> None:
     evaluation.add_argument("--ignore", default="7,255", help="mask values left out of every figure")
     evaluation.add_argument("--colours", default=None, help="YAML of R,G,B: value for colour-coded masks")
     evaluation.add_argument("--json", default=None, help="write the report as JSON here")
+    evaluation.add_argument("--plot", default=None, help="write the vessel's ROC and reliability plot (PNG) here")
     evaluation.set_defaults(handler=command_eval)
+    validation = commands.add_parser("validate", help="choose and store the vessel's HIGH and ADVISORY operating "
+                                                      "points on labelled frames (a validation split)")
+    validation.add_argument("--data", required=True, help="folder of labelled frames, never trained on")
+    _add_pairing_options(validation)
+    validation.add_argument("--model", required=True, help=".onnx or .pt model")
+    validation.add_argument("--out", required=True, help="the model with its operating points (may be --model)")
+    validation.add_argument("--mapping", default="6:0,3:1", help="mask value:class index pairs (default Endoscapes)")
+    validation.add_argument("--ignore", default="7,255", help="mask values left out of every figure")
+    validation.add_argument("--colours", default=None, help="YAML of R,G,B: value for colour-coded masks")
+    validation.add_argument("--describe", default=None,
+                            help="the data in words, stored with the points (default: folder and frame count)")
+    validation.add_argument("--json", default=None, help="write the report at the chosen points as JSON here")
+    validation.add_argument("--plot", default=None, help="write the ROC and reliability plot (PNG) here")
+    validation.set_defaults(handler=command_validate)
     export = commands.add_parser("export", help=".pt -> ONNX (and TensorRT where present)")
     export.add_argument("--model", required=True, help="ultralytics .pt checkpoint")
     export.add_argument("--imgsz", type=input_size_arg, required=True, help="N (square) or WxH, e.g. 512x288")
@@ -212,8 +227,54 @@ def command_eval(args) -> int:
               f"{detection:>9s} {alarm:>12s}")
     print(f"mask mAP50-95 {report['mask_map50_95']:.3f}  mAP50 {report['mask_map50']:.3f}  "
           f"inference {report['ms_per_frame']:.1f} ms/frame")
+    _print_vessel_evidence(report, args.plot)
     if args.json:
         write_json(args.json, report)
+    return 0
+
+
+def _print_vessel_evidence(report: dict, plot: str | None) -> None:
+    """The vessel's frame evidence as a detector, its figures at the model's points, and the plot."""
+    from pipeline.training.operating_points import plot_vessel_report
+
+    for name, c in report["classes"].items():
+        if "evidence_roc_auc" not in c:
+            continue
+        auc, ece = c["evidence_roc_auc"], c.get("pixel_ece")
+        print(f"{name} evidence: frame ROC AUC {auc:.3f}" if auc is not None else f"{name} evidence: no ROC AUC",
+              f"(temperature {c['temperature']:.2f}" + (f", pixel ECE {ece:.4f})" if ece is not None else ")"))
+        for tier in ("high", "advisory"):
+            detected, alarm = c[f"{tier}_detected"], c[f"{tier}_false_alarm"]
+            print(f"  {tier.upper():8s} " + (f"detected {detected:.3f}  false alarm {alarm:.3f}" if detected is not None
+                                             else "no validated point in this model"))
+        if plot:
+            plot_vessel_report(c, plot)
+            print(f"wrote {plot}")
+
+
+def command_validate(args) -> int:
+    from pipeline.stages.infer import ModelError
+    from pipeline.training.operating_points import validate
+
+    if not Path(args.model).is_file():
+        raise UsageError(f"model file not found: {args.model}")
+    try:
+        points, report = validate(args.data, args.model, args.out, args.describe,
+                                  mapping=pairs(args.mapping, "--mapping"), ignore=integers(args.ignore, "--ignore"),
+                                  colours=_colour_table(args.colours), image_glob=args.image_glob,
+                                  mask_pattern=args.mask_pattern)
+    except (ValueError, FileNotFoundError, ModelError) as error:
+        raise UsageError(str(error)) from None
+    print(f"temperature {points.temperature:.3f}; frame ROC AUC {points.roc_auc:.3f} "
+          f"({points.frames_present} frames with a vessel, {points.frames_absent} without)")
+    for tier in ("high", "advisory"):
+        point = getattr(points, tier)
+        print(f"{tier.upper():8s} " + (f"evidence >= {point.threshold:.6f}: detected {point.detected:.3f}, false alarm "
+                                       f"{point.false_alarm:.3f}" if point else "none (no threshold meets the rule)"))
+    _print_vessel_evidence(report, args.plot)
+    if args.json:
+        write_json(args.json, report)
+    print(f"wrote {args.out}")
     return 0
 
 

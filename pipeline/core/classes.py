@@ -23,6 +23,7 @@ ROLE_COLOURS = {
     "vessel": (0, 220, 255),  # yellow
     "other": (180, 180, 180),  # grey
 }
+ADVISORY_COLOUR = (0, 160, 255)  # amber: a "possible vessel" (advisory evidence tier), never red
 PRIORITY_COLOURS = {"high": (0, 0, 230), "medium": (0, 215, 255), "low": (200, 200, 200)}
 
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from pipeline.core.evidence import VesselRegion
+
 if TYPE_CHECKING:
     import cupy  # the CUDA path only; an optional extra
 
@@ -107,6 +109,12 @@ class Segmentation:
     instance_logits: np.ndarray | cupy.ndarray | None = None
     geometry: Geometry | None = None
     source_masks: np.ndarray | None = None  # (N, H, W) bool, once known in source pixels
+    logits: np.ndarray | None = None  # (1 + N classes, h, w) a semantic model's logits at its head's stride
+    # The vessel evidence stage's verdict: vessel pixels in ``class_map`` are the HIGH tier's only; the
+    # advisory ones are outlines here; ``model_class_map`` is the model's own map before that split.
+    advisory: list[VesselRegion] = field(default_factory=list)
+    vessel_evidence: float | None = None  # the frame's strongest vessel region's evidence (0: none)
+    model_class_map: np.ndarray | None = None
 
     @property
     def masks(self) -> np.ndarray:
@@ -153,10 +161,26 @@ class Proximity:
     instrument_point: tuple[int, int] | None = None
     vessel_point: tuple[int, int] | None = None
     mm_per_px: float | None = None
+    tier: str | None = None  # the vessel's evidence tier: high, advisory (None: no vessel)
 
     @property
     def distance_mm(self) -> float | None:
         return None if self.mm_per_px is None else self.distance_px * self.mm_per_px
+
+    def to_dict(self) -> dict:
+        """JSON-ready (the wire's ``proximity``, replay's records, the API): an infinite distance is null."""
+        finite = np.isfinite(self.distance_px)
+        return {"distance_px": round(float(self.distance_px), 2) if finite else None,
+                "distance_mm": round(float(self.distance_mm), 3) if finite and self.mm_per_px else None,
+                "mm_per_px": self.mm_per_px, "instrument_point": self.instrument_point,
+                "vessel_point": self.vessel_point, "tier": self.tier}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Proximity:
+        distance = values.get("distance_px")
+        point = [tuple(values[k]) if values.get(k) is not None else None for k in ("instrument_point", "vessel_point")]
+        return cls(distance if distance is not None else float("inf"), *point, values.get("mm_per_px"),
+                   values.get("tier"))
 
 
 @dataclass
@@ -175,6 +199,7 @@ class AlertEvent:
     t_start_ns: int = 0  # capture time at which the alert was raised
     t_end_ns: int | None = None  # set on the ``cleared`` event
     distance_mm: float | None = None
+    tier: str | None = None  # clinical alerts: the vessel evidence tier behind it (high, advisory)
 
 
 def to_host(array: np.ndarray | cupy.ndarray) -> np.ndarray:

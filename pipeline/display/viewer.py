@@ -21,11 +21,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.core.evidence import VesselRegion
 from pipeline.core.packet import AlertEvent, FramePacket, Proximity, Segmentation
 from pipeline.display.propagate import MaskPropagator, move_point
 from pipeline.runtime.recorder import Recorder
 from pipeline.stages.overlay.cpu import (
     FONT,
+    AdvisoryAnnotator,
     BannerAnnotator,
     ContourAnnotator,
     MaskAnnotator,
@@ -96,7 +98,9 @@ def _segmentation_from(mask: Message, shape: tuple[int, int]) -> Segmentation:
     class_map = decode_image(mask)
     if class_map.shape != shape:
         class_map = cv2.resize(class_map, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
-    return Segmentation(class_map, names, roles, np.zeros(0, int), np.zeros(0, np.float32), np.zeros((0, 4)))
+    advisory = [VesselRegion.from_dict(region) for region in mask.header.get("advisory", [])]
+    return Segmentation(class_map, names, roles, np.zeros(0, int), np.zeros(0, np.float32), np.zeros((0, 4)),
+                        advisory=advisory, vessel_evidence=mask.header.get("vessel_evidence"))
 
 
 def _packet_from(video: Message, mask: Message | None, status: Message | None) -> FramePacket:
@@ -115,12 +119,7 @@ def _packet_from(video: Message, mask: Message | None, status: Message | None) -
     except (TransportError, ValueError):  # a mask that does not decode: shown as no mask, the picture goes on
         packet.active_alerts = health + [_stale_alert(video)]
         return packet
-    near = mask.header["proximity"]
-    packet.proximity = Proximity(
-        distance_px=near["distance_px"] if near["distance_px"] is not None else float("inf"),
-        instrument_point=tuple(near["instrument_point"]) if near["instrument_point"] else None,
-        vessel_point=tuple(near["vessel_point"]) if near["vessel_point"] else None,
-        mm_per_px=near["mm_per_px"])
+    packet.proximity = Proximity.from_dict(mask.header["proximity"])
     packet.active_alerts = _alerts_from(mask.header) + health
     return packet
 
@@ -162,7 +161,8 @@ class Compositor:
     def __init__(self, receiver: Receiver, stale_ms: float = STALE_MS, no_signal_ms: float = NO_SIGNAL_MS,
                  propagate: bool = False):
         self.receiver, self.stale_ms, self.no_signal_ms = receiver, stale_ms, no_signal_ms
-        self.annotators = [MaskAnnotator(), ContourAnnotator(), ProximityAnnotator(), BannerAnnotator()]
+        self.annotators = [MaskAnnotator(), ContourAnnotator(), AdvisoryAnnotator(), ProximityAnnotator(),
+                           BannerAnnotator()]
         self.propagator = MaskPropagator() if propagate else None
         self.video: Message | None = None
         self.last_video_s = time.monotonic()

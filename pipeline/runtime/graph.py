@@ -4,8 +4,8 @@
     for stage in stages:
         packet = stage(packet)
 
-In data-flow order: [undistort] -> preprocess -> infer -> decode -> analyse -> alerts -> overlay
--> [redistort]. The CPU or CUDA variant of each stage is chosen here, once, from the device, the
+In data-flow order: [undistort] -> preprocess -> infer -> decode -> evidence -> analyse -> alerts
+-> overlay -> [redistort]. The CPU or CUDA variant of each stage is chosen here, once, from the device, the
 model's kind and its backend; no stage decides per frame. Each stage declares the packet
 fields it ``reads`` and ``writes``, and the chain is checked when it is built.
 """
@@ -23,6 +23,7 @@ from pipeline.stages.alerts.rules import CLINICAL_RULES, build_rules
 from pipeline.stages.analyse.cpu import Analyse
 from pipeline.stages.decode.instance import InstanceDecode
 from pipeline.stages.decode.semantic import SemanticDecode
+from pipeline.stages.evidence import VesselEvidence
 from pipeline.stages.infer import SegmentationModel, TorchSegmentationModel
 from pipeline.stages.overlay.cpu import Overlay
 from pipeline.stages.preprocess.cpu import LetterboxPreprocess
@@ -81,6 +82,7 @@ def build_graph(model: SegmentationModel, config: PipelineConfig, camera: Camera
         preprocess,
         model,
         decode_stage(model, device_decode),
+        VesselEvidence(model.operating_points),
         analyse,
         *finishing_stages(config, camera, audit, overlay, alert_ids, stale_ms),
     ]

@@ -141,13 +141,9 @@ def _publish_results(publisher: Publisher, packet: FramePacket, options: LiveOpt
     segmentation, proximity = packet.segmentation, packet.proximity
     classes = [{"value": i + 1, "name": n, "role": r} for i, (n, r) in enumerate(zip(segmentation.names,
                                                                                     segmentation.roles))]
-    distance = None if proximity.distance_px == float("inf") else round(proximity.distance_px, 2)
     publisher.send_image("mask", segmentation.class_map, mask_encoding, classes=classes,
-                         proximity={"distance_px": distance, "distance_mm": proximity.distance_mm,
-                                    "mm_per_px": proximity.mm_per_px,
-                                    "instrument_point": proximity.instrument_point,
-                                    "vessel_point": proximity.vessel_point},
-                         active_alerts=[dataclasses.asdict(a) for a in packet.active_alerts], **common)
+                         proximity=proximity.to_dict(), advisory=[r.to_dict() for r in segmentation.advisory],
+                         vessel_evidence=segmentation.vessel_evidence, active_alerts=[dataclasses.asdict(a) for a in packet.active_alerts], **common)
     if packet.overlay is not None:
         publisher.send_image("overlay", packet.overlay, options.overlay_encoding, options.jpeg_quality, **common)
 

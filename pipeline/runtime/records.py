@@ -13,6 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from pipeline.core.evidence import VesselRegion
 from pipeline.core.packet import FramePacket, Segmentation, to_host
 
 
@@ -34,10 +35,11 @@ def frame_record(packet: FramePacket, fps: float) -> dict:
         instances.append({"class": segmentation.names[cls], "class_id": int(cls), "score": round(float(score), 4),
                           "box": [round(float(v), 1) for v in box],
                           "area": int(round(inside.sum() / geometry.scale**2)), "polygons": polygons})
-    distance = proximity.distance_px
+    near = proximity.to_dict()
     return {"frame": packet.frame_id, "t_s": round(packet.frame_id / fps, 6), "instances": instances,
-            "distance_px": None if not np.isfinite(distance) else round(float(distance), 2),
-            "instrument_point": proximity.instrument_point, "vessel_point": proximity.vessel_point}
+            "advisory": [region.to_dict() for region in segmentation.advisory],
+            "vessel_evidence": segmentation.vessel_evidence,
+            **{key: near[key] for key in ("distance_px", "instrument_point", "vessel_point", "tier")}}
 
 
 def segmentation_from_record(record: dict, size: tuple[int, int], names, roles) -> Segmentation:
@@ -50,12 +52,9 @@ def segmentation_from_record(record: dict, size: tuple[int, int], names, roles) 
         cv2.fillPoly(class_map, polygons, instance["class_id"] + 1)
     return Segmentation(class_map, names, roles, np.array([i["class_id"] for i in instances], int),
                         np.array([i["score"] for i in instances], np.float32),
-                        np.array([i["box"] for i in instances], np.float32).reshape(-1, 4))
-
-
-def point(value) -> tuple | None:
-    """A record's ``[x, y]`` (or null) as a point."""
-    return tuple(value) if value is not None else None
+                        np.array([i["box"] for i in instances], np.float32).reshape(-1, 4),
+                        advisory=[VesselRegion.from_dict(region) for region in record.get("advisory", [])],
+                        vessel_evidence=record.get("vessel_evidence"))
 
 
 THUMBNAIL_WIDTH = 360

@@ -37,7 +37,7 @@ from pipeline.core.signals import block_stop_signals
 from pipeline.core.trust import sha256
 from pipeline.runtime.graph import build_graph, finishing_stages, split_at
 from pipeline.runtime.recorder import Recorder
-from pipeline.runtime.records import frame_record, point, segmentation_from_record, thumbnail
+from pipeline.runtime.records import frame_record, segmentation_from_record, thumbnail
 from pipeline.runtime.video import (
     ReplayError,
     VideoInfo,
@@ -149,8 +149,7 @@ class Finaliser:
         if self.undistort is not None:
             packet = self.undistort(packet)
         packet.segmentation = segmentation_from_record(record, self.info.size, self.names, self.roles)
-        packet.proximity = Proximity(record["distance_px"] if record["distance_px"] is not None else float("inf"),
-                                     point(record["instrument_point"]), point(record["vessel_point"]))
+        packet.proximity = Proximity.from_dict(record)
         for stage in self.finish:
             packet = stage(packet)
         self.recorder.write(packet.overlay, packet.t_capture_ns)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.classes import class_roles
+from pipeline.core.evidence import OperatingPoints
 from pipeline.core.packet import FramePacket
 from pipeline.stages.preprocess.geometry import input_dims
 
@@ -51,6 +52,7 @@ class SegmentationModel:
     device_input: bool = False  # the tensor is ``packet.device.tensor`` (CuPy), not ``packet.tensor``
     device_outputs: bool = False  # the outputs stay on the GPU, in ``packet.device.outputs``
     cpu_threads: int | None = None  # threads a forward pass takes on the CPU (None: on a GPU, or not known)
+    operating_points: OperatingPoints | None = None  # the vessel's validated tiers (``orsight validate``)
     reads = ("tensor",)
     writes = ("outputs",)
 
@@ -143,6 +145,8 @@ class OnnxSegmentationModel(SegmentationModel):
                                             ast.literal_eval(meta.get("imgsz", "[640, 640]")))
         self.description = f"{Path(path).name} (onnxruntime)"
         self.path = Path(path)
+        self.metadata = dict(meta)
+        self.operating_points = OperatingPoints.from_metadata(meta)
 
     def forward(self, tensor) -> list[np.ndarray]:
         if not self.device_input:
@@ -192,6 +196,8 @@ class TorchSegmentationModel(SegmentationModel):
         self.input_size = _ultralytics_size(getattr(yolo.model, "args", {}).get("imgsz") or 640)  # as trained
         self.description = f"{Path(path).name} (torch {device})"
         self.path = Path(path)
+        self.metadata = {key: value for key, value in (yolo.ckpt or {}).items() if key.startswith("orsight_")}
+        self.operating_points = OperatingPoints.from_metadata(self.metadata)
 
     def forward(self, tensor) -> list[np.ndarray]:
         """``tensor``: NumPy, or a CUDA array (CuPy) taken over by DLPack without a copy; DLPack
@@ -207,6 +213,17 @@ class TorchSegmentationModel(SegmentationModel):
 
             return [cupy.from_dlpack(predictions.float()), cupy.from_dlpack(protos.float())]
         return [predictions.float().cpu().numpy(), protos.float().cpu().numpy()]
+
+
+def checkpoint_metadata(path: str | Path) -> dict[str, str]:
+    """The ``orsight_*`` entries of a trusted ``.pt`` checkpoint (e.g. its validated operating points)."""
+    import torch
+
+    from pipeline.core.trust import require_trusted
+
+    require_trusted(path)
+    checkpoint = torch.load(str(path), map_location="cpu", weights_only=False)  # trusted: see core.trust
+    return {key: value for key, value in checkpoint.items() if key.startswith("orsight_")}
 
 
 def load_model(path: str | Path | None = None, device: str = "cpu", threads: int | None = None,

@@ -64,6 +64,9 @@ class Redistort:
             if len(segmentation.boxes):
                 corners = self.camera.distort_points(segmentation.boxes.reshape(-1, 2)).reshape(-1, 2, 2)
                 segmentation.boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+            for region in segmentation.advisory:
+                region.polygons = [np.round(self.camera.distort_points(np.reshape(p, (-1, 2)))).astype(int)
+                                   .reshape(-1).tolist() for p in region.polygons]
             proximity = packet.proximity
             proximity.instrument_point = self._points(proximity.instrument_point)
             proximity.vessel_point = self._points(proximity.vessel_point)

@@ -56,10 +56,27 @@ def _instances(class_map: np.ndarray, classes: int):
     return np.array(masks, bool).reshape(-1, *class_map.shape), np.array(cls, int)
 
 
+def pixel_samples(segmentation, truth: np.ndarray, step: int = 2) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(logits (n, 1 + classes), truth class values (n,))`` at every ``step``-th model-input pixel of the
+    picture (not the padding, not ignored pixels); None without logits."""
+    if segmentation.logits is None:
+        return None
+    geometry = segmentation.geometry
+    width, height = geometry.input_size
+    x0, y0, x1, y1 = geometry.content_box()
+    cx, cy, cw, ch = geometry.crop
+    logits = cv2.resize(np.ascontiguousarray(segmentation.logits.transpose(1, 2, 0), np.float32), (width, height),
+                        interpolation=cv2.INTER_LINEAR).reshape(height, width, -1)[y0:y1:step, x0:x1:step]
+    values = cv2.resize(truth[cy:cy + ch, cx:cx + cw], (x1 - x0, y1 - y0),
+                        interpolation=cv2.INTER_NEAREST)[::step, ::step]
+    valid = values != IGNORE
+    return logits[valid], values[valid]
+
+
 def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
              ignore: tuple[int, ...] = ENDOSCAPES_IGNORE, colours: dict | None = None,
              image_glob: str = DEFAULT_IMAGE_GLOB, mask_pattern: str = DEFAULT_MASK_PATTERN,
-             transform=None) -> dict:
+             transform=None, samples: list | None = None) -> dict:
     """Per class IoU and Dice over the whole set (ignore pixels excluded), per-frame mean IoU,
     frame-level detection and false-alarm rates, mask mAP50-95 and inference time; ``folder``
     holds the images (``image_glob``) and their masks (``mask_pattern``: see ``pairs``);
@@ -68,7 +85,13 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
     Detection rate: of the frames where the class is present, those where the prediction
     overlaps it. False-alarm rate: of the frames where it is absent, those where it is predicted
     anyway (``MIN_ALARM_PX`` pixels or more). That is what an alert feels, more than IoU.
+
+    The vessel class also gets its frame-level evidence (``pipeline.stages.evidence``) judged as a
+    detector of "a vessel is visible": ROC AUC, the sweep of thresholds, the rates at the model's own
+    operating points (``high_detected`` ... ``advisory_false_alarm``) and the pixel calibration (ECE).
+    ``samples``: a list that gets each frame's ``pixel_samples`` (for ``orsight validate``).
     """
+    from pipeline.training.operating_points import vessel_report
     from ultralytics.utils.metrics import ap_per_class
 
     folder = Path(folder)
@@ -80,6 +103,8 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
     frame_iou = [[] for _ in range(classes)]
     present, detected, absent, false_alarms = (np.zeros(classes, int) for _ in range(4))
     tps, confs, pred_classes, target_classes, infer_ms = [], [], [], [], []
+    vessel_values = [c + 1 for c, role in enumerate(model.roles) if role == "vessel"]
+    evidence, vessel_present, frame_samples = [], [], []
     for index, (path, mask_path) in enumerate(pairs):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         raw = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
@@ -95,8 +120,14 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
         infer_ms.append(packet.timings_ms["infer"])
         segmentation = packet.segmentation
         valid = truth != IGNORE
+        evidence.append(segmentation.vessel_evidence or 0.0)
+        vessel_present.append(bool(np.isin(truth, vessel_values).any()))
+        found = pixel_samples(segmentation, truth)
+        if found is not None:
+            frame_samples.append(found)
+        painted = segmentation.model_class_map if segmentation.model_class_map is not None else segmentation.class_map
         for c in range(classes):
-            p, t = (segmentation.class_map == c + 1) & valid, (truth == c + 1) & valid
+            p, t = (painted == c + 1) & valid, (truth == c + 1) & valid
             i, u = np.logical_and(p, t).sum(), np.logical_or(p, t).sum()
             inter[c] += i
             union[c] += u
@@ -134,6 +165,12 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
             "frames_present": int(present[c]),
             "false_alarm_rate": float(false_alarms[c] / absent[c]) if absent[c] else None,
             "frames_absent": int(absent[c])}
+    if vessel_values:
+        report["classes"][model.names[vessel_values[0] - 1]].update(
+            vessel_report(np.array(evidence), np.array(vessel_present), frame_samples, vessel_values,
+                          model.operating_points))
+    if samples is not None:
+        samples.extend(frame_samples)
     report["mask_map50_95"] = float(ap.mean()) if ap.size else 0.0
     report["mask_map50"] = float(ap[:, 0].mean()) if ap.size else 0.0
     report["ms_per_frame"] = float(np.median(infer_ms))

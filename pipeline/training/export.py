@@ -49,7 +49,47 @@ def export_onnx(pt: str | Path, imgsz: int | tuple[int, int], out: str | Path, o
     width, height = input_dims(imgsz)
     out = _export(pt, out, format="onnx", imgsz=[height, width], opset=opset, dynamic=dynamic, simplify=True)
     _class_map_at_input_size(out, width, height)
+    add_logits_output(out)
+    _carry_operating_points(pt, out)
     return out
+
+
+def add_logits_output(path: str | Path) -> bool:
+    """Give a semantic model's ONNX file a second output, ``logits``: the head's logits at its own stride,
+    before the resize and argmax baked into the graph (a few kilobytes a frame). The vessel evidence
+    (``pipeline.stages.evidence``) needs probabilities, not only the class map. False when there is
+    nothing to add (an instance model, or the output is already there)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    argmax = [node for node in model.graph.node if node.op_type == "ArgMax"]
+    resize = [node for node in model.graph.node if node.op_type == "Resize" and argmax
+              and node.output[0] == argmax[-1].input[0]]
+    if not resize or any(output.name == "logits" for output in model.graph.output):
+        return False
+    logits = resize[0].input[0]
+    for node in model.graph.node:  # the tensor is renamed where it is made and wherever it is read
+        node.output[:] = ["logits" if name == logits else name for name in node.output]
+        node.input[:] = ["logits" if name == logits else name for name in node.input]
+    model.graph.output.append(onnx.helper.make_tensor_value_info(
+        "logits", onnx.TensorProto.FLOAT, ["batch", "classes", "logits_height", "logits_width"]))
+    onnx.save(model, str(path))
+    return True
+
+
+def _carry_operating_points(pt: str | Path, out: Path) -> None:
+    """The validated vessel operating points a checkpoint carries (``orsight validate``) go into the ONNX
+    file's metadata."""
+    import onnx
+
+    from pipeline.core.evidence import METADATA_KEY
+    from pipeline.stages.infer import checkpoint_metadata
+
+    points = checkpoint_metadata(pt).get(METADATA_KEY)
+    if points:
+        model = onnx.load(str(out))
+        model.metadata_props.add(key=METADATA_KEY, value=points)
+        onnx.save(model, str(out))
 
 
 def _class_map_at_input_size(path: Path, width: int, height: int) -> None:

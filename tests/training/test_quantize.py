@@ -56,6 +56,9 @@ def test_quantize_writes_an_int8_model_with_a_float_output_layer(tmp_path):
     metadata = {entry.key: entry.value for entry in graph.metadata_props}
     assert metadata["float_model"] == DEFAULT_MODEL.name and "int8" in metadata["quantization"]
     assert load_model(out).names == load_model(DEFAULT_MODEL).names
+    # the float model's validated vessel points and its logits output come along
+    assert load_model(out).operating_points == load_model(DEFAULT_MODEL).operating_points is not None
+    assert [output.name for output in load_model(out).session.get_outputs()] == ["output0", "logits"]
     same, instrument_iou = _agreement(DEFAULT_MODEL, out, _phantom_frames(seed=8, count=3))
     assert same > 0.97 and instrument_iou > 0.9
 

@@ -87,7 +87,8 @@ class AlertEngine:
         return AlertEvent(alert_id=alert_id, rule=rule.name, state=kind, priority=reading.priority,
                           frame_id=observation.frame_id, t_capture_ns=observation.t_ns,
                           distance_px=reading.distance_px, location=reading.location,
-                          message=reading.message, t_start_ns=start_ns, distance_mm=reading.distance_mm)
+                          message=reading.message, t_start_ns=start_ns, distance_mm=reading.distance_mm,
+                          tier=reading.tier)
 
     def _end(self, state: _RuleState, observation: Observation, message: str) -> AlertEvent:
         ended = dataclasses.replace(state.active, state="cleared", frame_id=observation.frame_id,

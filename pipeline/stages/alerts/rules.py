@@ -40,6 +40,17 @@ class Reading:
     distance_px: float | None = None
     distance_mm: float | None = None
     location: tuple[int, int] | None = None
+    tier: str | None = None  # the vessel evidence tier behind a clinical reading
+
+
+def vessel_priority(priority: str | None, proximity: Proximity) -> str | None:
+    """A clinical priority as the vessel's evidence allows: HIGH-tier vessels as the rule says, advisory
+    ("possible vessel") ones a low-priority advisory at most."""
+    return priority if priority is None or proximity.tier == "high" else "low"
+
+
+def vessel_word(proximity: Proximity) -> str:
+    return "vessel" if proximity.tier == "high" else "possible vessel"
 
 
 @dataclass
@@ -66,7 +77,8 @@ class Rule:
 
 @dataclass
 class VesselProximity(Rule):
-    """Instrument within ``advisory_px`` (medium) / ``warning_px`` (high) of a vessel.
+    """Instrument within ``advisory_px`` (medium) / ``warning_px`` (high) of a vessel of the HIGH evidence tier;
+    within ``advisory_px`` of an advisory-tier vessel ("possible vessel"): low.
 
     With a pixel scale and ``*_mm`` thresholds set, the millimetre thresholds are used. While
     active, the alert holds until the distance exceeds the threshold plus ``exit_margin``.
@@ -105,14 +117,15 @@ class VesselProximity(Rule):
         priority = "high" if distance < high_limit else "medium" if distance < medium_limit else None
         unit = "mm" if proximity.distance_mm is not None else "px"
         shown = proximity.distance_mm if proximity.distance_mm is not None else proximity.distance_px
-        message = f"instrument {shown:.1f} {unit} from vessel" if math.isfinite(shown) else ""
-        return Reading(priority, message, _finite(proximity.distance_px), proximity.distance_mm,
-                       proximity.instrument_point)
+        message = f"instrument {shown:.1f} {unit} from {vessel_word(proximity)}" if math.isfinite(shown) else ""
+        return Reading(vessel_priority(priority, proximity), message, _finite(proximity.distance_px),
+                       proximity.distance_mm, proximity.instrument_point, proximity.tier)
 
 
 @dataclass
 class VesselContact(Rule):
-    """Instrument touching or overlapping a vessel (gap at most ``contact_px``): high priority.
+    """Instrument touching or overlapping a vessel (gap at most ``contact_px``): high priority for a vessel of
+    the HIGH evidence tier, low for an advisory-tier one ("possible vessel").
 
     While active it holds until the gap exceeds ``release_px``, the proximity rule's exit margin:
     on a resting touch the model's masks open gaps of up to 11 px at 720p (five of its input
@@ -135,8 +148,9 @@ class VesselContact(Rule):
             return None
         limit = self.release_px if current else self.contact_px
         touching = proximity.distance_px <= limit
-        return Reading("high" if touching else None, "instrument touching vessel",
-                       _finite(proximity.distance_px), proximity.distance_mm, proximity.instrument_point)
+        return Reading(vessel_priority("high" if touching else None, proximity),
+                       f"instrument touching {vessel_word(proximity)}", _finite(proximity.distance_px),
+                       proximity.distance_mm, proximity.instrument_point, proximity.tier)
 
 
 @dataclass

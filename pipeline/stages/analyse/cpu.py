@@ -117,8 +117,27 @@ def closest_roles(segmentation: Segmentation) -> Proximity:
     return _pair_within(*masks, x0, y0)
 
 
+def closest_advisory(segmentation: Segmentation) -> Proximity:
+    """:func:`closest_pair` of the instrument pixels and the advisory vessel outlines (``tier`` advisory)."""
+    vessel = np.zeros(segmentation.class_map.shape, np.uint8)
+    for region in segmentation.advisory:
+        cv2.fillPoly(vessel, [np.array(p, np.int32).reshape(-1, 2) for p in region.polygons], 1)
+    proximity = closest_pair(segmentation.role_mask("instrument"), vessel.view(bool))
+    proximity.tier = "advisory" if math.isfinite(proximity.distance_px) else None
+    return proximity
+
+
+def tiered_proximity(segmentation: Segmentation, high: Proximity) -> Proximity:
+    """The proximity to a HIGH-tier vessel (the class map's) when there is one, else to an advisory one."""
+    if math.isfinite(high.distance_px):
+        high.tier = "high"
+        return high
+    return closest_advisory(segmentation) if segmentation.advisory else high
+
+
 class Analyse:
-    """Stage: instrument-vessel proximity from ``packet.segmentation``'s class map."""
+    """Stage: instrument-vessel proximity from ``packet.segmentation``'s class map (HIGH-tier vessels), else
+    from its advisory vessel outlines."""
 
     reads = ("segmentation",)
     writes = ("proximity",)
@@ -128,6 +147,6 @@ class Analyse:
 
     def __call__(self, packet: FramePacket) -> FramePacket:
         with timed(packet, "analysis"):
-            packet.proximity = closest_roles(packet.segmentation)
+            packet.proximity = tiered_proximity(packet.segmentation, closest_roles(packet.segmentation))
             packet.proximity.mm_per_px = self.mm_per_px
         return packet

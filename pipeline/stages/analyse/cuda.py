@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from pipeline.core.packet import FramePacket, Proximity, timed
+from pipeline.stages.analyse.cpu import tiered_proximity
 
 NEAREST_SOURCE = r"""
 extern "C" __global__ void nearest(const long long* ay, const long long* ax, int na,
@@ -101,6 +102,7 @@ class CudaAnalyse:
         with timed(packet, "analysis"):
             instrument, vessel = (self._role_table(segmentation, role)[packet.device.class_map]
                                   for role in ("instrument", "vessel"))
-            packet.proximity = boundary_pair(instrument, vessel, self.cupy, self._nearest)
+            packet.proximity = tiered_proximity(segmentation, boundary_pair(instrument, vessel, self.cupy,
+                                                                            self._nearest))
             packet.proximity.mm_per_px = self.mm_per_px
         return packet

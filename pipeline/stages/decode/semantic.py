@@ -4,7 +4,8 @@ A semantic model's class 0 is the background; its other classes are the pipeline
 order, so a model class id is already a class-map value. Two output forms are understood:
 * logits ``(1, 1 + nc, h, w)`` at any stride (the torch backend): resized to the input, argmax;
 * a class map ``(1, H, W)`` of integers (ultralytics' ONNX export bakes the argmax in), at any
-  multiple of the input size.
+  multiple of the input size, with or without the logits as a second output (``orsight export`` adds them).
+The logits, when there are any, go with the segmentation (``Segmentation.logits``) for the vessel evidence.
 Instances are the connected regions of each class, largest first; a region's score is its mean
 class probability (1.0 when only a class map came out). Finding them (connected components of each
 class) is about half of the decoding, so ``max_instances=0`` skips it where only the class map is
@@ -86,8 +87,9 @@ def decode_semantic(outputs: list[np.ndarray], geometry: Geometry, names: tuple[
     width, height = geometry.source_size
     source_boxes = np.clip(geometry.to_source(boxes).reshape(-1, 4), 0, [width, height, width, height])
     class_ids = np.array([region.class_id for region in regions], int)
+    logits = next((np.asarray(o)[0] for o in outputs if np.ndim(o) == 4), None)  # (1 + nc, h, w) at the head's stride
     return Segmentation(class_map, names, roles, class_ids, scores, source_boxes,
-                        np.where(masks, np.float32(1), np.float32(-1)), geometry)
+                        np.where(masks, np.float32(1), np.float32(-1)), geometry, logits=logits)
 
 
 class SemanticDecode(Decode):

@@ -11,7 +11,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from pipeline.core.classes import PRIORITY_COLOURS, ROLE_COLOURS
+from pipeline.core.classes import ADVISORY_COLOUR, PRIORITY_COLOURS, ROLE_COLOURS
 from pipeline.core.packet import FramePacket, Segmentation, timed
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -117,6 +117,45 @@ class ContourAnnotator:
         return scene
 
 
+def dashed_polygon(scene: np.ndarray, polygon: np.ndarray, colour, thickness: int, dash: int) -> None:
+    """A closed polygon drawn in dashes of about ``dash`` pixels."""
+    points = np.vstack([polygon, polygon[:1]]).astype(np.float32)
+    steps = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    along = np.concatenate([[0.0], np.cumsum(steps)])
+    if along[-1] < 1:
+        return
+    ticks = np.arange(0.0, along[-1], dash)
+    xy = np.stack([np.interp(ticks, along, points[:, 0]), np.interp(ticks, along, points[:, 1])], axis=1)
+    for start, end in zip(xy[0::2], xy[1::2]):
+        cv2.line(scene, tuple(np.round(start).astype(int)), tuple(np.round(end).astype(int)), colour, thickness,
+                 cv2.LINE_AA)
+
+
+class AdvisoryAnnotator:
+    """Advisory-tier vessels ("possible vessel"): a thin dashed amber outline and a label with the confidence."""
+
+    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+        segmentation = packet.segmentation
+        if segmentation is None or not segmentation.advisory:
+            return scene
+        font_scale, width = label_style(scene)
+        taken: list[tuple[int, int, int, int]] = []
+        for region in segmentation.advisory:
+            for polygon in region.polygons:
+                dashed_polygon(scene, np.array(polygon).reshape(-1, 2), ADVISORY_COLOUR, width, 4 + 4 * width)
+            text = f"possible vessel {region.confidence:.2f}"
+            (w, h), baseline = cv2.getTextSize(text, FONT, font_scale, width)
+            pad = max(2, h // 4)
+            x0, y0, x1, y1 = place_label((w + 2 * pad, h + baseline + 2 * pad),
+                                         (int(region.box[0]), int(region.box[3]) + h + 2 * pad),
+                                         (scene.shape[1], scene.shape[0]), taken)
+            taken.append((x0, y0, x1, y1))
+            cv2.rectangle(scene, (x0, y0), (x1, y1), (20, 20, 20), -1)
+            cv2.putText(scene, text, (x0 + pad, y1 - pad - baseline), FONT, font_scale, ADVISORY_COLOUR, width,
+                        cv2.LINE_AA)
+        return scene
+
+
 class LabelAnnotator:
     """Class name and score by each instance's box: sized to the picture, inside it, never on each other."""
 
@@ -146,7 +185,8 @@ class ProximityAnnotator:
         if proximity is None or proximity.instrument_point is None:
             return scene
         font_scale, width = label_style(scene)
-        colour = PRIORITY_COLOURS["high"] if packet.active_alerts else (255, 255, 255)
+        colour = PRIORITY_COLOURS["high"] if any(a.priority == "high" for a in packet.active_alerts) else \
+            ADVISORY_COLOUR if proximity.tier == "advisory" else (255, 255, 255)
         cv2.line(scene, proximity.instrument_point, proximity.vessel_point, colour, 1 + width, cv2.LINE_AA)
         for point in (proximity.instrument_point, proximity.vessel_point):
             cv2.circle(scene, point, 2 + 2 * width, colour, -1, cv2.LINE_AA)
@@ -187,7 +227,7 @@ class BannerAnnotator:
 
 def mark_annotators() -> list:
     """The vector marks drawn over the mask layer: labels, the proximity line, alert banners."""
-    return [LabelAnnotator(), ProximityAnnotator(), BannerAnnotator()]
+    return [AdvisoryAnnotator(), LabelAnnotator(), ProximityAnnotator(), BannerAnnotator()]
 
 
 class Overlay:
