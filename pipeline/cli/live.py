@@ -23,6 +23,7 @@ from pipeline.cli.common import (
     writable,
     write_json,
 )
+from pipeline.core.evidence import UNVALIDATED
 from pipeline.runtime.live import AI_NICENESS, AI_PRIORITY
 from pipeline.transport.zeromq import DEFAULT_ENDPOINT, ENCODINGS
 
@@ -160,6 +161,8 @@ def command_run(args) -> int:
                           overlay_encoding=args.overlay_encoding, identity=session.identity,
                           **_ai_options(args, config))
     print(f"orsight: {session.source.name} -> {session.model.description} -> {args.publish}", file=sys.stderr)
+    if session.model.operating_points is None:
+        print(f"orsight: {UNVALIDATED}", file=sys.stderr)
     try:
         summary = run_live(session.source, session.stages, publisher, options, health=session.health)
     finally:

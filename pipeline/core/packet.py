@@ -162,6 +162,7 @@ class Proximity:
     vessel_point: tuple[int, int] | None = None
     mm_per_px: float | None = None
     tier: str | None = None  # the vessel's evidence tier: high, advisory (None: no vessel)
+    advisory: Proximity | None = None  # beside a HIGH-tier pair: a nearer advisory-tier ("possible") vessel's
 
     @property
     def distance_mm(self) -> float | None:
@@ -173,14 +174,16 @@ class Proximity:
         return {"distance_px": round(float(self.distance_px), 2) if finite else None,
                 "distance_mm": round(float(self.distance_mm), 3) if finite and self.mm_per_px else None,
                 "mm_per_px": self.mm_per_px, "instrument_point": self.instrument_point,
-                "vessel_point": self.vessel_point, "tier": self.tier}
+                "vessel_point": self.vessel_point, "tier": self.tier,
+                "advisory_pair": self.advisory.to_dict() if self.advisory is not None else None}
 
     @classmethod
     def from_dict(cls, values: dict) -> Proximity:
         distance = values.get("distance_px")
         point = [tuple(values[k]) if values.get(k) is not None else None for k in ("instrument_point", "vessel_point")]
+        nearer = values.get("advisory_pair")
         return cls(distance if distance is not None else float("inf"), *point, values.get("mm_per_px"),
-                   values.get("tier"))
+                   values.get("tier"), cls.from_dict(nearer) if nearer else None)
 
 
 @dataclass

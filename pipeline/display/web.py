@@ -33,9 +33,11 @@ PAGE = """<!doctype html>
  .alert { padding: .15em .6em; border-radius: .2em; font-weight: 600; }
  .high { background: #e60000; color: #fff; } .medium { background: #ffd700; color: #000; }
  .low { background: #b4b4b4; color: #000; }
+ #tiers { padding: 0 .8em .4em; font-size: 80%; color: #bbb; }
 </style></head>
 <body><img id="picture" alt="orsight live picture" src="snapshot.jpg">
 <div id="bar"><span id="stats">connecting</span><span id="alerts"></span></div>
+<div id="tiers"></div>
 <script>
 const picture = document.getElementById("picture");
 let frame = -1;
@@ -44,6 +46,7 @@ async function refresh() {
     const state = await (await fetch("state.json", {cache: "no-store"})).json();
     document.getElementById("stats").textContent =
       `${state.signal}  AI ${state.fps_ai ?? "-"} fps  delay ${state.annotation_delay_ms ?? "-"} ms`;
+    document.getElementById("tiers").textContent = state.vessel_alerts ? `Vessel alerts: ${state.vessel_alerts}` : "";
     document.getElementById("alerts").innerHTML = state.alerts.map(
       a => `<span class="alert ${a.priority}">${a.priority.toUpperCase()}: ${a.message || a.rule}</span>`).join(" ");
     if (state.picture !== frame) {  // the newest picture only: a slow browser skips, never lags
@@ -79,6 +82,7 @@ class WebState:
             self.scene, self.pictures = picture.scene, self.pictures + 1
             self.state = json.dumps({"picture": self.pictures, "signal": signal, "fps_ai": status.get("fps_ai"),
                                      "annotation_delay_ms": round(sum(delays) / len(delays), 1) if delays else None,
+                                     "vessel_alerts": status.get("vessel_alerts"),
                                      "alerts": [dataclasses.asdict(a) for a in alerts if a.rule != "no_signal"]}
                                     ).encode()
 

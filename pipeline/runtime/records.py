@@ -38,8 +38,8 @@ def frame_record(packet: FramePacket, fps: float) -> dict:
     near = proximity.to_dict()
     return {"frame": packet.frame_id, "t_s": round(packet.frame_id / fps, 6), "instances": instances,
             "advisory": [region.to_dict() for region in segmentation.advisory],
-            "vessel_evidence": segmentation.vessel_evidence,
-            **{key: near[key] for key in ("distance_px", "instrument_point", "vessel_point", "tier")}}
+            "vessel_evidence": None if segmentation.vessel_evidence is None else round(segmentation.vessel_evidence, 6),
+            **{key: near[key] for key in ("distance_px", "instrument_point", "vessel_point", "tier", "advisory_pair")}}
 
 
 def segmentation_from_record(record: dict, size: tuple[int, int], names, roles) -> Segmentation:

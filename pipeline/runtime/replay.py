@@ -32,6 +32,7 @@ import numpy as np
 
 from calibration.camera import CameraModel
 from pipeline.core.config import PipelineConfig
+from pipeline.core.evidence import UNVALIDATED
 from pipeline.core.packet import FramePacket, Proximity
 from pipeline.core.signals import block_stop_signals
 from pipeline.core.trust import sha256
@@ -65,6 +66,7 @@ class ReplayOptions:
 
 
 # ---- phase 1: analyse -------------------------------------------------------------------
+EVIDENCE_WARMUP = 32  # frames: the temporal filter forgets 0.6 a frame, so 0.6**32 (1e-7) of what came before
 class Analyser:
     """Phase 1 for one model: frames -> records (and the analysed packets, for the overlap).
 
@@ -120,9 +122,13 @@ class Analyser:
 
 
 def analyse_chunk(info: VideoInfo, start: int, stop: int, model_path, options: ReplayOptions) -> list[dict]:
-    """Phase 1 for one chunk: the records of frames ``start``..``stop - 1`` (fewer if truncated)."""
+    """Phase 1 for one chunk: the records of frames ``start``..``stop - 1`` (fewer if truncated). The vessel
+    evidence's memory is rebuilt first from the ``EVIDENCE_WARMUP`` frames before the chunk, so chunks give
+    the records one pass over the whole video gives."""
     analyser = Analyser(model_path, options, info.fov)
-    return [record for _, record in analyser.run(read_frames(info.path, start, stop), info.fps, info.path)]
+    first = max(0, start - EVIDENCE_WARMUP)
+    return [record for _, record in analyser.run(read_frames(info.path, first, stop), info.fps, info.path)
+            if record["frame"] >= start]
 
 
 # ---- phase 2: finalise ------------------------------------------------------------------
@@ -143,6 +149,7 @@ class Finaliser:
         self.series = {"t_s": [], "instrument": [], "vessel": [], "distance_px": []}
         self.thumbnails: dict[str, tuple[float, bytes]] = {}  # caption -> (video time, JPEG) for the report
         self.closest = float("inf")
+        self.advisory_frames = 0  # frames with a "possible vessel" (advisory tier) outline
 
     def add(self, image: np.ndarray, record: dict) -> None:
         packet = FramePacket(record["frame"], self.info.path, image, int(record["t_s"] * 1e9), 0)
@@ -161,6 +168,7 @@ class Finaliser:
             if event.state == "raised":
                 self.thumbnails[f"alert {event.alert_id}: {event.rule} ({event.priority})"] = \
                     (record["t_s"], thumbnail(packet.overlay))
+        self.advisory_frames += bool(record.get("advisory"))
         if record["distance_px"] is not None and record["distance_px"] < self.closest:
             self.closest = record["distance_px"]
             self.thumbnails["closest approach"] = (record["t_s"], thumbnail(packet.overlay))
@@ -300,7 +308,7 @@ def replay_video(path: str | Path, out: str | Path, model_path=None, options: Re
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     analyser = Analyser(model_path, options, info.fov) if records is None else None
-    names, roles = _classes(analyser, model_path, options)
+    names, roles, vessel_alerts = _model_facts(analyser, model_path, options)
     finaliser = Finaliser(work, info, names, roles, options, overlapped=records is None)
     started = time.perf_counter()
     with tqdm(total=info.frame_count or None, unit="frame", desc=Path(path).name, disable=not options.progress,
@@ -314,7 +322,7 @@ def replay_video(path: str | Path, out: str | Path, model_path=None, options: Re
         finally:
             finaliser.close()
     seconds = time.perf_counter() - started
-    summary = _summary(info, count, seconds, finaliser, model_path, options)
+    summary = _summary(info, count, seconds, finaliser, model_path, options, vessel_alerts)
     from pipeline.runtime.report import write_report  # matplotlib: loaded only when a report is written
 
     write_report(work / "report.html", summary, finaliser.series, finaliser.timeline, done_at, started,
@@ -325,12 +333,15 @@ def replay_video(path: str | Path, out: str | Path, model_path=None, options: Re
     return summary
 
 
-def _classes(analyser: Analyser | None, model_path, options: ReplayOptions):
+def _model_facts(analyser: Analyser | None, model_path, options: ReplayOptions):
+    """The model's class names and roles, and what its vessel alerts mean (its validated operating points)."""
     model = analyser.model if analyser is not None else load_model(model_path, device="cpu", roles=options.config.roles)
-    return model.names, model.roles
+    points = model.operating_points
+    return model.names, model.roles, points.summary() if points else UNVALIDATED
 
 
-def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, model_path, options) -> dict:
+def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, model_path, options,
+             vessel_alerts: str) -> dict:
     partial = info.frame_count > 0 and count < info.frame_count
     distances = [d for d in finaliser.series["distance_px"] if d is not None]
     raised = [a for a in finaliser.timeline if a["state"] == "raised"]
@@ -345,7 +356,10 @@ def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, 
         "frames_with_instrument": int(sum(a > 0 for a in finaliser.series["instrument"])),
         "frames_with_vessel": int(sum(a > 0 for a in finaliser.series["vessel"])),
         "min_distance_px": min(distances) if distances else None,
+        "frames_with_possible_vessel": finaliser.advisory_frames,
         "alerts_raised": {rule: sum(a["rule"] == rule for a in raised) for rule in CLINICAL_RULES},
+        "alerts_at_high_priority": len({a["alert_id"] for a in finaliser.timeline if a["priority"] == "high"}),
+        "vessel_alerts": vessel_alerts,
         "model": Path(model_path).name if model_path else f"{shipped.name} (shipped)",
         "model_sha256": sha256(model_path or shipped), "batch": options.batch,
         "mode": "single process" if finaliser.overlapped else "chunks (seconds and throughput: the final pass only)",

@@ -100,6 +100,8 @@ th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left}} img{{max-width:10
 .partial{{background:#e60000;color:white;padding:8px;font-weight:bold}}
 .thumbs{{display:flex;flex-wrap:wrap;gap:8px}} figure{{margin:0}} figcaption{{font-size:90%}}</style></head>
 <body><h1>orsight replay: {html.escape(Path(summary['video']).name)}</h1>{banner}
+<p class="tiers">Vessel alerts: {html.escape(summary.get("vessel_alerts", ""))}. HIGH (red) only at the validated
+point; "possible vessel" (amber) is advisory.</p>
 <video src="annotated.mp4" controls muted width="640"></video>
 <img alt="presence" src="data:image/png;base64,{_png(presence)}">
 <img alt="distance" src="data:image/png;base64,{_png(distance)}">

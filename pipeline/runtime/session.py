@@ -13,6 +13,7 @@ from pathlib import Path
 
 from calibration.camera import CameraModel
 from pipeline.core.config import PipelineConfig
+from pipeline.core.evidence import UNVALIDATED
 from pipeline.runtime.graph import Stage, build_graph
 from pipeline.sources.capture import Source, open_source
 from pipeline.stages.alerts.audit import AuditLog
@@ -49,8 +50,10 @@ def model_identity(model: SegmentationModel, config: PipelineConfig) -> dict:
     path = getattr(model, "path", None)
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
     settings = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    points = model.operating_points
     return {"orsight": __version__, "model": model.description, "model_sha256": digest,  # full SHA-256
-            "config_sha256": hashlib.sha256(settings.encode()).hexdigest()[:16]}
+            "config_sha256": hashlib.sha256(settings.encode()).hexdigest()[:16],
+            "vessel_alerts": points.summary() if points else UNVALIDATED}
 
 
 def open_session(source_spec: str, model_path: str | Path | None, device: str, config: PipelineConfig,

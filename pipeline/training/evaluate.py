@@ -91,8 +91,9 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
     operating points (``high_detected`` ... ``advisory_false_alarm``) and the pixel calibration (ECE).
     ``samples``: a list that gets each frame's ``pixel_samples`` (for ``orsight validate``).
     """
-    from pipeline.training.operating_points import vessel_report
     from ultralytics.utils.metrics import ap_per_class
+
+    from pipeline.training.operating_points import vessel_report
 
     folder = Path(folder)
     mapping = ENDOSCAPES_MAPPING if mapping is None else mapping

@@ -28,7 +28,8 @@ def _kinds(stages):
 def test_live_eval_and_replay_run_the_same_stages(untrained_models, monkeypatch, tmp_path):
     model = load_model(untrained_models["onnx"])
     live = _kinds(build_graph(model, PipelineConfig()))
-    assert live == ["LetterboxPreprocess", "OnnxSegmentationModel", "InstanceDecode", "Analyse", "Alerts", "Overlay"]
+    assert live == ["LetterboxPreprocess", "OnnxSegmentationModel", "InstanceDecode", "VesselEvidence", "Analyse",
+                    "Alerts", "Overlay"]
     built = []
 
     def recording_build_graph(*args, **kwargs):
@@ -43,7 +44,7 @@ def test_live_eval_and_replay_run_the_same_stages(untrained_models, monkeypatch,
     evaluate(tmp_path, model)
     assert _kinds(built[0]) == live  # eval scores the live graph, through the Python API
     analyser = Analyser(untrained_models["onnx"], ReplayOptions(progress=False))
-    assert _kinds([*analyser.before_model, analyser.model, *analyser.after_model]) == live[:4]
+    assert _kinds([*analyser.before_model, analyser.model, *analyser.after_model]) == live[:5]
 
 
 def test_a_calibration_puts_undistortion_around_the_graph(untrained_models):

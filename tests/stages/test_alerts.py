@@ -32,7 +32,7 @@ def _observe(engine, distances, fps=FPS):
     """Feed one distance per frame; returns per frame (active priorities by rule, event states)."""
     timeline = []
     for i, d in enumerate(distances):
-        events = engine.update(Observation(int(i / fps * 1e9), i, proximity=Proximity(d, (1, 1), (2, 2))))
+        events = engine.update(Observation(int(i / fps * 1e9), i, proximity=Proximity(d, (1, 1), (2, 2), tier="high")))
         timeline.append(({a.rule: a.priority for a in engine.active}, [(e.rule, e.state, e.priority) for e in events]))
     return timeline
 
@@ -176,7 +176,7 @@ def test_clinical_alerts_are_suppressed_after_a_stale_gap():
     packets = []
     for frame, t_ms in enumerate([0, 33, 66, 400]):  # 334 ms without a result before the last frame
         packet = FramePacket(frame, "x", np.zeros((1, 1, 3), np.uint8), int(t_ms * 1e6), 0)
-        packet.proximity = Proximity(0.0, (0, 0), (1, 1))
+        packet.proximity = Proximity(0.0, (0, 0), (1, 1), tier="high")
         packets.append(stage(packet))
     assert packets[2].active_alerts and packets[2].alerts == []
     states = [(e.state, e.message) for e in packets[3].alerts]
@@ -194,7 +194,7 @@ def test_audit_log_is_complete_after_a_crash(tmp_path):
         engine = AlertEngine([VesselContact(k=1, n=1, min_on_s=0, cooldown_s=0)],
                              AuditLog({str(log)!r}, {{"model": "m.onnx", "config_sha256": "abc"}}))
         for i in itertools.count():
-            engine.update(Observation(i, i, proximity=Proximity(0.0 if i % 2 else 20.0, (1, 1), (2, 2))))
+            engine.update(Observation(i, i, proximity=Proximity(0.0 if i % 2 else 20.0, (1, 1), (2, 2), tier="high")))
     """)
     process = subprocess.Popen([sys.executable, "-c", script])
     time.sleep(3)

@@ -23,9 +23,8 @@ from collections import deque
 
 from pipeline.core.packet import AlertEvent, FramePacket, timed
 from pipeline.stages.alerts.audit import AuditLog
-from pipeline.stages.alerts.rules import CLINICAL_RULES, Observation, Rule
+from pipeline.stages.alerts.rules import CLINICAL_RULES, PRIORITY_RANK, Observation, Rule
 
-PRIORITY_RANK = {"high": 3, "medium": 2, "low": 1, None: 0}
 ALERT_IDS = itertools.count(1)  # live: alert ids are unique within a process, across engines
 
 

@@ -53,6 +53,16 @@ def vessel_word(proximity: Proximity) -> str:
     return "vessel" if proximity.tier == "high" else "possible vessel"
 
 
+PRIORITY_RANK = {"high": 3, "medium": 2, "low": 1, None: 0}
+
+
+def most_severe(read, proximity: Proximity) -> Reading:
+    """``read(pair)`` for the proximity and for the nearer advisory-tier pair beside it; the more urgent
+    (the HIGH-tier one on a tie)."""
+    readings = [read(pair) for pair in (proximity, proximity.advisory) if pair is not None]
+    return max(readings, key=lambda reading: PRIORITY_RANK[reading.priority])
+
+
 @dataclass
 class Rule:
     """Base of all rules: persistence and timing shared by every rule (each configurable)."""
@@ -104,9 +114,11 @@ class VesselProximity(Rule):
                              f"{self.advisory_px}")
 
     def check(self, observation, current):
-        proximity = observation.proximity
-        if proximity is None:
+        if observation.proximity is None:
             return None
+        return most_severe(lambda proximity: self.read(proximity, current), observation.proximity)
+
+    def read(self, proximity: Proximity, current: str | None) -> Reading:
         metric = proximity.distance_mm is not None and self.warning_mm is not None and self.advisory_mm is not None
         distance = proximity.distance_mm if metric else proximity.distance_px
         warning, advisory = (self.warning_mm, self.advisory_mm) if metric else (self.warning_px, self.advisory_px)
@@ -143,9 +155,11 @@ class VesselContact(Rule):
     clinical = True
 
     def check(self, observation, current):
-        proximity = observation.proximity
-        if proximity is None:
+        if observation.proximity is None:
             return None
+        return most_severe(lambda proximity: self.read(proximity, current), observation.proximity)
+
+    def read(self, proximity: Proximity, current: str | None) -> Reading:
         limit = self.release_px if current else self.contact_px
         touching = proximity.distance_px <= limit
         return Reading(vessel_priority("high" if touching else None, proximity),

@@ -127,12 +127,23 @@ def closest_advisory(segmentation: Segmentation) -> Proximity:
     return proximity
 
 
+def set_scale(proximity: Proximity, mm_per_px: float | None) -> None:
+    """The pixel scale on a proximity and on the advisory one beside it."""
+    for pair in (proximity, proximity.advisory):
+        if pair is not None:
+            pair.mm_per_px = mm_per_px
+
+
 def tiered_proximity(segmentation: Segmentation, high: Proximity) -> Proximity:
-    """The proximity to a HIGH-tier vessel (the class map's) when there is one, else to an advisory one."""
-    if math.isfinite(high.distance_px):
-        high.tier = "high"
-        return high
-    return closest_advisory(segmentation) if segmentation.advisory else high
+    """The proximity to a HIGH-tier vessel (the class map's) when there is one, with the advisory-tier vessels'
+    beside it when one of them is nearer; else the proximity to an advisory one."""
+    advisory = closest_advisory(segmentation) if segmentation.advisory else None
+    if not math.isfinite(high.distance_px):
+        return advisory or high
+    high.tier = "high"
+    if advisory is not None and advisory.distance_px < high.distance_px:
+        high.advisory = advisory
+    return high
 
 
 class Analyse:
@@ -148,5 +159,5 @@ class Analyse:
     def __call__(self, packet: FramePacket) -> FramePacket:
         with timed(packet, "analysis"):
             packet.proximity = tiered_proximity(packet.segmentation, closest_roles(packet.segmentation))
-            packet.proximity.mm_per_px = self.mm_per_px
+            set_scale(packet.proximity, self.mm_per_px)
         return packet

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from pipeline.core.packet import FramePacket, Proximity, timed
-from pipeline.stages.analyse.cpu import tiered_proximity
+from pipeline.stages.analyse.cpu import set_scale, tiered_proximity
 
 NEAREST_SOURCE = r"""
 extern "C" __global__ void nearest(const long long* ay, const long long* ax, int na,
@@ -104,5 +104,5 @@ class CudaAnalyse:
                                   for role in ("instrument", "vessel"))
             packet.proximity = tiered_proximity(segmentation, boundary_pair(instrument, vessel, self.cupy,
                                                                             self._nearest))
-            packet.proximity.mm_per_px = self.mm_per_px
+            set_scale(packet.proximity, self.mm_per_px)
         return packet
