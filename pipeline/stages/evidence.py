@@ -50,6 +50,7 @@ class TemporalFilter:
     def __init__(self, memory: float = MEMORY):
         self.memory = memory
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self.pixels: np.ndarray | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -57,15 +58,21 @@ class TemporalFilter:
         self.previous_grey: np.ndarray | None = None
         self.previous_log_odds: np.ndarray | None = None
 
+    def grid(self, shape: tuple[int, int]) -> np.ndarray:
+        """(h, w, 2) float32: every pixel's own coordinates (made once per size)."""
+        if self.pixels is None or self.pixels.shape[:2] != shape:
+            height, width = shape
+            self.pixels = np.dstack(np.meshgrid(np.arange(width, dtype=np.float32),
+                                                np.arange(height, dtype=np.float32)))
+        return self.pixels
+
     def update(self, probability: np.ndarray, grey: np.ndarray) -> np.ndarray:
         """The filtered probability for this frame (same shape as ``probability``)."""
         current = log_odds(probability)
         if self.previous_log_odds is not None and self.previous_log_odds.shape == current.shape:
             flow = self.flow.calc(grey, self.previous_grey, None)  # where each pixel of this frame was before
-            height, width = current.shape
-            grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-            moved = cv2.remap(self.previous_log_odds, grid_x + flow[..., 0], grid_y + flow[..., 1],
-                              cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            flow += self.grid(current.shape)
+            moved = cv2.remap(self.previous_log_odds, flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             current = self.memory * moved + (1 - self.memory) * current
         self.previous_grey, self.previous_log_odds = grey, current
         return 1.0 / (1.0 + np.exp(-current))
@@ -129,7 +136,7 @@ class VesselEvidence:
                                  for r in range(1, count) if tiers[r] == "advisory"]
         keep = np.array([tier == "high" for tier in tiers], np.uint8)
         if not keep[1:].all():
-            self.keep_only(packet, segmentation, keep[labels], table, (x0, y0, x1, y1))
+            self.keep_only(packet, segmentation, keep[labels], table)
         self.rescore(segmentation, probability, keep[labels], (x0, y0))
 
     def probability(self, segmentation: Segmentation, vessel: np.ndarray, vessel_values: list[int],
@@ -154,11 +161,9 @@ class VesselEvidence:
         return VesselRegion("advisory", confidence, evidence, tuple(float(v) for v in box), polygons)
 
     @staticmethod
-    def keep_only(packet: FramePacket, segmentation: Segmentation, keep: np.ndarray, table: np.ndarray,
-                  box: tuple[int, int, int, int]) -> None:
+    def keep_only(packet: FramePacket, segmentation: Segmentation, keep: np.ndarray, table: np.ndarray) -> None:
         """Vessel pixels of regions below the HIGH tier leave the class map (the model's own is kept)."""
         geometry = segmentation.geometry
-        x0, y0, x1, y1 = box
         cx, cy, cw, ch = geometry.crop
         kept = cv2.resize(keep, (cw, ch), interpolation=cv2.INTER_NEAREST)
         shown = segmentation.class_map.copy()
@@ -174,20 +179,22 @@ class VesselEvidence:
     def rescore(segmentation: Segmentation, probability: np.ndarray, keep: np.ndarray,
                 offset: tuple[int, int]) -> None:
         """Vessel instances: those on a HIGH region stay, scored by their calibrated mean probability."""
-        vessel_rows = [i for i, c in enumerate(segmentation.class_ids) if segmentation.roles[c] == "vessel"]
-        if not vessel_rows:
+        vessel = np.array([segmentation.roles[c] == "vessel" for c in segmentation.class_ids], bool)
+        if not vessel.any():
             return
-        x0, y0 = offset
+        geometry = segmentation.geometry
         height, width = probability.shape
         logits = to_host(segmentation.instance_logits)
-        rows, scores = [], segmentation.scores.copy()
-        for row in range(len(segmentation.class_ids)):
-            if row in vessel_rows:
-                inside = logits[row, y0:y0 + height, x0:x0 + width] > 0
-                if not (inside & (keep > 0)).any():
-                    continue
-                scores[row] = probability[inside].mean()
-            rows.append(row)
+        # each instance's box in content-box pixels: only that window is looked at
+        corners = (segmentation.boxes.reshape(-1, 2, 2) - np.array(geometry.crop[:2])) * geometry.scale
+        corners = np.clip(np.round(corners).astype(int) + [[-1], [1]], 0, [width, height])
+        rows, scores = ~vessel, segmentation.scores.copy()
+        x0, y0 = offset
+        for row in np.flatnonzero(vessel):
+            (bx0, by0), (bx1, by1) = corners[row]
+            inside = logits[row, y0 + by0:y0 + by1, x0 + bx0:x0 + bx1] > 0
+            rows[row] = bool((inside & (keep[by0:by1, bx0:bx1] > 0)).any())
+            scores[row] = probability[by0:by1, bx0:bx1][inside].mean() if inside.any() else 0.0
         segmentation.class_ids, segmentation.scores = segmentation.class_ids[rows], scores[rows]
         segmentation.boxes, segmentation.instance_logits = segmentation.boxes[rows], logits[rows]
         segmentation.source_masks = None
