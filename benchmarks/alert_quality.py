@@ -23,8 +23,8 @@ from pathlib import Path
 
 from machine import describe_machine
 
-from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import build_graph, split_at
 from pipeline.sources.phantom import PhantomScene
 from pipeline.stages.alerts.engine import Alerts

@@ -38,7 +38,7 @@ def build_sessions(folder: Path, archs: list[str], budgets: list[int]) -> dict:
     import onnxruntime as ort
 
     from pipeline.core.trust import trust
-    from pipeline.core.yolo import model_from_yaml
+    from pipeline.training.build import model_from_yaml
     from pipeline.training.efficientnet import register
     from pipeline.training.export import export_onnx
 

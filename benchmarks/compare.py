@@ -76,7 +76,7 @@ def model_for(system: str, model: Path) -> Path:
 
 def write_phantom_video(path: Path, frames: int, size=(1920, 1080), fps: float = 30.0) -> None:
     """The phantom's approach scene as an H.264 file (what a recorded case looks like)."""
-    from pipeline.runtime.recorder import Recorder
+    from pipeline.display.recorder import Recorder
     from pipeline.sources.phantom import PhantomScene
 
     scene = PhantomScene(*size, scenario="approach")
@@ -87,7 +87,7 @@ def write_phantom_video(path: Path, frames: int, size=(1920, 1080), fps: float =
 
 # ---- workers: each prints one JSON object ----------------------------------------------------
 def worker_bare(video: str, model_path: str, budget: int) -> dict:
-    from pipeline.core.config import PipelineConfig
+    from pipeline.runtime.config import PipelineConfig
     from pipeline.runtime.graph import build_graph
     from pipeline.runtime.video import read_frames
     from pipeline.stages.infer import load_model

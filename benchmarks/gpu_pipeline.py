@@ -115,8 +115,8 @@ def postprocess_comparison(scene) -> dict:
 
 
 def capture_to_publish(model_path: str | None, seconds: float = 10.0) -> dict:
-    from pipeline.core.config import PipelineConfig
     from pipeline.display.viewer import percentiles
+    from pipeline.runtime.config import PipelineConfig
     from pipeline.runtime.graph import build_graph
     from pipeline.runtime.live import LiveOptions, run_live
     from pipeline.sources.capture import open_source

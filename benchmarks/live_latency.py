@@ -20,7 +20,7 @@ from pathlib import Path
 
 from machine import describe_machine
 
-from pipeline.core.config import PipelineConfig
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import build_graph
 from pipeline.runtime.live import LiveOptions, run_live
 from pipeline.sources.capture import open_source

@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 from machine import describe_machine
 
-from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import build_graph
 from pipeline.runtime.replay import ReplayOptions, replay_videos
 from pipeline.runtime.video import read_frames

@@ -24,8 +24,8 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 from machine import describe_machine  # noqa: E402
 
 from pipeline.cli.common import write_json  # noqa: E402
-from pipeline.core.config import PipelineConfig  # noqa: E402
 from pipeline.core.packet import FramePacket  # noqa: E402
+from pipeline.runtime.config import PipelineConfig  # noqa: E402
 from pipeline.runtime.graph import build_graph  # noqa: E402
 from pipeline.sources.phantom import PhantomScene  # noqa: E402
 from pipeline.stages.evidence import VesselEvidence  # noqa: E402

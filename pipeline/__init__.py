@@ -9,7 +9,7 @@ os.environ["YOLO_AUTOINSTALL"] = "false"
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg inside OpenCV: quiet
 
-__version__ = "0.1.0"
+from pipeline.core.version import __version__  # noqa: E402,F401  (after the environment above)
 
 
 def __getattr__(name: str):

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import build_graph, split_at
 from pipeline.stages.evidence import VesselEvidence
 from pipeline.stages.infer import SegmentationModel, load_model

@@ -25,7 +25,7 @@ def untrained_semantic_models(tmp_path_factory) -> dict[str, Path]:
 
 def _untrained(arch: str, folder: Path) -> dict[str, Path]:
     from pipeline.core.trust import trust
-    from pipeline.core.yolo import model_from_yaml
+    from pipeline.training.build import model_from_yaml
     from pipeline.training.export import export_onnx
 
     pt = folder / f"untrained-{arch}.pt"

@@ -29,7 +29,7 @@ def _raise_terminated(signum, frame):
 
 
 def build_parser() -> Parser:
-    from pipeline import __version__
+    from pipeline.core.version import __version__
 
     parser = Parser(prog="orsight", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"orsight {__version__}")
@@ -43,8 +43,8 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.core.config import ConfigError
     from pipeline.core.trust import UntrustedModel
+    from pipeline.runtime.config import ConfigError
     from pipeline.runtime.graph import GraphError
     from pipeline.runtime.video import ReplayError
     from pipeline.sources.capture import SourceError

@@ -145,7 +145,7 @@ def _session(source: str, model: str | None, device: str, config, camera=None, a
 
 
 def command_run(args) -> int:
-    from pipeline.core.config import load_config
+    from pipeline.runtime.config import load_config
     from pipeline.runtime.live import LiveOptions, run_live
     from pipeline.transport.zeromq import Publisher
 
@@ -226,7 +226,7 @@ def _display(args) -> int:
 
 def command_demo(args) -> int:
     """Phantom -> live pipeline -> ZeroMQ (ipc) -> headless display in its own process."""
-    from pipeline.core.config import PipelineConfig
+    from pipeline.runtime.config import PipelineConfig
     from pipeline.runtime.live import LiveOptions, run_live
     from pipeline.transport.zeromq import Publisher
 

@@ -235,7 +235,7 @@ def command_eval(args) -> int:
 
 def _print_vessel_evidence(report: dict, plot: str | None) -> None:
     """The vessel's frame evidence as a detector, its figures at the model's points, and the plot."""
-    from pipeline.training.operating_points import plot_vessel_report
+    from pipeline.training.vessel_metrics import plot_vessel_report
 
     for name, c in report["classes"].items():
         if "evidence_roc_auc" not in c:

@@ -27,7 +27,7 @@ def add_commands(commands) -> None:
 
 def command_replay(args) -> int:
     from pipeline.cli.live import load_camera
-    from pipeline.core.config import load_config
+    from pipeline.runtime.config import load_config
     from pipeline.runtime.replay import ReplayOptions, replay_videos
     from pipeline.stages.infer import load_model
 

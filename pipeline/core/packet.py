@@ -20,7 +20,6 @@ from pipeline.core.evidence import VesselRegion
 if TYPE_CHECKING:
     import cupy  # the CUDA path only; an optional extra
 
-    from pipeline.sources.phantom import PhantomTruth
 
 
 @lru_cache(maxsize=4)
@@ -245,7 +244,7 @@ class FramePacket:
     active_alerts: list[AlertEvent] = field(default_factory=list)
     overlay: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
-    truth: PhantomTruth | None = None  # ground truth, when the source knows it (phantom)
+    truth: object | None = None  # ground truth, when the source knows it (the phantom's PhantomTruth)
     original: np.ndarray | None = None  # the captured frame while ``image`` is undistorted
 
     @classmethod

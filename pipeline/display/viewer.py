@@ -24,7 +24,7 @@ import numpy as np
 from pipeline.core.evidence import VesselRegion
 from pipeline.core.packet import AlertEvent, FramePacket, Proximity, Segmentation
 from pipeline.display.propagate import MaskPropagator, move_point
-from pipeline.runtime.recorder import Recorder
+from pipeline.display.recorder import Recorder
 from pipeline.stages.overlay.cpu import (
     FONT,
     AdvisoryAnnotator,

@@ -15,8 +15,8 @@ import itertools
 from typing import Protocol
 
 from calibration.camera import CameraModel
-from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket
+from pipeline.runtime.config import PipelineConfig
 from pipeline.stages.alerts.audit import AuditLog
 from pipeline.stages.alerts.engine import Alerts
 from pipeline.stages.alerts.rules import CLINICAL_RULES, build_rules

@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket
 from pipeline.core.signals import block_stop_signals
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.cores import pin_this_thread, split_cores, threads_on
 from pipeline.runtime.governor import Governor
+from pipeline.runtime.health import HealthMonitor
 from pipeline.sources.capture import Source, SourceError, SourceLost
-from pipeline.stages.alerts.health import HealthMonitor
 from pipeline.stages.decode.stage import Decode
 from pipeline.stages.preprocess.geometry import GeometryPlan
 from pipeline.transport.zeromq import (

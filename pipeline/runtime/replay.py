@@ -31,13 +31,13 @@ import cv2
 import numpy as np
 
 from calibration.camera import CameraModel
-from pipeline.core.config import PipelineConfig
 from pipeline.core.evidence import UNVALIDATED
 from pipeline.core.packet import FramePacket, Proximity
 from pipeline.core.signals import block_stop_signals
 from pipeline.core.trust import sha256
+from pipeline.display.recorder import Recorder
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import build_graph, finishing_stages, split_at
-from pipeline.runtime.recorder import Recorder
 from pipeline.runtime.records import frame_record, segmentation_from_record, thumbnail
 from pipeline.runtime.video import (
     ReplayError,

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from calibration.camera import CameraModel
-from pipeline.core.config import PipelineConfig
 from pipeline.core.evidence import UNVALIDATED
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import Stage, build_graph
+from pipeline.runtime.health import HealthMonitor
 from pipeline.sources.capture import Source, open_source
 from pipeline.stages.alerts.audit import AuditLog
-from pipeline.stages.alerts.health import HealthMonitor
 from pipeline.stages.infer import SegmentationModel, load_model
 from pipeline.stages.preprocess.geometry import input_dims
 
@@ -45,7 +45,7 @@ class Session:
 
 def model_identity(model: SegmentationModel, config: PipelineConfig) -> dict:
     """Model and configuration identity stamped on every audit-log line."""
-    from pipeline import __version__
+    from pipeline.core.version import __version__
 
     path = getattr(model, "path", None)
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None

@@ -18,7 +18,6 @@ import cv2
 import numpy as np
 
 from pipeline.core.packet import Segmentation
-from pipeline.stages.analyse.cpu import closest_pair
 
 NAMES = ("instrument", "vessel")
 INSTRUMENT, VESSEL = 1, 2  # class-map values (class index + 1)
@@ -42,8 +41,13 @@ class PhantomTruth:
 
     @cached_property
     def distance_px(self) -> float:
-        """Minimum gap in pixels between instrument and vessel (0 when touching, inf if one is absent)."""
-        return closest_pair(self.class_map == INSTRUMENT, self.class_map == VESSEL).distance_px
+        """Minimum gap in pixels between instrument and vessel (0 when touching, inf if one is absent): the
+        plain distance transform over the whole picture, not the pipeline's own analysis (which it checks)."""
+        instrument, vessel = self.class_map == INSTRUMENT, self.class_map == VESSEL
+        if not instrument.any() or not vessel.any():
+            return math.inf
+        to_vessel = cv2.distanceTransform((~vessel).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        return max(float(to_vessel[instrument].min()) - 1.0, 0.0)  # the gap between pixels, not their centres
 
 
 @dataclass

@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 
 from calibration.camera import CameraModel
-from pipeline.core.config import OVERLAY_VIEWS
 from pipeline.core.packet import FramePacket, timed
+
+OVERLAY_VIEWS = ("original", "undistorted")  # which picture the overlay is drawn on, with a calibration
 
 
 class Undistort:

@@ -20,6 +20,7 @@ from pipeline.training.dataset import (
     remap_mask,
 )
 from pipeline.training.pairs import DEFAULT_IMAGE_GLOB, DEFAULT_MASK_PATTERN, image_mask_pairs
+from pipeline.training.vessel_metrics import vessel_report
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 MIN_ALARM_PX = 50  # a prediction this large (source pixels) in a frame without the class is a false alarm
@@ -93,7 +94,6 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
     """
     from ultralytics.utils.metrics import ap_per_class
 
-    from pipeline.training.operating_points import vessel_report
 
     folder = Path(folder)
     mapping = ENDOSCAPES_MAPPING if mapping is None else mapping

@@ -18,8 +18,8 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import build_graph
 from pipeline.sources.capture import IMAGE_SUFFIXES
 from pipeline.stages.infer import load_model

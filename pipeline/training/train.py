@@ -44,8 +44,9 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     shrink erases thin structures), AdamW at 1e-3 on a cosine schedule, a step per batch.
     """
     from pipeline.core.trust import require_trusted
-    from pipeline.core.yolo import YOLO, model_from_yaml
+    from pipeline.core.yolo import YOLO
     from pipeline.training.averaging import average_last_epochs
+    from pipeline.training.build import model_from_yaml
     from pipeline.training.efficientnet import EfficientNetLite
     from pipeline.training.thin_class import thin_class_trainer
 

@@ -3,7 +3,7 @@ import time
 
 import numpy as np
 
-from pipeline.core.config import PipelineConfig
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.governor import WINDOW, Governor
 from pipeline.runtime.graph import build_graph
 from pipeline.runtime.live import LiveOptions

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pipeline.api as api_module
-from pipeline.core.config import PipelineConfig
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import GraphError, build_graph, check_chain, split_at
 from pipeline.runtime.replay import Analyser, ReplayOptions
 from pipeline.sources.phantom import PhantomScene

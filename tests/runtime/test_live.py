@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.core.config import PipelineConfig
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import build_graph
 from pipeline.runtime.live import AI_NICENESS, AI_PRIORITY, LiveOptions, lower_priority, run_live
 from pipeline.sources.capture import PhantomSource, SourceError, SourceLost, open_source

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.core.config import PipelineConfig
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.replay import ReplayOptions, replay_videos
 from pipeline.runtime.video import plan_chunks
 from pipeline.sources.phantom import PhantomScene

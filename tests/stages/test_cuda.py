@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import DeviceBuffers, FramePacket
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import build_graph
 from pipeline.sources.phantom import INSTRUMENT, VESSEL, PhantomScene, PhantomTruth
 from pipeline.stages.analyse.cpu import closest_pair

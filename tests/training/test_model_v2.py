@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket
-from pipeline.core.yolo import model_from_yaml
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import build_graph
 from pipeline.sources.phantom import PhantomScene
 from pipeline.stages.infer import load_model
+from pipeline.training.build import model_from_yaml
 from pipeline.training.efficientnet import EfficientNetLite
 from pipeline.training.thin_class import ThinClassLoss
 

@@ -11,7 +11,8 @@ import pytest
 from pipeline.core.evidence import METADATA_KEY, OperatingPoints
 from pipeline.sources.phantom import VESSEL, PhantomScene
 from pipeline.stages.infer import DEFAULT_CPU_MODEL, checkpoint_metadata, load_model
-from pipeline.training.operating_points import choose_points, roc_auc, write_points
+from pipeline.training.operating_points import choose_points, write_points
+from pipeline.training.vessel_metrics import roc_auc
 
 
 def test_the_points_follow_the_rule():

@@ -7,8 +7,8 @@ import numpy as np
 import onnx
 import pytest
 
-from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import FramePacket
+from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import build_graph
 from pipeline.sources.phantom import PhantomScene
 from pipeline.stages.infer import DEFAULT_CPU_MODEL, DEFAULT_MODEL, default_model, load_model

@@ -3,7 +3,7 @@
 Clinical rules (``vessel_proximity``, ``vessel_contact``) run in the AI path on the masks
 already computed (the :class:`~pipeline.stages.alerts.engine.Alerts` stage); health rules
 (``ai_stale``, ``capture_lost``, ``low_fps``, ``model_error``) run in the runtime's
-:class:`~pipeline.stages.alerts.health.HealthMonitor`. Priorities follow IEC 60601-1-8.
+:class:`~pipeline.runtime.health.HealthMonitor`. Priorities follow IEC 60601-1-8.
 
     rules = build_rules(CLINICAL_RULES, {"vessel_proximity": {"warn_px": 80}})
 """

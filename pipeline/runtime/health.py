@@ -9,16 +9,12 @@ a stale AI produces no frames to look at), on the counters the runtime keeps.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
-from pipeline.core.config import PipelineConfig
 from pipeline.core.packet import AlertEvent
+from pipeline.runtime.config import PipelineConfig
 from pipeline.stages.alerts.audit import AuditLog
 from pipeline.stages.alerts.engine import AlertEngine
 from pipeline.stages.alerts.rules import HEALTH_RULES, Observation, build_rules
-
-if TYPE_CHECKING:
-    from pipeline.runtime.live import LiveStats
 
 FLOWING_NS = 500e6  # frames count as flowing while the newest capture is younger than this
 
@@ -31,8 +27,9 @@ class HealthMonitor:
         self.source_fps = source_fps
         self.errors_seen = 0
 
-    def observe(self, stats: LiveStats, fps_ai: float | None = None) -> list[AlertEvent]:
-        """Transitions now; ``fps_ai`` (once a second) feeds ``low_fps``."""
+    def observe(self, stats, fps_ai: float | None = None) -> list[AlertEvent]:
+        """Transitions now, from the live runtime's counters (``stats``: its ``LiveStats``); ``fps_ai`` (once a
+        second) feeds ``low_fps``."""
         now = time.monotonic_ns()
         flowing = stats.last_capture_ns is not None and now - stats.last_capture_ns < FLOWING_NS
         age = (now - (stats.last_result_ns or stats.started_ns)) / 1e6 if flowing else None

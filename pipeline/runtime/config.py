@@ -12,7 +12,10 @@ from pathlib import Path
 
 import yaml
 
-OVERLAY_VIEWS = ("original", "undistorted")
+from pipeline.core.classes import class_roles
+from pipeline.stages.alerts.rules import RULES, build_rules
+from pipeline.stages.undistort import OVERLAY_VIEWS
+
 MIN_INPUT_SIDE = 32  # a model input side is a multiple of the deepest stride (32)
 
 
@@ -48,9 +51,6 @@ def _number(key: str, value, low: float, high: float = math.inf, low_open: bool 
 
 def validate(config: PipelineConfig) -> None:
     """Types, ranges and names of every setting; :class:`ConfigError` on the first bad one."""
-    from pipeline.core.classes import class_roles
-    from pipeline.stages.alerts.rules import RULES, build_rules
-
     if config.imgsz is not None:
         sides = config.imgsz if isinstance(config.imgsz, (tuple, list)) else (config.imgsz,)
         if len(sides) not in (1, 2) or any(isinstance(s, bool) or not isinstance(s, int) or s < MIN_INPUT_SIDE

@@ -3,7 +3,7 @@ import av
 import numpy as np
 import pytest
 
-from pipeline.runtime.recorder import Recorder
+from pipeline.display.recorder import Recorder
 from tests.helpers import frame_times
 
 
