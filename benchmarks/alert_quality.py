@@ -25,13 +25,12 @@ from machine import describe_machine
 
 from pipeline.core.packet import FramePacket
 from pipeline.runtime.config import PipelineConfig
-from pipeline.runtime.graph import build_graph, split_at
+from pipeline.runtime.graph import build_graph
 from pipeline.sources.phantom import PhantomScene
 from pipeline.stages.alerts.engine import Alerts
 from pipeline.stages.alerts.rules import CLINICAL_RULES, VesselProximity, build_rules
-from pipeline.stages.analyse.cpu import Analyse
+from pipeline.stages.analyse.cpu import MeasureProximity
 from pipeline.stages.infer import load_model
-from pipeline.stages.overlay.cpu import Overlay
 
 SIZE, FPS = (1280, 720), 30.0
 
@@ -40,9 +39,10 @@ def run(scene: PhantomScene, frames: int, model, rules: dict) -> tuple[list[floa
     """True distance per frame and alert events ``(frame, rule, state, priority)``; ``rules``: rule
     parameters (``PipelineConfig.alerts``)."""
     if model:
-        stages, _ = split_at(build_graph(model, PipelineConfig(alerts=rules)), Overlay)  # the live path up to its alerts
+        graph = build_graph(model, PipelineConfig(alerts=rules))
+        stages = [*graph.prepare, graph.model, *graph.describe, graph.alerts]  # the live path up to its alerts
     else:
-        stages = [Analyse(), Alerts(build_rules(CLINICAL_RULES, rules))]  # on the true masks
+        stages = [MeasureProximity(), Alerts(build_rules(CLINICAL_RULES, rules))]  # on the true masks
     truth_distance, events = [], []
     for frame in range(frames):
         image, truth = scene.render(frame)

@@ -93,7 +93,7 @@ def worker_bare(video: str, model_path: str, budget: int) -> dict:
     from pipeline.stages.infer import load_model
 
     model = load_model(model_path)
-    preprocess = build_graph(model, PipelineConfig(imgsz=None))[0]
+    preprocess = build_graph(model, PipelineConfig(imgsz=None)).preprocess
     tensors = [preprocess(FramePacket.capture(image, i, "bench")).tensor.copy() for i, image in read_frames(video)]
     model.forward(tensors[0])
     times = []

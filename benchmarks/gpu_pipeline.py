@@ -86,8 +86,8 @@ def postprocess_comparison(scene) -> dict:
     import cupy
 
     from pipeline.core.packet import DeviceBuffers, FramePacket
-    from pipeline.stages.analyse.cpu import Analyse
-    from pipeline.stages.analyse.cuda import CudaAnalyse
+    from pipeline.stages.analyse.cpu import MeasureProximity
+    from pipeline.stages.analyse.cuda import CudaMeasureProximity
     from pipeline.stages.overlay.cpu import Overlay
     from pipeline.stages.overlay.cuda import CudaOverlay
 
@@ -96,8 +96,8 @@ def postprocess_comparison(scene) -> dict:
     packet.segmentation = truth.segmentation()
     packet.device = DeviceBuffers(cupy.cuda.get_current_stream(), cupy.asarray(image),
                                   cupy.zeros((1, 3, 32, 32), cupy.float32), class_map=cupy.asarray(truth.class_map))
-    cpu_analyse, cpu_overlay = Analyse(), Overlay()
-    cuda_analyse, cuda_overlay = CudaAnalyse(), CudaOverlay()
+    cpu_analyse, cpu_overlay = MeasureProximity(), Overlay()
+    cuda_analyse, cuda_overlay = CudaMeasureProximity(), CudaOverlay()
 
     def wall_ms(run, repeat: int = 100) -> dict:
         timings = []

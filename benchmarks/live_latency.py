@@ -58,7 +58,7 @@ def measure(model, endpoint: str, seconds: float, period: float | None, size=(19
             compose_display: bool = True, video_encoding: str = "auto") -> dict:
     stages = build_graph(model, PipelineConfig())
     if period:
-        stages[1] = PacedModel(model, period)
+        stages.model = PacedModel(model, period)
     publisher = Publisher(endpoint)
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder) / "display.json"

@@ -38,7 +38,7 @@ def write_video(path: Path, frames: int, size: tuple[int, int]) -> None:
 
 def bare_model_fps(video: Path, model_path, threads: int | None) -> float:
     model = load_model(model_path, threads=threads)
-    preprocess = build_graph(model, PipelineConfig())[0]  # the graph's own preprocess
+    preprocess = build_graph(model, PipelineConfig()).preprocess  # the graph's own
     tensors = [preprocess(FramePacket.capture(image, i, "bench")).tensor.copy() for i, image in read_frames(str(video))]
     model.forward(tensors[0])  # warm-up
     started = time.perf_counter()

@@ -46,18 +46,16 @@ def inject(packet: FramePacket, rng: np.random.Generator) -> tuple[int, int]:
 
 
 def run(model, frames: int, every: int, temporal: bool) -> dict:
-    stages = build_graph(model, PipelineConfig())
-    evidence_at = next(i for i, stage in enumerate(stages) if isinstance(stage, VesselEvidence))
-    stages[evidence_at] = VesselEvidence(model.operating_points, temporal=temporal)
+    graph = build_graph(model, PipelineConfig())
+    graph.evidence = VesselEvidence(model.operating_points, temporal=temporal)
     scene, rng = PhantomScene(1920, 1080, fps=30, scenario="default", seed=1), np.random.default_rng(0)
     counts = {"injected": 0, "injected_drawn": 0, "injected_high": 0, "frames_high": 0, "evidence_ms": []}
     for frame in range(frames):
         packet = FramePacket(frame, "phantom", scene.render(frame)[0], int(frame / 30 * 1e9), 0)
-        spot = None
-        for index, stage in enumerate(stages[:evidence_at + 1]):
+        for stage in (*graph.prepare, graph.model):
             packet = stage(packet)
-            if index == evidence_at - 2 and frame % every == every // 2:  # after the model, before the decode
-                spot = inject(packet, rng)
+        spot = inject(packet, rng) if frame % every == every // 2 else None
+        packet = graph.evidence(graph.decode(packet))
         segmentation = packet.segmentation
         counts["evidence_ms"].append(packet.timings_ms["evidence"])
         counts["frames_high"] += bool((segmentation.class_map == 2).any())

@@ -24,8 +24,7 @@ import numpy as np
 
 from pipeline.core.packet import FramePacket
 from pipeline.runtime.config import PipelineConfig
-from pipeline.runtime.graph import build_graph, split_at
-from pipeline.stages.evidence import VesselEvidence
+from pipeline.runtime.graph import build_graph
 from pipeline.stages.infer import SegmentationModel, load_model
 
 
@@ -92,20 +91,18 @@ class Analyzer:
             load_model(model, device=device, threads=threads, conf=self.config.conf, iou=self.config.iou,
                        roles=self.config.roles)
         self.device, self.camera = device, camera
-        self.stages = build_graph(self.model, self.config, camera, device=device)
-        self.preprocess = split_at(self.stages, SegmentationModel)[0][-1]
-        self.evidence = split_at(self.stages, VesselEvidence)[1][0]
+        self.graph = build_graph(self.model, self.config, camera, device=device)
         self.frames = 0
 
     def analyse(self, image: np.ndarray, new_scene: bool = False) -> Result:
         """One BGR frame through the graph. ``new_scene``: detect the field of view again (a frame
         from another recording)."""
         if new_scene:
-            self.preprocess.redetect()
-            self.evidence.reset()
+            self.graph.preprocess.redetect()
+            self.graph.evidence.reset()
         packet = FramePacket.capture(image, self.frames, "api")
         self.frames += 1
-        for stage in self.stages:
+        for stage in self.graph:
             packet = stage(packet)
         return Result(packet)
 

@@ -164,7 +164,7 @@ def command_run(args) -> int:
     if session.model.operating_points is None:
         print(f"orsight: {UNVALIDATED}", file=sys.stderr)
     try:
-        summary = run_live(session.source, session.stages, publisher, options, health=session.health)
+        summary = run_live(session.source, session.graph, publisher, options, health=session.health)
     finally:
         publisher.close()
         session.close()
@@ -244,7 +244,7 @@ def command_demo(args) -> int:
     try:
         if not publisher.wait_for_subscriber(timeout=30):
             raise UsageError("the display process did not subscribe within 30 s")
-        live = run_live(session.source, session.stages, publisher,
+        live = run_live(session.source, session.graph, publisher,
                         LiveOptions(frames=args.frames, realtime=True, **_ai_options(args, PipelineConfig())),
                         health=session.health)
         display.wait(timeout=60)

@@ -1,17 +1,21 @@
-"""The AI path, assembled in one place: live, replay, eval and the benchmarks all run this list.
+"""The AI path, assembled in one place: live, replay, eval and the benchmarks all run this graph.
 
-    stages = build_graph(model, PipelineConfig(), device="cpu")
-    for stage in stages:
+    graph = build_graph(model, PipelineConfig(), device="cpu")
+    for stage in graph:                       # every stage, in data-flow order
         packet = stage(packet)
+    graph.preprocess, graph.model, graph.evidence, graph.overlay      # the parts callers ask for, by name
 
-In data-flow order: [undistort] -> preprocess -> infer -> decode -> evidence -> analyse -> alerts
--> overlay -> [redistort]. The CPU or CUDA variant of each stage is chosen here, once, from the device, the
-model's kind and its backend; no stage decides per frame. Each stage declares the packet
+In four named segments, in data-flow order: ``prepare`` ([undistort] -> preprocess), ``model``,
+``describe`` (decode -> evidence -> proximity) and ``finish`` (alerts -> overlay -> [redistort]). The
+CPU or CUDA variant of each stage is chosen here, once, from the device, the model's kind and its
+backend; no stage decides per frame. Each stage declares the packet
 fields it ``reads`` and ``writes``, and the chain is checked when it is built.
 """
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from calibration.camera import CameraModel
@@ -20,7 +24,7 @@ from pipeline.runtime.config import PipelineConfig
 from pipeline.stages.alerts.audit import AuditLog
 from pipeline.stages.alerts.engine import Alerts
 from pipeline.stages.alerts.rules import CLINICAL_RULES, build_rules
-from pipeline.stages.analyse.cpu import Analyse
+from pipeline.stages.analyse.cpu import MeasureProximity
 from pipeline.stages.decode.instance import InstanceDecode
 from pipeline.stages.decode.semantic import SemanticDecode
 from pipeline.stages.evidence import VesselEvidence
@@ -46,16 +50,53 @@ class GraphError(ValueError):
     """A stage reads a packet field that no stage before it writes."""
 
 
+@dataclass
+class Graph:
+    """The AI path's stages in named segments; iterating gives them all in order."""
+
+    prepare: list[Stage]  # [undistort] -> preprocess: per frame, before the model
+    model: SegmentationModel  # one forward pass (replay batches it)
+    decode: Stage  # the segment ``describe``: the frame's results from the model's outputs ...
+    evidence: VesselEvidence
+    proximity: Stage  # ... to the closest instrument-vessel pair
+    finish: list[Stage]  # alerts -> overlay -> [redistort]: in frame order (replay: from the records)
+
+    @property
+    def describe(self) -> list[Stage]:
+        return [self.decode, self.evidence, self.proximity]
+
+    def __iter__(self) -> Iterator[Stage]:
+        yield from (*self.prepare, self.model, *self.describe, *self.finish)
+
+    @property
+    def preprocess(self) -> Stage:
+        return self.prepare[-1]
+
+    @property
+    def alerts(self) -> Stage:
+        return self.finish[0]
+
+    @property
+    def overlay(self) -> Stage:
+        return self.finish[1]
+
+    def undrawn(self) -> list[Stage]:
+        """The stages while nobody wants the drawn overlay: no overlay, and the decoder's class map only."""
+        return [*self.prepare, self.model, self.decode.class_map_only(), self.evidence, self.proximity,
+                *(stage for stage in self.finish if stage is not self.overlay)]
+
+
 def build_graph(model: SegmentationModel, config: PipelineConfig, camera: CameraModel | None = None,
                 audit: AuditLog | None = None, device: str = "cpu",
                 fov: tuple[float, float, float] | None = None, alert_ids: itertools.count | None = None,
-                stale_ms: float | None = None) -> list[Stage]:
-    """The stages of the AI path for ``model`` on ``device``.
+                stale_ms: float | None = None, finish: bool = True) -> Graph:
+    """The AI path for ``model`` on ``device``.
 
     ``camera``: undistort first, map results back onto the original picture last; its scale
     gives distances in mm. ``fov``: the endoscope circle when known in advance (replay detects
     it once per recording). ``alert_ids`` / ``stale_ms``: replay's own alert numbering and no
     staleness (every frame is analysed); live takes the process-wide ids and ``config.stale_ms``.
+    ``finish``: False leaves the finishing segment empty (replay runs its own from the records).
     """
     mm_per_px = config.mm_per_px or (camera.mm_per_px if camera else None)
     preprocess_args = {**model_input(model, config.imgsz), "crop_to_fov": config.crop_to_fov,
@@ -71,23 +112,19 @@ def build_graph(model: SegmentationModel, config: PipelineConfig, camera: Camera
     else:
         preprocess = LetterboxPreprocess(**preprocess_args)
     if device_decode:
-        from pipeline.stages.analyse.cuda import CudaAnalyse
+        from pipeline.stages.analyse.cuda import CudaMeasureProximity
         from pipeline.stages.overlay.cuda import CudaOverlay
 
-        analyse, overlay = CudaAnalyse(mm_per_px), CudaOverlay()
+        proximity, overlay = CudaMeasureProximity(mm_per_px), CudaOverlay()
     else:
-        analyse, overlay = Analyse(mm_per_px), None
-    stages = [
-        *([Undistort(camera)] if camera else []),  # the overlay needs the straightened picture itself
-        preprocess,
-        model,
-        decode_stage(model, device_decode),
-        VesselEvidence(model.operating_points),
-        analyse,
-        *finishing_stages(config, camera, audit, overlay, alert_ids, stale_ms),
-    ]
-    check_chain(stages)
-    return stages
+        proximity, overlay = MeasureProximity(mm_per_px), None
+    graph = Graph(prepare=[*([Undistort(camera)] if camera else []), preprocess],  # the overlay needs the
+                  model=model,                                                     # straightened picture itself
+                  decode=decode_stage(model, device_decode), evidence=VesselEvidence(model.operating_points),
+                  proximity=proximity,
+                  finish=finishing_stages(config, camera, audit, overlay, alert_ids, stale_ms) if finish else [])
+    check_chain(list(graph))
+    return graph
 
 
 def decode_stage(model: SegmentationModel, on_device: bool = False) -> Stage:
@@ -121,9 +158,3 @@ def check_chain(stages: list[Stage]) -> None:
         if missing:
             raise GraphError(f"{type(stage).__name__} reads {', '.join(missing)}, which no stage before it writes")
         available.update(stage.writes)
-
-
-def split_at(stages: list[Stage], kind: type) -> tuple[list[Stage], list[Stage]]:
-    """``(before, from)``: the stages before the first one of ``kind``, and the rest."""
-    index = next(i for i, stage in enumerate(stages) if isinstance(stage, kind))
-    return stages[:index], stages[index:]

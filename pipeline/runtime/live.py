@@ -15,8 +15,8 @@ draws the `mask` over the `video` itself, so without other subscribers that work
 regions behind the overlay's boxes and labels, where the model gives a class map): only the
 class map goes out.
 
-    stages = build_graph(model, PipelineConfig())          # pipeline.runtime.graph
-    summary = run_live(open_source("phantom"), stages, Publisher(), LiveOptions(frames=300))
+    graph = build_graph(model, PipelineConfig())           # pipeline.runtime.graph
+    summary = run_live(open_source("phantom"), graph, Publisher(), LiveOptions(frames=300))
 """
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ from pipeline.core.signals import block_stop_signals
 from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.cores import pin_this_thread, split_cores, threads_on
 from pipeline.runtime.governor import Governor
+from pipeline.runtime.graph import Graph
 from pipeline.runtime.health import HealthMonitor
 from pipeline.sources.capture import Source, SourceError, SourceLost
-from pipeline.stages.decode.stage import Decode
 from pipeline.stages.preprocess.geometry import GeometryPlan
 from pipeline.transport.zeromq import (
     SHARED_ENCODING,
@@ -181,7 +181,7 @@ def _reconnect(source: Source, publisher: Publisher, stats: LiveStats, stop: thr
             error, wait = retry_error, min(wait * 2, max_wait)
 
 
-def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOptions,
+def run_live(source: Source, graph: Graph, publisher: Publisher, options: LiveOptions,
              stop: threading.Event | None = None, health: HealthMonitor | None = None) -> dict:
     """Run the live path until the source ends, ``options.frames`` are captured or ``stop`` is set.
 
@@ -190,13 +190,13 @@ def run_live(source: Source, stages: list, publisher: Publisher, options: LiveOp
     With ``options.reserve_core`` and a model on one CPU thread, the AI thread gets a CPU of its own
     and every other thread of the process the others, while it runs.
     """
-    one_thread = any(getattr(stage, "cpu_threads", None) == 1 for stage in stages)
+    one_thread = getattr(graph.model, "cpu_threads", None) == 1  # (a wrapped model may not say)
     ai_cpus, video_cpus = (split_cores() if options.reserve_core and one_thread else None) or (None, None)
     with threads_on(video_cpus):  # the capture and AI threads start from here
-        return _run_live(source, stages, publisher, options, stop, health, ai_cpus)
+        return _run_live(source, graph, publisher, options, stop, health, ai_cpus)
 
 
-def _run_live(source: Source, stages: list, publisher: Publisher, options: LiveOptions,
+def _run_live(source: Source, graph: Graph, publisher: Publisher, options: LiveOptions,
               stop: threading.Event | None, health: HealthMonitor | None, ai_cpus: set[int] | None) -> dict:
     health = health or HealthMonitor(PipelineConfig(), None, source.fps)
     # The capture thread must get the interpreter within a fraction of a millisecond, not the
@@ -214,10 +214,10 @@ def _run_live(source: Source, stages: list, publisher: Publisher, options: LiveO
     for topic, (encoding, shape) in rings.items():
         if encoding == SHARED_ENCODING:  # made before the threads: the first frame and mask must not wait (~25 ms)
             publisher.ring(topic, shape)
-    plan = next((stage.plan for stage in stages if isinstance(getattr(stage, "plan", None), GeometryPlan)), None)
+    plan = getattr(graph.preprocess, "plan", None)
+    plan = plan if isinstance(plan, GeometryPlan) else None
     governor = Governor(plan, options.stale_ms) if plan is not None and options.governor else None
-    undrawn = [stage.class_map_only() if isinstance(stage, Decode) else stage  # while nobody wants the overlay
-               for stage in stages if set(stage.writes) != {"overlay"}]
+    drawn, undrawn = list(graph), graph.undrawn()  # the second while nobody wants the overlay
 
     def capture() -> None:
         next_due = time.monotonic()
@@ -257,7 +257,7 @@ def _run_live(source: Source, stages: list, publisher: Publisher, options: LiveO
         while (packet := slot.get()) is not None:
             packet.timings_ms["queue"] = (time.monotonic_ns() - packet.t_capture_mono_ns) / 1e6
             try:
-                for stage in stages if publisher.wants("overlay") else undrawn:
+                for stage in drawn if publisher.wants("overlay") else undrawn:
                     packet = stage(packet)
             except Exception as error:  # a bad frame must not stop the surgeon's picture
                 stats.errors += 1

@@ -37,7 +37,7 @@ from pipeline.core.signals import block_stop_signals
 from pipeline.core.trust import sha256
 from pipeline.display.recorder import Recorder
 from pipeline.runtime.config import PipelineConfig
-from pipeline.runtime.graph import build_graph, finishing_stages, split_at
+from pipeline.runtime.graph import build_graph, finishing_stages
 from pipeline.runtime.records import frame_record, segmentation_from_record, thumbnail
 from pipeline.runtime.video import (
     ReplayError,
@@ -48,9 +48,8 @@ from pipeline.runtime.video import (
     probe,
     read_frames,
 )
-from pipeline.stages.alerts.engine import Alerts
 from pipeline.stages.alerts.rules import CLINICAL_RULES
-from pipeline.stages.infer import SegmentationModel, default_model, load_model
+from pipeline.stages.infer import default_model, load_model
 from pipeline.stages.undistort import Undistort
 
 
@@ -67,7 +66,7 @@ class ReplayOptions:
 
 # ---- phase 1: analyse -------------------------------------------------------------------
 EVIDENCE_WARMUP = 32  # frames: the temporal filter forgets 0.6 a frame, so 0.6**32 (1e-7) of what came before
-class Analyser:
+class ReplayWorker:
     """Phase 1 for one model: frames -> records (and the analysed packets, for the overlap).
 
     Runs the live graph up to the analysis: the stages before the model per frame, the model
@@ -83,14 +82,13 @@ class Analyser:
             raise ReplayError(f"--batch {options.batch}: this model takes batches of {self.model.max_batch}; "
                               "export it with a dynamic batch")
         self.batch = options.batch
-        stages = build_graph(self.model, config, options.camera, device=options.device, fov=fov)
-        self.before_model, from_model = split_at(stages, SegmentationModel)
-        self.after_model, _ = split_at(from_model[1:], Alerts)
+        self.graph = build_graph(self.model, config, options.camera, device=options.device, fov=fov,
+                                 finish=False)  # the finishing segment is the Finaliser's, from the records
 
     def prepare(self, index: int, image: np.ndarray, fps: float, source: str) -> FramePacket:
         """The stages before the model for one frame (its own tensor: packets wait in queues)."""
         packet = FramePacket(index, source, image, int(index / fps * 1e9), time.monotonic_ns())
-        for stage in self.before_model:
+        for stage in self.graph.prepare:
             packet = stage(packet)
         if packet.device is not None:
             packet.device.tensor = packet.device.tensor.copy()
@@ -111,7 +109,7 @@ class Analyser:
 
     def describe(self, packet: FramePacket, fps: float) -> dict:
         """Decode, analysis and the frame's record, from the model's outputs."""
-        for stage in self.after_model:
+        for stage in self.graph.describe:
             packet = stage(packet)
         return frame_record(packet, fps)
 
@@ -125,7 +123,7 @@ def analyse_chunk(info: VideoInfo, start: int, stop: int, model_path, options: R
     """Phase 1 for one chunk: the records of frames ``start``..``stop - 1`` (fewer if truncated). The vessel
     evidence's memory is rebuilt first from the ``EVIDENCE_WARMUP`` frames before the chunk, so chunks give
     the records one pass over the whole video gives."""
-    analyser = Analyser(model_path, options, info.fov)
+    analyser = ReplayWorker(model_path, options, info.fov)
     first = max(0, start - EVIDENCE_WARMUP)
     return [record for _, record in analyser.run(read_frames(info.path, first, stop), info.fps, info.path)
             if record["frame"] >= start]
@@ -138,8 +136,9 @@ class Finaliser:
     def __init__(self, work: Path, info: VideoInfo, names, roles, options: ReplayOptions, overlapped: bool = True):
         self.work, self.info, self.names, self.roles = work, info, names, roles
         camera = options.camera
-        # every frame is analysed (nothing goes stale); alert ids count from 1 in each video
         self.undistort = Undistort(camera) if camera else None  # the records' pixels are the undistorted picture's
+        # the graph's finishing segment, on the host: every frame is analysed (nothing goes stale), alert ids
+        # count from 1 in each video
         self.finish = finishing_stages(options.config, camera, alert_ids=itertools.count(1), stale_ms=float("inf"))
         self.recorder = Recorder(work / "annotated.mp4", info.fps, live=False)  # H.264, frame times as the source
         self.frames_file = open(work / "frames.jsonl", "w")
@@ -186,7 +185,7 @@ class Finaliser:
 
 
 # ---- one video, start to end ------------------------------------------------------------
-def _overlapped(path: str, info: VideoInfo, analyser: Analyser, finaliser: Finaliser, bar) -> tuple[int, list]:
+def _overlapped(path: str, info: VideoInfo, analyser: ReplayWorker, finaliser: Finaliser, bar) -> tuple[int, list]:
     """Single process, four threads in a row, each handing on through a queue: decode + preprocess |
     model (this thread) | masks, analysis and the record | alerts, overlay, encode, outputs. The model's
     thread does nothing but the model; the work after it is split in two so it keeps up with it."""
@@ -307,7 +306,7 @@ def replay_video(path: str | Path, out: str | Path, model_path=None, options: Re
     work = final.with_name(final.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    analyser = Analyser(model_path, options, info.fov) if records is None else None
+    analyser = ReplayWorker(model_path, options, info.fov) if records is None else None
     names, roles, vessel_alerts = _model_facts(analyser, model_path, options)
     finaliser = Finaliser(work, info, names, roles, options, overlapped=records is None)
     started = time.perf_counter()
@@ -333,7 +332,7 @@ def replay_video(path: str | Path, out: str | Path, model_path=None, options: Re
     return summary
 
 
-def _model_facts(analyser: Analyser | None, model_path, options: ReplayOptions):
+def _model_facts(analyser: ReplayWorker | None, model_path, options: ReplayOptions):
     """The model's class names and roles, and what its vessel alerts mean (its validated operating points)."""
     model = analyser.model if analyser is not None else load_model(model_path, device="cpu", roles=options.config.roles)
     points = model.operating_points

@@ -1,7 +1,7 @@
 """A live session assembled from what the user chose: source, camera, model, stages, health, audit.
 
     session = open_session("phantom:approach", model_path=None, device="cpu", config=PipelineConfig())
-    summary = run_live(session.source, session.stages, publisher, options, health=session.health)
+    summary = run_live(session.source, session.graph, publisher, options, health=session.health)
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from calibration.camera import CameraModel
 from pipeline.core.evidence import UNVALIDATED
 from pipeline.runtime.config import PipelineConfig
-from pipeline.runtime.graph import Stage, build_graph
+from pipeline.runtime.graph import Graph, build_graph
 from pipeline.runtime.health import HealthMonitor
 from pipeline.sources.capture import Source, open_source
 from pipeline.stages.alerts.audit import AuditLog
@@ -30,7 +30,7 @@ class SessionError(ValueError):
 class Session:
     source: Source
     model: SegmentationModel
-    stages: list[Stage]
+    graph: Graph
     health: HealthMonitor
     config: PipelineConfig  # as resolved (the input size that runs)
     identity: dict  # model (full SHA-256) and settings: on the audit log and on every status
@@ -73,5 +73,5 @@ def open_session(source_spec: str, model_path: str | Path | None, device: str, c
         audit = AuditLog(audit_path, identity) if audit_path else None
     except OSError as error:
         raise SessionError(f"cannot write audit log {audit_path}: {error.strerror}") from None
-    stages = build_graph(model, config, camera, audit, device)
-    return Session(source, model, stages, HealthMonitor(config, audit, source.fps), config, identity, audit)
+    graph = build_graph(model, config, camera, audit, device)
+    return Session(source, model, graph, HealthMonitor(config, audit, source.fps), config, identity, audit)

@@ -66,7 +66,7 @@ def quantize_onnx(source: str | Path, folders: list[str | Path], out: str | Path
     model = load_model(source)
     if model.fixed_input:
         raise ValueError(f"{source} has a fixed input; quantize a --dynamic export")
-    preprocess = build_graph(model, PipelineConfig(imgsz=None))[0]
+    preprocess = build_graph(model, PipelineConfig(imgsz=None)).preprocess
     paths = calibration_images(folders, frames)
     tensors = []
     for index, path in enumerate(paths):

@@ -15,7 +15,7 @@ def test_a_frame_gives_a_result_with_instances_masks_proximity_and_a_picture(unt
     assert len(result.instances) == len(result.masks) and result.plot().shape == image.shape
     record = json.loads(result.to_json())
     assert set(record) >= {"instances", "distance_px", "alerts", "timings_ms"}
-    assert {"preprocess", "infer", "masks", "analysis", "alerts", "overlay"} <= set(record["timings_ms"])
+    assert {"preprocess", "infer", "decode", "evidence", "proximity", "alerts", "overlay"} <= set(record["timings_ms"])
     second = analyzer.analyse(np.zeros_like(image), new_scene=True)
     assert second.packet.frame_id == 1 and not second.class_map.any()
 

@@ -59,7 +59,7 @@ class PixelCostModel:
 def test_live_governor_shrinks_the_input_of_a_slow_ai_and_reports_it(free_tcp_endpoint):
     model = load_model(DEFAULT_MODEL)
     stages = build_graph(model, PipelineConfig())
-    stages[1] = PixelCostModel(model)
+    stages.model = PixelCostModel(model)
     summary, receiver, headers = _run_and_listen(free_tcp_endpoint, open_source("phantom", size=(1280, 720), fps=30),
                                                  stages, LiveOptions(frames=300, realtime=True))
     point = summary["operating_point"]

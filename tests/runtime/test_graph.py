@@ -9,11 +9,10 @@ import pytest
 
 import pipeline.api as api_module
 from pipeline.runtime.config import PipelineConfig
-from pipeline.runtime.graph import GraphError, build_graph, check_chain, split_at
-from pipeline.runtime.replay import Analyser, ReplayOptions
+from pipeline.runtime.graph import GraphError, build_graph, check_chain
+from pipeline.runtime.replay import ReplayOptions, ReplayWorker
 from pipeline.sources.phantom import PhantomScene
-from pipeline.stages.alerts.engine import Alerts
-from pipeline.stages.analyse.cpu import Analyse
+from pipeline.stages.analyse.cpu import MeasureProximity
 from pipeline.stages.infer import load_model
 from pipeline.stages.overlay.cpu import Overlay
 from pipeline.stages.undistort import Redistort, Undistort
@@ -28,8 +27,8 @@ def _kinds(stages):
 def test_live_eval_and_replay_run_the_same_stages(untrained_models, monkeypatch, tmp_path):
     model = load_model(untrained_models["onnx"])
     live = _kinds(build_graph(model, PipelineConfig()))
-    assert live == ["LetterboxPreprocess", "OnnxSegmentationModel", "InstanceDecode", "VesselEvidence", "Analyse",
-                    "Alerts", "Overlay"]
+    assert live == ["LetterboxPreprocess", "OnnxSegmentationModel", "InstanceDecode", "VesselEvidence",
+                    "MeasureProximity", "Alerts", "Overlay"]
     built = []
 
     def recording_build_graph(*args, **kwargs):
@@ -43,20 +42,21 @@ def test_live_eval_and_replay_run_the_same_stages(untrained_models, monkeypatch,
     cv2.imwrite(str(tmp_path / "masks" / "a.png"), np.zeros((240, 320), np.uint8))
     evaluate(tmp_path, model)
     assert _kinds(built[0]) == live  # eval scores the live graph, through the Python API
-    analyser = Analyser(untrained_models["onnx"], ReplayOptions(progress=False))
-    assert _kinds([*analyser.before_model, analyser.model, *analyser.after_model]) == live[:5]
+    analyser = ReplayWorker(untrained_models["onnx"], ReplayOptions(progress=False))
+    assert _kinds(analyser.graph) == live[:5]  # replay's own finishing segment runs from the records
 
 
 def test_a_calibration_puts_undistortion_around_the_graph(untrained_models):
-    stages = build_graph(load_model(untrained_models["onnx"]), PipelineConfig(), camera=PINHOLE)
-    assert isinstance(stages[0], Undistort) and isinstance(stages[-1], Redistort)
+    graph = build_graph(load_model(untrained_models["onnx"]), PipelineConfig(), camera=PINHOLE)
+    assert isinstance(graph.prepare[0], Undistort) and isinstance(graph.finish[-1], Redistort)
+    assert _kinds(graph.describe) == ["InstanceDecode", "VesselEvidence", "MeasureProximity"]
+    assert graph.preprocess is graph.prepare[-1] and graph.overlay in graph.finish
+    assert [type(stage).__name__ for stage in graph.undrawn()] == [*_kinds(graph)[:-2], "Redistort"]
 
 
 def test_a_broken_chain_is_refused_when_built():
-    with pytest.raises(GraphError, match="Analyse reads segmentation"):
-        check_chain([Analyse(), Overlay()])
-    before, rest = split_at([Analyse(), Alerts([]), Overlay()], Alerts)
-    assert _kinds(before) == ["Analyse"] and _kinds(rest) == ["Alerts", "Overlay"]
+    with pytest.raises(GraphError, match="MeasureProximity reads segmentation"):
+        check_chain([MeasureProximity(), Overlay()])
 
 
 def test_replay_with_a_calibration_undistorts(untrained_models, tmp_path):
@@ -74,6 +74,6 @@ def test_replay_with_a_calibration_undistorts(untrained_models, tmp_path):
         assert result.returncode == 0, result.stderr
         summary = json.loads((tmp_path / name / "scope" / "summary.json").read_text())
         assert summary["frames_analysed"] == 6
-    analyser = Analyser(untrained_models["onnx"], ReplayOptions(progress=False, camera=PINHOLE))
-    assert isinstance(analyser.before_model[0], Undistort)
+    analyser = ReplayWorker(untrained_models["onnx"], ReplayOptions(progress=False, camera=PINHOLE))
+    assert isinstance(analyser.graph.prepare[0], Undistort)
     assert len(frame_times(tmp_path / "calibrated" / "scope" / "annotated.mp4")) == 6

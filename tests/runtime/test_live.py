@@ -92,9 +92,9 @@ class SlowModel:
 
 def _stages_with(model_wrapper, untrained_models):
     model = load_model(untrained_models["onnx"])
-    stages = build_graph(model, PipelineConfig())
-    stages[1] = model_wrapper(model)
-    return stages
+    graph = build_graph(model, PipelineConfig())
+    graph.model = model_wrapper(model)
+    return graph
 
 
 def test_slow_model_never_holds_up_the_video(untrained_models, free_tcp_endpoint):
@@ -122,11 +122,13 @@ def test_the_overlay_is_drawn_only_while_someone_subscribes_to_it(untrained_mode
 
 
 class TwoRegionOutputs:
-    """After the model: a class map output with one instrument and one vessel region, every frame."""
+    """The model, with its output replaced by a class map with one instrument and one vessel region, every frame."""
 
-    reads, writes = ("outputs",), ("outputs",)
+    def __init__(self, model):
+        self.model, self.reads, self.writes, self.cpu_threads = model, model.reads, model.writes, model.cpu_threads
 
     def __call__(self, packet):
+        packet = self.model(packet)
         output = np.zeros((1, 320, 320), np.uint8)
         output[0, 120:160, 50:100], output[0, 120:160, 200:250] = 1, 2  # inside the 640x360 picture's band
         packet.outputs = [output]
@@ -134,14 +136,17 @@ class TwoRegionOutputs:
 
 
 class InstanceWatch:
-    """After the decoder: how many instances each frame had, and whether its class map held both classes."""
+    """The decoder, watched: how many instances each frame had, and whether its class map held both classes."""
 
-    reads, writes = ("segmentation",), ()
+    def __init__(self, decode, watched=None):
+        self.decode, self.reads, self.writes = decode, decode.reads, decode.writes
+        self.instances, self.both_classes = (watched.instances, watched.both_classes) if watched else ([], [])
 
-    def __init__(self):
-        self.instances, self.both_classes = [], []
+    def class_map_only(self):
+        return InstanceWatch(self.decode.class_map_only(), self)
 
     def __call__(self, packet):
+        packet = self.decode(packet)
         self.instances.append(len(packet.segmentation.class_ids))
         self.both_classes.append({1, 2} <= set(np.unique(packet.segmentation.class_map)))
         return packet
@@ -151,9 +156,10 @@ class InstanceWatch:
 def test_a_class_map_model_finds_instances_only_for_an_overlay(untrained_semantic_models, free_tcp_endpoint,
                                                                 topics):
     """The display draws the class map; the connected regions (instances) are found only for the overlay."""
-    stages, watch = build_graph(load_model(untrained_semantic_models["onnx"]), PipelineConfig()), InstanceWatch()
-    stages[2:3] = [TwoRegionOutputs(), stages[2], watch]
-    summary, _, _ = _run_and_listen(free_tcp_endpoint, open_source("phantom:approach", size=(640, 360)), stages,
+    graph = build_graph(load_model(untrained_semantic_models["onnx"]), PipelineConfig())
+    graph.model, graph.decode = TwoRegionOutputs(graph.model), InstanceWatch(graph.decode)
+    watch = graph.decode
+    summary, _, _ = _run_and_listen(free_tcp_endpoint, open_source("phantom:approach", size=(640, 360)), graph,
                                     LiveOptions(frames=10), topics)
     assert summary["frames_analysed"] == 10 and all(watch.both_classes)
     assert watch.instances == [2 if "overlay" in topics else 0] * 10
@@ -261,9 +267,9 @@ def test_the_mask_goes_by_shared_memory_on_this_host_and_compressed_to_others(un
     try:
         assert publisher.wait_for_subscriber(timeout=10)
         time.sleep(0.2)
-        run_live(open_source("phantom:approach", size=(320, 240)),
-                 [*build_graph(load_model(untrained_models["onnx"]), PipelineConfig()), patterns], publisher,
-                 LiveOptions(frames=8))
+        graph = build_graph(load_model(untrained_models["onnx"]), PipelineConfig())
+        graph.finish.append(patterns)
+        run_live(open_source("phantom:approach", size=(320, 240)), graph, publisher, LiveOptions(frames=8))
         deadline = time.monotonic() + 5
         while (message := receiver.newest("mask")) is None or message.header["frame_id"] != max(patterns.sent):
             assert time.monotonic() < deadline
@@ -326,9 +332,10 @@ def test_a_one_thread_model_gets_a_cpu_of_its_own_while_it_runs(untrained_models
     watch = NicenessWatch()
     publisher = Publisher(free_tcp_endpoint)
     try:
-        summary = run_live(open_source("phantom", size=(640, 360)),
-                           [*build_graph(load_model(untrained_models["onnx"], threads=threads), PipelineConfig()),
-                            watch], publisher, LiveOptions(frames=5, reserve_core=reserve))
+        graph = build_graph(load_model(untrained_models["onnx"], threads=threads), PipelineConfig())
+        graph.finish.append(watch)
+        summary = run_live(open_source("phantom", size=(640, 360)), graph, publisher,
+                           LiveOptions(frames=5, reserve_core=reserve))
     finally:
         publisher.close()
     assert summary["frames_analysed"] >= 1

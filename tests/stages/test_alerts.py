@@ -23,7 +23,7 @@ from pipeline.stages.alerts.rules import (
     VesselProximity,
     build_rules,
 )
-from pipeline.stages.analyse.cpu import Analyse
+from pipeline.stages.analyse.cpu import MeasureProximity
 
 FPS = 30.0
 
@@ -109,7 +109,7 @@ def test_rules_are_configurable_and_checked():
 
 def _clinical_run(scene, frames, segment=None):
     """Ground-truth masks (optionally altered by ``segment``) through analysis and the alert stage."""
-    analyse, alerts = Analyse(), Alerts([VesselProximity(), VesselContact()])
+    analyse, alerts = MeasureProximity(), Alerts([VesselProximity(), VesselContact()])
     truth_distance, events = [], []
     for frame in frames:
         _, truth = scene.render(frame)
@@ -168,7 +168,7 @@ def test_spurious_vessel_blobs_next_to_the_instrument_raise_nothing():
     burst = min(bursts & set(parked))
     packet = FramePacket(0, "phantom", np.zeros((1, 1, 3), np.uint8), 0, 0)
     packet.segmentation = noisy(burst, scene.render(burst)[1])
-    assert Analyse()(packet).proximity.distance_px < 10  # each blob alone would look like danger
+    assert MeasureProximity()(packet).proximity.distance_px < 10  # each blob alone would look like danger
 
 
 def test_clinical_alerts_are_suppressed_after_a_stale_gap():

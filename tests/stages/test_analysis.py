@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.core.packet import FramePacket, Geometry, Segmentation
-from pipeline.stages.analyse.cpu import Analyse, closest_pair
+from pipeline.stages.analyse.cpu import MeasureProximity, closest_pair
 
 
 def test_gap_between_two_boxes_and_its_end_points():
@@ -56,7 +56,7 @@ def test_the_stage_finds_the_full_resolution_pair_through_the_model_grid(gap_cel
                                 geometry=Geometry((width, height), (0, 0, width, height), 1 / cell_px, (0, 0), (96, 54)))
     packet = FramePacket(0, "x", np.zeros((height, width, 3), np.uint8), 0, 0)
     packet.segmentation = segmentation
-    measured = Analyse()(packet).proximity
+    measured = MeasureProximity()(packet).proximity
     assert segmentation.grid_step == int(cell_px)
     assert measured == replace(closest_pair(class_map == 1, class_map == 2), tier="high")
 
@@ -84,4 +84,4 @@ def test_the_stage_matches_the_full_resolution_pair_on_random_scenes():
                                                       (cols, rows)))
         packet = FramePacket(0, "x", np.zeros((height, width, 3), np.uint8), 0, 0)
         packet.segmentation = segmentation
-        assert Analyse()(packet).proximity == replace(closest_pair(class_map == 1, class_map == 2), tier="high"), cell_px
+        assert MeasureProximity()(packet).proximity == replace(closest_pair(class_map == 1, class_map == 2), tier="high"), cell_px

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.core.evidence import OperatingPoint, OperatingPoints
 from pipeline.core.packet import DeviceBuffers, FramePacket
 from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import build_graph
@@ -26,6 +27,8 @@ FRAMES = [("phantom 1920x1080", PhantomScene(1920, 1080).render(5)[0]),
           ("phantom 720x720", PhantomScene(720, 720, seed=3).render(1)[0]),
           ("random 333x517", np.random.default_rng(0).integers(0, 256, (517, 333, 3), dtype=np.uint8)),
           ("random 1280x400", np.random.default_rng(1).integers(0, 256, (400, 1280, 3), dtype=np.uint8))]
+
+EVERY_VESSEL_HIGH = OperatingPoints(1.0, OperatingPoint(1e-12, 1.0, 0.0), OperatingPoint(1e-12, 1.0, 0.0), "test", 1, 1, 1.0)
 
 
 def _phantom_truths():
@@ -201,10 +204,10 @@ def test_device_mask_decoding_matches_the_cpu(untrained_models):
 def test_device_distance_and_mask_layer_match_their_cpu_twins():
     import cupy
 
-    from pipeline.stages.analyse.cuda import CudaAnalyse
+    from pipeline.stages.analyse.cuda import CudaMeasureProximity
     from pipeline.stages.overlay.cuda import CudaOverlay
 
-    analyse, overlay = CudaAnalyse(), CudaOverlay()
+    analyse, overlay = CudaMeasureProximity(), CudaOverlay()
     for class_map in CLASS_MAPS:
         packet = FramePacket.capture(np.random.default_rng(0).integers(0, 256, (*class_map.shape, 3), np.uint8),
                                      0, "x")
@@ -223,6 +226,7 @@ def test_whole_live_path_runs_on_the_device(untrained_models):
     from pipeline.stages.infer import load_model
 
     model = load_model(untrained_models["pt"], device="cuda", conf=0.002)
+    model.operating_points = EVERY_VESSEL_HIGH  # the class map as the model gave it
     stages = build_graph(model, PipelineConfig(), device="cuda")
     image, _ = PhantomScene(1280, 720, scenario="approach").render(30)
     packet = FramePacket.capture(image, 0, "phantom")

@@ -6,7 +6,7 @@ from pipeline.core.evidence import OperatingPoint, OperatingPoints
 from pipeline.core.packet import FramePacket, Geometry, Proximity, Segmentation
 from pipeline.stages.alerts.engine import AlertEngine
 from pipeline.stages.alerts.rules import Observation, VesselContact, VesselProximity
-from pipeline.stages.analyse.cpu import Analyse
+from pipeline.stages.analyse.cpu import MeasureProximity
 from pipeline.stages.evidence import VesselEvidence, vessel_probability
 
 SIZE = 64
@@ -70,7 +70,7 @@ def test_the_temporal_filter_suppresses_a_flicker_and_keeps_a_steady_vessel():
 
 def test_a_model_without_operating_points_draws_every_vessel_as_advisory_and_never_raises_high():
     engine = AlertEngine([VesselContact(k=1, n=1, min_on_s=0), VesselProximity(k=1, n=1, min_on_s=0)])
-    evidence, analyse = VesselEvidence(None), Analyse()
+    evidence, analyse = VesselEvidence(None), MeasureProximity()
     priorities = set()
     for frame_id in range(10):
         packet = analyse(evidence(_packet(True, frame_id, instrument_touching=True)))

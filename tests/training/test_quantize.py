@@ -18,7 +18,7 @@ from pipeline.training.quantize import float_output_layer, quantize_onnx
 def _class_maps(path, frames):
     """The model's class map of each phantom frame (its input's size), through the pipeline's preprocessing."""
     model = load_model(path)
-    preprocess = build_graph(model, PipelineConfig(imgsz=None))[0]
+    preprocess = build_graph(model, PipelineConfig(imgsz=None)).preprocess
     return [model.forward(preprocess(FramePacket.capture(image, i, "test")).tensor)[0][0]
             for i, image in enumerate(frames)]
 

@@ -2,7 +2,7 @@
 
     proximity = closest_pair(instrument_mask, vessel_mask)   # distance in source pixels
     proximity = closest_roles(segmentation)                   # the same from a class map, faster
-    packet = Analyse()(packet)                                # fills packet.proximity
+    packet = MeasureProximity()(packet)                                # fills packet.proximity
 """
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def tiered_proximity(segmentation: Segmentation, high: Proximity) -> Proximity:
     return high
 
 
-class Analyse:
+class MeasureProximity:
     """Stage: instrument-vessel proximity from ``packet.segmentation``'s class map (HIGH-tier vessels), else
     from its advisory vessel outlines."""
 
@@ -157,7 +157,7 @@ class Analyse:
         self.mm_per_px = mm_per_px
 
     def __call__(self, packet: FramePacket) -> FramePacket:
-        with timed(packet, "analysis"):
+        with timed(packet, "proximity"):
             packet.proximity = tiered_proximity(packet.segmentation, closest_roles(packet.segmentation))
             set_scale(packet.proximity, self.mm_per_px)
         return packet

@@ -6,7 +6,7 @@ thread per instrument boundary pixel scans the vessel boundary and keeps the sma
 ``squared distance << 32 | vessel index`` key, and one min-reduction picks the pair. Exact,
 like the CPU path's precise distance transform; only four integers cross to the host.
 
-    analyse = CudaAnalyse(mm_per_px)      # needs CuPy; reads packet.device.class_map
+    analyse = CudaMeasureProximity(mm_per_px)      # needs CuPy; reads packet.device.class_map
     packet = analyse(packet)
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ def boundary_pair(instrument, vessel, xp=np, nearest=nearest_keys) -> Proximity:
     return Proximity(max(math.sqrt(squared) - 1.0, 0.0), (int(a[1][i]), int(a[0][i])), (int(b[1][j]), int(b[0][j])))
 
 
-class CudaAnalyse:
+class CudaMeasureProximity:
     """Stage: instrument-vessel proximity from the device class map (``packet.device.class_map``)."""
 
     reads = ("segmentation", "device")
@@ -99,7 +99,7 @@ class CudaAnalyse:
 
     def __call__(self, packet: FramePacket) -> FramePacket:
         segmentation = packet.segmentation
-        with timed(packet, "analysis"):
+        with timed(packet, "proximity"):
             instrument, vessel = (self._role_table(segmentation, role)[packet.device.class_map]
                                   for role in ("instrument", "vessel"))
             packet.proximity = tiered_proximity(segmentation, boundary_pair(instrument, vessel, self.cupy,

@@ -16,7 +16,7 @@ from pipeline.stages.infer import ModelError
 
 
 class Decode:
-    """Stage base: checks the outputs are finite, times the work as ``masks``; subclasses decode."""
+    """Stage base: checks the outputs are finite, times the work as ``decode``; subclasses decode."""
 
     reads = ("outputs", "geometry")
     writes = ("segmentation",)
@@ -39,7 +39,7 @@ class Decode:
         return self
 
     def __call__(self, packet: FramePacket) -> FramePacket:
-        with timed(packet, "masks"):
+        with timed(packet, "decode"):
             outputs = self.outputs(packet)
             if not self.all_finite(outputs):
                 raise ModelError("model output contains NaN or infinity")
