@@ -22,6 +22,7 @@ from pipeline.training.pairs import DEFAULT_IMAGE_GLOB, DEFAULT_MASK_PATTERN
 
 
 def add_commands(commands) -> None:
+    """The model life-cycle commands: dataset, train, eval, validate, export, quantize, trust, audit."""
     dataset = commands.add_parser("dataset", help="make training datasets (written outside the repo)")
     dataset_kinds = dataset.add_subparsers(dest="kind", required=True, parser_class=Parser)
     convert = dataset_kinds.add_parser("convert", help="SRC/{train,val}/ labelled frames -> YOLO segmentation")
@@ -40,6 +41,14 @@ def add_commands(commands) -> None:
     phantom.add_argument("--out", required=True, help="dataset folder to write (outside the repo)")
     phantom.add_argument("--imgsz", type=positive_int, default=320, help="side of the stored images")
     phantom.set_defaults(handler=command_dataset)
+
+    _add_train(commands)
+    _add_evaluation(commands)
+    _add_export(commands)
+    _add_trust(commands)
+
+def _add_train(commands) -> None:
+    """The training command."""
     train = commands.add_parser("train", help="train a segmentation model (ultralytics)")
     train.add_argument("--data", required=True, help="data.yaml from `orsight dataset`")
     train.add_argument("--out", required=True, help="run folder (outside the repo)")
@@ -79,6 +88,10 @@ def add_commands(commands) -> None:
                        help="seed of the initialisation, the data order and the augmentations (runs of one "
                             "recipe with other seeds tell its spread)")
     train.set_defaults(handler=command_train)
+
+
+def _add_evaluation(commands) -> None:
+    """Eval and validate: figures on labelled frames, the vessel's operating points."""
     evaluation = commands.add_parser("eval", help="per-class IoU/Dice, mask mAP and speed on labelled frames")
     evaluation.add_argument("--data", required=True, help="folder of labelled frames (images/ and masks/ by default)")
     _add_pairing_options(evaluation)
@@ -104,6 +117,10 @@ def add_commands(commands) -> None:
     validation.add_argument("--json", default=None, help="write the report at the chosen points as JSON here")
     validation.add_argument("--plot", default=None, help="write the ROC and reliability plot (PNG) here")
     validation.set_defaults(handler=command_validate)
+
+
+def _add_export(commands) -> None:
+    """Export and quantize: the model files."""
     export = commands.add_parser("export", help=".pt -> ONNX (and TensorRT where present)")
     export.add_argument("--model", required=True, help="ultralytics .pt checkpoint")
     export.add_argument("--imgsz", type=input_size_arg, required=True, help="N (square) or WxH, e.g. 512x288")
@@ -120,6 +137,10 @@ def add_commands(commands) -> None:
     quantize.add_argument("--frames", type=positive_int, default=128, help="calibration frames, spread over the folders")
     quantize.add_argument("--out", required=True, help=".onnx file to write")
     quantize.set_defaults(handler=command_quantize)
+
+
+def _add_trust(commands) -> None:
+    """Trust and audit."""
     trust = commands.add_parser("trust", help="allow a .pt checkpoint you know the origin of to be loaded "
                                               "(a .pt runs code when loaded)")
     trust.add_argument("checkpoint", help=".pt file")

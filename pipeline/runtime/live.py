@@ -206,53 +206,17 @@ def _run_live(source: Source, graph: Graph, publisher: Publisher, options: LiveO
     slot = LatestSlot(newest_wins=source.live or options.realtime)
     stats = LiveStats(state="running")
     started = time.monotonic()
-    video_encoding = default_video_encoding(publisher.endpoint) if options.video_encoding == "auto" \
-        else options.video_encoding
-    mask_encoding = default_mask_encoding(publisher.endpoint)
-    width, height = source.frame_size
-    rings = {"video": (video_encoding, (height, width, 3)), "mask": (mask_encoding, (height, width))}
-    for topic, (encoding, shape) in rings.items():
-        if encoding == SHARED_ENCODING:  # made before the threads: the first frame and mask must not wait (~25 ms)
-            publisher.ring(topic, shape)
+    video_encoding, mask_encoding = _encodings(publisher, source, options)
     plan = getattr(graph.preprocess, "plan", None)
     plan = plan if isinstance(plan, GeometryPlan) else None
     governor = Governor(plan, options.stale_ms) if plan is not None and options.governor else None
     drawn, undrawn = list(graph), graph.undrawn()  # the second while nobody wants the overlay
 
     def capture() -> None:
-        next_due = time.monotonic()
-        try:  # whatever happens here, the slot is closed: the AI thread must never wait for ever
-            period = 1.0 / source.fps if options.realtime and not source.live else 0.0
-            while not stop.is_set() and (options.frames is None or stats.captured < options.frames):
-                if period:
-                    stop.wait(max(0.0, next_due - time.monotonic()))
-                    next_due += period
-                try:
-                    item = source.read()
-                except SourceLost as lost:
-                    _reconnect(source, publisher, stats, stop, options.reconnect_max_s, lost)
-                    continue
-                if item is None:
-                    break
-                packet = FramePacket.capture(item[0], stats.captured, source.name, truth=item[1])
-                publisher.send_image("video", packet.image, video_encoding, options.jpeg_quality,
-                                     frame_id=packet.frame_id, t_capture_ns=packet.t_capture_ns, fps=source.fps)
-                stats.last_capture_ns = time.monotonic_ns()
-                slot.put(packet)
-                stats.captured += 1
-        except SourceError as error:
-            stats.state, stats.last_error = "source_error", str(error)
-        finally:
-            slot.close()
+        _capture(source, publisher, slot, stats, stop, options, video_encoding)
 
     def analyse() -> None:
-        if ai_cpus is not None:
-            pin_this_thread(ai_cpus)
-            stats.ai_cpus = sorted(os.sched_getaffinity(0))
-        niceness = options.ai_niceness
-        if niceness is None:  # yield to the video path only where it shares CPUs with it
-            niceness = 0 if ai_cpus else AI_NICENESS
-        lower_priority(options.ai_priority, niceness)  # the video path preempts the AI, never the reverse
+        _take_ai_place(stats, options, ai_cpus)
         last_published_ns = None
         while (packet := slot.get()) is not None:
             packet.timings_ms["queue"] = (time.monotonic_ns() - packet.t_capture_mono_ns) / 1e6
@@ -277,19 +241,9 @@ def _run_live(source: Source, graph: Graph, publisher: Publisher, options: LiveO
     capture_done, ai_done = threading.Event(), threading.Event()
     for target, done, name in ((capture, capture_done, "orsight-capture"), (analyse, ai_done, "orsight-ai")):
         threading.Thread(target=_signalling(target, done), name=name, daemon=True).start()
-    rates = Rates(time.monotonic())
     try:
-        while not (capture_done.is_set() and ai_done.is_set()):
-            ai_done.wait(timeout=options.health_tick_s)
-            fps_ai = rates.tick(stats, options.heartbeat_s)
-            events = health.observe(stats, fps_ai)
-            for event in events:
-                publisher.send("alert", dataclasses.asdict(event))
-            stats.alerts_raised += sum(event.state == "raised" for event in events)
-            if fps_ai is not None or events:
-                publisher.send("status", {**_status_fields(stats, slot, source, rates, health.engine.active),
-                                          "operating_point": _operating_point(governor, plan, rates),
-                                          **options.identity})
+        _watch_health(health, stats, slot, source, publisher, options, (capture_done, ai_done),
+                      lambda rates: _operating_point(governor, plan, rates))
     except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM, SIGHUP: a clean stop, then the final status
         stats.state = "stopped"
         stats.last_error = stats.last_error or f"stopped by {interrupt.args[0] if interrupt.args else 'SIGINT'}"
@@ -298,13 +252,80 @@ def _run_live(source: Source, graph: Graph, publisher: Publisher, options: LiveO
             done.wait(timeout=JOIN_S)
     if stats.state == "running":
         stats.state = "ended"
-    summary = {**_summary(stats, slot, source, time.monotonic() - started),
-               "operating_point": _operating_point(governor, plan, None),
-               "ai_cpus": stats.ai_cpus}
     publisher.send("status", {**_status_fields(stats, slot, source, Rates(0.0), []), **options.identity,
-                              "state": stats.state,
-                              "final": True})
-    return summary
+                              "state": stats.state, "final": True})
+    return {**_summary(stats, slot, source, time.monotonic() - started),
+            "operating_point": _operating_point(governor, plan, None), "ai_cpus": stats.ai_cpus}
+
+
+def _encodings(publisher: Publisher, source: Source, options: LiveOptions) -> tuple[str, str]:
+    """(video, mask) encodings for this publisher; their shared-memory rings made before the threads start (the
+    first frame and mask must not wait ~25 ms for them)."""
+    video_encoding = default_video_encoding(publisher.endpoint) if options.video_encoding == "auto" \
+        else options.video_encoding
+    mask_encoding = default_mask_encoding(publisher.endpoint)
+    width, height = source.frame_size
+    rings = {"video": (video_encoding, (height, width, 3)), "mask": (mask_encoding, (height, width))}
+    for topic, (encoding, shape) in rings.items():
+        if encoding == SHARED_ENCODING:
+            publisher.ring(topic, shape)
+    return video_encoding, mask_encoding
+
+
+def _capture(source: Source, publisher: Publisher, slot: LatestSlot, stats: LiveStats, stop: threading.Event,
+             options: LiveOptions, video_encoding: str) -> None:
+    """The capture thread: each frame published at once on ``video``, then offered to the AI through ``slot``."""
+    next_due = time.monotonic()
+    try:  # whatever happens here, the slot is closed: the AI thread must never wait for ever
+        period = 1.0 / source.fps if options.realtime and not source.live else 0.0
+        while not stop.is_set() and (options.frames is None or stats.captured < options.frames):
+            if period:
+                stop.wait(max(0.0, next_due - time.monotonic()))
+                next_due += period
+            try:
+                item = source.read()
+            except SourceLost as lost:
+                _reconnect(source, publisher, stats, stop, options.reconnect_max_s, lost)
+                continue
+            if item is None:
+                break
+            packet = FramePacket.capture(item[0], stats.captured, source.name, truth=item[1])
+            publisher.send_image("video", packet.image, video_encoding, options.jpeg_quality,
+                                 frame_id=packet.frame_id, t_capture_ns=packet.t_capture_ns, fps=source.fps)
+            stats.last_capture_ns = time.monotonic_ns()
+            slot.put(packet)
+            stats.captured += 1
+    except SourceError as error:
+        stats.state, stats.last_error = "source_error", str(error)
+    finally:
+        slot.close()
+
+
+def _take_ai_place(stats: LiveStats, options: LiveOptions, ai_cpus: set[int] | None) -> None:
+    """The AI thread on its own CPU when it has one, and below the video path in priority."""
+    if ai_cpus is not None:
+        pin_this_thread(ai_cpus)
+        stats.ai_cpus = sorted(os.sched_getaffinity(0))
+    niceness = options.ai_niceness
+    if niceness is None:  # yield to the video path only where it shares CPUs with it
+        niceness = 0 if ai_cpus else AI_NICENESS
+    lower_priority(options.ai_priority, niceness)  # the video path preempts the AI, never the reverse
+
+
+def _watch_health(health: HealthMonitor, stats: LiveStats, slot: LatestSlot, source: Source, publisher: Publisher,
+                  options: LiveOptions, done: tuple[threading.Event, threading.Event], operating_point) -> None:
+    """The main thread while the capture and AI threads run: health rules every tick, ``status`` heartbeats."""
+    rates = Rates(time.monotonic())
+    while not all(event.is_set() for event in done):
+        done[1].wait(timeout=options.health_tick_s)
+        fps_ai = rates.tick(stats, options.heartbeat_s)
+        events = health.observe(stats, fps_ai)
+        for event in events:
+            publisher.send("alert", dataclasses.asdict(event))
+        stats.alerts_raised += sum(event.state == "raised" for event in events)
+        if fps_ai is not None or events:
+            publisher.send("status", {**_status_fields(stats, slot, source, rates, health.engine.active),
+                                      "operating_point": operating_point(rates), **options.identity})
 
 
 def _signalling(target, done: threading.Event):

@@ -18,13 +18,12 @@ pass decodes the video once more. The records, and so every output, are identica
 """
 from __future__ import annotations
 
-import itertools
 import json
 import queue
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -32,13 +31,13 @@ import numpy as np
 
 from calibration.camera import CameraModel
 from pipeline.core.evidence import UNVALIDATED
-from pipeline.core.packet import FramePacket, Proximity
+from pipeline.core.packet import FramePacket
 from pipeline.core.signals import block_stop_signals
 from pipeline.core.trust import sha256
-from pipeline.display.recorder import Recorder
 from pipeline.runtime.config import PipelineConfig
-from pipeline.runtime.graph import build_graph, finishing_stages
-from pipeline.runtime.records import frame_record, segmentation_from_record, thumbnail
+from pipeline.runtime.finaliser import Finaliser
+from pipeline.runtime.graph import build_graph
+from pipeline.runtime.records import frame_record
 from pipeline.runtime.video import (
     ReplayError,
     VideoInfo,
@@ -50,7 +49,6 @@ from pipeline.runtime.video import (
 )
 from pipeline.stages.alerts.rules import CLINICAL_RULES
 from pipeline.stages.infer import default_model, load_model
-from pipeline.stages.undistort import Undistort
 
 
 @dataclass
@@ -127,61 +125,6 @@ def analyse_chunk(info: VideoInfo, start: int, stop: int, model_path, options: R
     first = max(0, start - EVIDENCE_WARMUP)
     return [record for _, record in analyser.run(read_frames(info.path, first, stop), info.fps, info.path)
             if record["frame"] >= start]
-
-
-# ---- phase 2: finalise ------------------------------------------------------------------
-class Finaliser:
-    """Phase 2 for one video: alerts in frame order, overlays from the records, outputs written."""
-
-    def __init__(self, work: Path, info: VideoInfo, names, roles, options: ReplayOptions, overlapped: bool = True):
-        self.work, self.info, self.names, self.roles = work, info, names, roles
-        camera = options.camera
-        self.undistort = Undistort(camera) if camera else None  # the records' pixels are the undistorted picture's
-        # the graph's finishing segment, on the host: every frame is analysed (nothing goes stale), alert ids
-        # count from 1 in each video
-        self.finish = finishing_stages(options.config, camera, alert_ids=itertools.count(1), stale_ms=float("inf"))
-        self.recorder = Recorder(work / "annotated.mp4", info.fps, live=False)  # H.264, frame times as the source
-        self.frames_file = open(work / "frames.jsonl", "w")
-        self.alerts_file = open(work / "alerts.jsonl", "w")
-        self.timeline: list[dict] = []
-        self.overlapped = overlapped  # False: the records came from chunks analysed elsewhere
-        self.series = {"t_s": [], "instrument": [], "vessel": [], "distance_px": []}
-        self.thumbnails: dict[str, tuple[float, bytes]] = {}  # caption -> (video time, JPEG) for the report
-        self.closest = float("inf")
-        self.advisory_frames = 0  # frames with a "possible vessel" (advisory tier) outline
-
-    def add(self, image: np.ndarray, record: dict) -> None:
-        packet = FramePacket(record["frame"], self.info.path, image, int(record["t_s"] * 1e9), 0)
-        if self.undistort is not None:
-            packet = self.undistort(packet)
-        packet.segmentation = segmentation_from_record(record, self.info.size, self.names, self.roles)
-        packet.proximity = Proximity.from_dict(record)
-        for stage in self.finish:
-            packet = stage(packet)
-        self.recorder.write(packet.overlay, packet.t_capture_ns)
-        self.frames_file.write(json.dumps(record, separators=(",", ":")) + "\n")
-        for event in packet.alerts:
-            line = {**asdict(event), "t_s": round(event.t_capture_ns / 1e9, 6)}
-            self.alerts_file.write(json.dumps(line, separators=(",", ":")) + "\n")
-            self.timeline.append(line)
-            if event.state == "raised":
-                self.thumbnails[f"alert {event.alert_id}: {event.rule} ({event.priority})"] = \
-                    (record["t_s"], thumbnail(packet.overlay))
-        self.advisory_frames += bool(record.get("advisory"))
-        if record["distance_px"] is not None and record["distance_px"] < self.closest:
-            self.closest = record["distance_px"]
-            self.thumbnails["closest approach"] = (record["t_s"], thumbnail(packet.overlay))
-        area = {role: sum(i["area"] for i in record["instances"] if self.roles[i["class_id"]] == role)
-                for role in ("instrument", "vessel")}
-        self.series["t_s"].append(record["t_s"])
-        self.series["instrument"].append(area["instrument"] / (self.info.size[0] * self.info.size[1]))
-        self.series["vessel"].append(area["vessel"] / (self.info.size[0] * self.info.size[1]))
-        self.series["distance_px"].append(record["distance_px"])
-
-    def close(self) -> None:
-        self.recorder.close()
-        self.frames_file.close()
-        self.alerts_file.close()
 
 
 # ---- one video, start to end ------------------------------------------------------------
@@ -308,7 +251,7 @@ def replay_video(path: str | Path, out: str | Path, model_path=None, options: Re
     work.mkdir(parents=True)
     analyser = ReplayWorker(model_path, options, info.fov) if records is None else None
     names, roles, vessel_alerts = _model_facts(analyser, model_path, options)
-    finaliser = Finaliser(work, info, names, roles, options, overlapped=records is None)
+    finaliser = Finaliser(work, info, names, roles, options.config, options.camera, overlapped=records is None)
     started = time.perf_counter()
     with tqdm(total=info.frame_count or None, unit="frame", desc=Path(path).name, disable=not options.progress,
               leave=False) as bar:

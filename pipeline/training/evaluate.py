@@ -74,6 +74,77 @@ def pixel_samples(segmentation, truth: np.ndarray, step: int = 2) -> tuple[np.nd
     return logits[valid], values[valid]
 
 
+def labelled_frame(path: Path, mask_path: Path, mapping: dict[int, int], ignore: tuple[int, ...],
+                   colours: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """(BGR picture, class values with ``IGNORE``) of one labelled frame; ValueError naming the file at fault."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    raw = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+    if image is None or raw is None:
+        raise ValueError(f"cannot read {path if image is None else mask_path}")
+    truth = remap_mask(class_values(raw, mask_path, colours), mapping, ignore)
+    if truth.shape != image.shape[:2]:
+        raise ValueError(f"{mask_path} is {truth.shape[1]}x{truth.shape[0]}, its image "
+                         f"{image.shape[1]}x{image.shape[0]}")
+    return image, truth
+
+
+class PixelScores:
+    """Per class, over the frames added: pixel IoU, Dice, precision and recall, per-frame IoU, and the frames
+    with the class detected / without it falsely painted.
+
+    Detection rate: of the frames where the class is present, those where the prediction overlaps it.
+    False-alarm rate: of the frames where it is absent, those where it is painted anyway (``MIN_ALARM_PX``
+    pixels or more). That is what an alert feels, more than IoU.
+    """
+
+    def __init__(self, classes: int):
+        self.classes = classes
+        self.inter, self.union, self.painted, self.true = (np.zeros(classes) for _ in range(4))
+        self.frame_iou: list[list[float]] = [[] for _ in range(classes)]
+        self.present, self.detected, self.absent, self.false_alarms = (np.zeros(classes, int) for _ in range(4))
+
+    def add(self, class_map: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> None:
+        for c in range(self.classes):
+            p, t = (class_map == c + 1) & valid, (truth == c + 1) & valid
+            i, u = np.logical_and(p, t).sum(), np.logical_or(p, t).sum()
+            self.inter[c] += i
+            self.union[c] += u
+            self.painted[c] += p.sum()
+            self.true[c] += t.sum()
+            if u:
+                self.frame_iou[c].append(i / u)
+            if t.any():
+                self.present[c] += 1
+                self.detected[c] += bool(i)
+            else:
+                self.absent[c] += 1
+                self.false_alarms[c] += int(p.sum()) >= MIN_ALARM_PX
+
+    def report(self, c: int) -> dict:
+        inter, union, painted, true = self.inter[c], self.union[c], self.painted[c], self.true[c]
+        return {"iou": float(inter / union) if union else None,
+                "dice": float(2 * inter / (painted + true)) if painted + true else None,
+                "precision": float(inter / painted) if painted else None,  # of the pixels painted
+                "recall": float(inter / true) if true else None,  # of the true pixels
+                "frame_mean_iou": float(np.mean(self.frame_iou[c])) if self.frame_iou[c] else None,
+                "frames_scored": len(self.frame_iou[c]),  # frames where the class is in the truth or the prediction
+                "detection_rate": float(self.detected[c] / self.present[c]) if self.present[c] else None,
+                "frames_present": int(self.present[c]),
+                "false_alarm_rate": float(self.false_alarms[c] / self.absent[c]) if self.absent[c] else None,
+                "frames_absent": int(self.absent[c])}
+
+
+def _mask_map(tps: list, confs: list, pred_classes: list, target_classes: list) -> dict:
+    """Mask mAP50-95 and mAP50 over the instances matched frame by frame (ultralytics' AP)."""
+    from ultralytics.utils.metrics import ap_per_class
+
+    tp, conf = np.concatenate(tps), np.concatenate(confs)
+    ap = ap_per_class(tp, conf, np.concatenate(pred_classes), np.concatenate(target_classes))[5] \
+        if len(tp) else np.zeros((0, 10))
+    return {"mask_map50_95": float(ap.mean()) if ap.size else 0.0, "mask_map50": float(ap[:, 0].mean()) if ap.size
+            else 0.0}
+
+
 def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
              ignore: tuple[int, ...] = ENDOSCAPES_IGNORE, colours: dict | None = None,
              image_glob: str = DEFAULT_IMAGE_GLOB, mask_pattern: str = DEFAULT_MASK_PATTERN,
@@ -83,38 +154,22 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
     holds the images (``image_glob``) and their masks (``mask_pattern``: see ``pairs``);
     ``transform(image, index) -> image`` alters each picture first (the masks stay as they are).
 
-    Detection rate: of the frames where the class is present, those where the prediction
-    overlaps it. False-alarm rate: of the frames where it is absent, those where it is predicted
-    anyway (``MIN_ALARM_PX`` pixels or more). That is what an alert feels, more than IoU.
-
-    The vessel class also gets its frame-level evidence (``pipeline.stages.evidence``) judged as a
-    detector of "a vessel is visible": ROC AUC, the sweep of thresholds, the rates at the model's own
-    operating points (``high_detected`` ... ``advisory_false_alarm``) and the pixel calibration (ECE).
-    ``samples``: a list that gets each frame's ``pixel_samples`` (for ``orsight validate``).
+    Detection and false-alarm rates: ``PixelScores``. The vessel class also gets its frame evidence
+    (``pipeline.stages.evidence``) judged as a detector of "a vessel is visible": ROC AUC, the sweep, the rates
+    at the model's own operating points (``high_detected`` ... ``advisory_false_alarm``) and the pixel
+    calibration (ECE). ``samples``: a list that gets each frame's ``pixel_samples`` (for ``orsight validate``).
     """
-    from ultralytics.utils.metrics import ap_per_class
-
-
     folder = Path(folder)
     mapping = ENDOSCAPES_MAPPING if mapping is None else mapping
     pairs = image_mask_pairs(folder, image_glob, mask_pattern)
     classes = len(model.names)
     analyzer = Analyzer(model)  # the Python API, so the live graph itself
-    inter, union, pred_sum, true_sum = (np.zeros(classes) for _ in range(4))
-    frame_iou = [[] for _ in range(classes)]
-    present, detected, absent, false_alarms = (np.zeros(classes, int) for _ in range(4))
+    scores = PixelScores(classes)
     tps, confs, pred_classes, target_classes, infer_ms = [], [], [], [], []
     vessel_values = [c + 1 for c, role in enumerate(model.roles) if role == "vessel"]
     evidence, vessel_present, frame_samples = [], [], []
     for index, (path, mask_path) in enumerate(pairs):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        raw = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
-        if image is None or raw is None:
-            raise ValueError(f"cannot read {path if image is None else mask_path}")
-        truth = remap_mask(class_values(raw, mask_path, colours), mapping, ignore)
-        if truth.shape != image.shape[:2]:
-            raise ValueError(f"{mask_path} is {truth.shape[1]}x{truth.shape[0]}, its image "
-                             f"{image.shape[1]}x{image.shape[0]}")
+        image, truth = labelled_frame(path, mask_path, mapping, ignore, colours)
         if transform is not None:
             image = transform(image, index)
         packet = analyzer.analyse(image, new_scene=True).packet  # every frame is a different recording
@@ -126,53 +181,25 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
         found = pixel_samples(segmentation, truth)
         if found is not None:
             frame_samples.append(found)
-        painted = segmentation.model_class_map if segmentation.model_class_map is not None else segmentation.class_map
-        for c in range(classes):
-            p, t = (painted == c + 1) & valid, (truth == c + 1) & valid
-            i, u = np.logical_and(p, t).sum(), np.logical_or(p, t).sum()
-            inter[c] += i
-            union[c] += u
-            pred_sum[c] += p.sum()
-            true_sum[c] += t.sum()
-            if u:
-                frame_iou[c].append(i / u)
-            if t.any():
-                present[c] += 1
-                detected[c] += bool(i)
-            else:
-                absent[c] += 1
-                false_alarms[c] += int(p.sum()) >= MIN_ALARM_PX
+        scores.add(segmentation.model_class_map if segmentation.model_class_map is not None
+                   else segmentation.class_map, truth, valid)
         true_masks, true_cls = _instances(np.where(valid, truth, 0), classes)
         masks = segmentation.masks & valid
         tps.append(_match(masks, segmentation.class_ids, true_masks, true_cls))
         confs.append(segmentation.scores)
         pred_classes.append(segmentation.class_ids)
         target_classes.append(true_cls)
-    tp, conf = np.concatenate(tps), np.concatenate(confs)
-    ap = ap_per_class(tp, conf, np.concatenate(pred_classes), np.concatenate(target_classes))[5] \
-        if len(tp) else np.zeros((0, 10))
     report = {"frames": len(pairs), "model": model.description, "input_size": list(input_dims(model.input_size)),
               "input_fitted": not model.fixed_input,
               "classes": {}}
     for c, name in enumerate(model.names):
-        report["classes"][name] = {
-            "iou": float(inter[c] / union[c]) if union[c] else None,
-            "dice": float(2 * inter[c] / (pred_sum[c] + true_sum[c])) if pred_sum[c] + true_sum[c] else None,
-            "precision": float(inter[c] / pred_sum[c]) if pred_sum[c] else None,  # of the pixels painted
-            "recall": float(inter[c] / true_sum[c]) if true_sum[c] else None,  # of the true pixels
-            "frame_mean_iou": float(np.mean(frame_iou[c])) if frame_iou[c] else None,
-            "frames_scored": len(frame_iou[c]),  # frames where the class is in the truth or the prediction
-            "detection_rate": float(detected[c] / present[c]) if present[c] else None,
-            "frames_present": int(present[c]),
-            "false_alarm_rate": float(false_alarms[c] / absent[c]) if absent[c] else None,
-            "frames_absent": int(absent[c])}
+        report["classes"][name] = scores.report(c)
     if vessel_values:
         report["classes"][model.names[vessel_values[0] - 1]].update(
             vessel_report(np.array(evidence), np.array(vessel_present), frame_samples, vessel_values,
                           model.operating_points))
     if samples is not None:
         samples.extend(frame_samples)
-    report["mask_map50_95"] = float(ap.mean()) if ap.size else 0.0
-    report["mask_map50"] = float(ap[:, 0].mean()) if ap.size else 0.0
+    report.update(_mask_map(tps, confs, pred_classes, target_classes))
     report["ms_per_frame"] = float(np.median(infer_ms))
     return report

@@ -36,19 +36,14 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     noise at this strength (``photometric``; 0: none, 1: the ranges documented there). ``weight_decay``:
     AdamW's decoupled weight decay on the weights, not biases or batch norm (default: ultralytics' 5e-4).
 
-    Semantic models learn with orsight's thin-class loss (``tversky``: the weights of painted-
-    wrongly and missed pixels, 0.5/0.5 = per-class Dice; ``focal``: the focal cross-entropy's gamma,
-    0 = plain cross-entropy; ``boundary``: the weight of the distance-weighted boundary term, 0 = none;
-    see ``thin_class``); they and the
-    pretrained instance models (``effnetliteN-seg``, ultralytics' own loss) without mosaic (its
-    shrink erases thin structures), AdamW at 1e-3 on a cosine schedule, a step per batch.
+    Semantic models learn with orsight's thin-class loss (``tversky``: the weights of painted-wrongly and missed
+    pixels, 0.5/0.5 = per-class Dice; ``focal``: the focal cross-entropy's gamma, 0 = plain cross-entropy;
+    ``boundary``: the distance-weighted boundary term's weight, 0 = none; see ``thin_class``); the recipe: ``_recipe``.
     """
     from pipeline.core.trust import require_trusted
     from pipeline.core.yolo import YOLO
     from pipeline.training.averaging import average_last_epochs
     from pipeline.training.build import model_from_yaml
-    from pipeline.training.efficientnet import EfficientNetLite
-    from pipeline.training.thin_class import thin_class_trainer
 
     out = Path(out).resolve()
     last = out / "weights" / "last.pt"
@@ -60,6 +55,60 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
         resumed.add_callback("on_pretrain_routine_start", _train_on_every_core)
         resumed.train(resume=True, trainer=_recorded_trainer(out) if resumed.task == "semantic" else None)
         return _trusted_outputs(out)
+    _check_settings(lr, focal, boundary, average, degrees, photometric, weight_decay, init)
+    model = model_from_yaml(arch, names=names, seed=seed)
+    if model.task == "semantic" and "masks_dir" not in yaml.safe_load(Path(data).read_text()):
+        raise ValueError(f"{arch} is a semantic model: train it on the semantic.yaml beside {Path(data).name}")
+    if init is not None:
+        model.load(str(init))  # every layer whose name and shape match (all of them for the same arch)
+    batch = batch or (16 if device == "cpu" else 64)
+    recipe = _recipe(model, arch, out, batch, lr, weight_decay, tversky, focal, boundary, photometric)
+    model.add_callback("on_pretrain_routine_start", _train_on_every_core)
+    if average:
+        average_last_epochs(model, average)
+    model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch,
+                workers=2 if device == "cpu" else 8, device=device, seed=seed, deterministic=True,
+                project=str(out.parent), name=out.name, exist_ok=True, plots=False, amp=device != "cpu",
+                close_mosaic=max(1, epochs // 10), patience=max(20, epochs // 3), cls_pw=class_weight_power,
+                degrees=degrees,
+                **recipe, **({"time": hours} if hours else {}))
+    return _trusted_outputs(out)
+
+
+def _recipe(model, arch: str, out: Path, batch: int, lr, weight_decay, tversky, focal, boundary,
+            photometric) -> dict:
+    """ultralytics' settings of orsight's recipe for ``model`` (and a semantic model's loss, recorded in ``out``).
+
+    nbs = batch: one optimiser step per batch (ultralytics' default accumulates to 64 images: on 343 frames with
+    batch 8 that is 5 steps an epoch, and the pretrained model barely moves); no warm-up learning rate of 0.1 for
+    biases (with Adam it wipes out the pretrained batch-norm shifts). Semantic models and the instance ones on the
+    pretrained backbone (effnetliteN-seg); the thin-class loss for semantic ones.
+    """
+    from pipeline.training.efficientnet import EfficientNetLite
+    from pipeline.training.thin_class import thin_class_trainer
+
+    pretrained = any(isinstance(layer, EfficientNetLite) for layer in model.model.model)
+    recipe = ({"mosaic": 0.0, "scale": 0.25, "optimizer": "AdamW", "lr0": 1e-3, "cos_lr": True, "warmup_epochs": 1,
+               "warmup_bias_lr": 0.0, "nbs": batch} if model.task == "semantic" or pretrained else {})
+    if lr is not None:
+        recipe["lr0"] = lr
+    if weight_decay is not None:
+        recipe["weight_decay"] = weight_decay
+    if model.task == "semantic":
+        trainer_args = {"alpha": tversky[0], "beta": tversky[1], "gamma": focal, "boundary": boundary,
+                        "photometric": photometric}  # thin_class_trainer's: the loss and the jitter
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RECIPE_FILE).write_text(yaml.safe_dump(trainer_args))  # what --resume needs beside ultralytics' args
+        recipe["trainer"] = thin_class_trainer(**trainer_args)
+    elif photometric:
+        raise ValueError(f"--photometric is for semantic models, not {arch}")
+    return recipe
+
+
+def _check_settings(lr, focal, boundary, average, degrees, photometric, weight_decay, init) -> None:
+    """Each setting in its range (ValueError), and the checkpoint to start from there and trusted."""
+    from pipeline.core.trust import require_trusted
+
     if lr is not None and not lr > 0:
         raise ValueError(f"the learning rate must be positive, not {lr}")
     if not focal >= 0:
@@ -78,41 +127,6 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
         raise FileNotFoundError(f"no such checkpoint to start from: {init}")
     if init is not None:
         require_trusted(init)
-    model = model_from_yaml(arch, names=names, seed=seed)
-    if model.task == "semantic" and "masks_dir" not in yaml.safe_load(Path(data).read_text()):
-        raise ValueError(f"{arch} is a semantic model: train it on the semantic.yaml beside {Path(data).name}")
-    if init is not None:
-        model.load(str(init))  # every layer whose name and shape match (all of them for the same arch)
-    batch = batch or (16 if device == "cpu" else 64)
-    # nbs = batch: one optimiser step per batch (ultralytics' default accumulates to 64 images: on 343
-    # frames with batch 8 that is 5 steps an epoch, and the pretrained model barely moves); no warm-up
-    # learning rate of 0.1 for biases (with Adam it wipes out the pretrained batch-norm shifts). Semantic
-    # models and the instance ones on the pretrained backbone (effnetliteN-seg); the thin-class loss for semantic ones.
-    pretrained = any(isinstance(layer, EfficientNetLite) for layer in model.model.model)
-    recipe = ({"mosaic": 0.0, "scale": 0.25, "optimizer": "AdamW", "lr0": 1e-3, "cos_lr": True, "warmup_epochs": 1,
-               "warmup_bias_lr": 0.0, "nbs": batch} if model.task == "semantic" or pretrained else {})
-    if lr is not None:
-        recipe["lr0"] = lr
-    if weight_decay is not None:
-        recipe["weight_decay"] = weight_decay
-    if model.task == "semantic":
-        trainer_args = {"alpha": tversky[0], "beta": tversky[1], "gamma": focal, "boundary": boundary,
-                        "photometric": photometric}  # thin_class_trainer's: the loss and the jitter
-        out.mkdir(parents=True, exist_ok=True)
-        (out / RECIPE_FILE).write_text(yaml.safe_dump(trainer_args))  # what --resume needs beside ultralytics' args
-        recipe["trainer"] = thin_class_trainer(**trainer_args)
-    elif photometric:
-        raise ValueError(f"--photometric is for semantic models, not {arch}")
-    model.add_callback("on_pretrain_routine_start", _train_on_every_core)
-    if average:
-        average_last_epochs(model, average)
-    model.train(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch,
-                workers=2 if device == "cpu" else 8, device=device, seed=seed, deterministic=True,
-                project=str(out.parent), name=out.name, exist_ok=True, plots=False, amp=device != "cpu",
-                close_mosaic=max(1, epochs // 10), patience=max(20, epochs // 3), cls_pw=class_weight_power,
-                degrees=degrees,
-                **recipe, **({"time": hours} if hours else {}))
-    return _trusted_outputs(out)
 
 
 def _recorded_trainer(out: Path):
