@@ -40,21 +40,12 @@ def train(data: str | Path, out: str | Path, arch: str = "yolo26n-seg", imgsz: i
     pixels, 0.5/0.5 = per-class Dice; ``focal``: the focal cross-entropy's gamma, 0 = plain cross-entropy;
     ``boundary``: the distance-weighted boundary term's weight, 0 = none; see ``thin_class``); the recipe: ``_recipe``.
     """
-    from pipeline.core.trust import require_trusted
-    from pipeline.core.yolo import YOLO
     from pipeline.training.averaging import average_last_epochs
     from pipeline.training.build import model_from_yaml
 
     out = Path(out).resolve()
-    last = out / "weights" / "last.pt"
     if resume:
-        if not last.is_file():
-            raise FileNotFoundError(f"nothing to resume: {last} does not exist")
-        require_trusted(last)
-        resumed = YOLO(str(last))
-        resumed.add_callback("on_pretrain_routine_start", _train_on_every_core)
-        resumed.train(resume=True, trainer=_recorded_trainer(out) if resumed.task == "semantic" else None)
-        return _trusted_outputs(out)
+        return _resume(out)
     _check_settings(lr, focal, boundary, average, degrees, photometric, weight_decay, init)
     model = model_from_yaml(arch, names=names, seed=seed)
     if model.task == "semantic" and "masks_dir" not in yaml.safe_load(Path(data).read_text()):
@@ -128,6 +119,20 @@ def _check_settings(lr, focal, boundary, average, degrees, photometric, weight_d
     if init is not None:
         require_trusted(init)
 
+
+def _resume(out: Path) -> Path:
+    """Go on with the run in ``out`` from its last checkpoint, with the loss and jitter it started with."""
+    from pipeline.core.trust import require_trusted
+    from pipeline.core.yolo import YOLO
+
+    last = out / "weights" / "last.pt"
+    if not last.is_file():
+        raise FileNotFoundError(f"nothing to resume: {last} does not exist")
+    require_trusted(last)
+    resumed = YOLO(str(last))
+    resumed.add_callback("on_pretrain_routine_start", _train_on_every_core)
+    resumed.train(resume=True, trainer=_recorded_trainer(out) if resumed.task == "semantic" else None)
+    return _trusted_outputs(out)
 
 def _recorded_trainer(out: Path):
     """The thin-class trainer a semantic run in ``out`` was started with (ultralytics' checkpoint keeps its own
