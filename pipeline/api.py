@@ -77,7 +77,7 @@ class Result:
                            **self.proximity.to_dict(),
                            "advisory": [region.to_dict() for region in segmentation.advisory],
                            "vessel_evidence": segmentation.vessel_evidence,
-                           "alerts": [dataclasses.asdict(a) for a in self.alerts],
+                           "alerts": [a.to_dict() for a in self.alerts],
                            "timings_ms": {k: round(v, 3) for k, v in self.packet.timings_ms.items()}})
 
 

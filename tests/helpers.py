@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +21,12 @@ from pipeline.transport.zeromq import Publisher
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "endoscapes"  # real frames, never committed
 PINHOLE = CameraModel("pinhole", np.array([[600.0, 0, 322], [0, 605, 236], [0, 0, 1]]),
                       np.array([-0.25, 0.08, 0.001, -0.001, 0.0]), (640, 480))
+
+
+def orsight(*args, timeout: float = 240, **options) -> subprocess.CompletedProcess:
+    """The command line as a user runs it, in a process of its own: ``orsight ARGS...`` (text output captured)."""
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, **options)
 
 
 def can_split_cpus() -> bool:

@@ -8,7 +8,7 @@ A stage is any callable ``packet -> packet``; it reads the fields it needs and f
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -202,6 +202,19 @@ class AlertEvent:
     t_end_ns: int | None = None  # set on the ``cleared`` event
     distance_mm: float | None = None
     tier: str | None = None  # clinical alerts: the vessel evidence tier behind it (high, advisory)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the wire's alert, the audit log's line, the API's and the replay's records."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AlertEvent:
+        """From the wire (fields this version does not know are left out)."""
+        known = {key: value for key, value in values.items() if key in ALERT_FIELDS}
+        return cls(**{**known, "location": tuple(known["location"]) if known.get("location") else None})
+
+
+ALERT_FIELDS = frozenset(f.name for f in fields(AlertEvent))
 
 
 def to_host(array: np.ndarray | cupy.ndarray) -> np.ndarray:

@@ -43,7 +43,6 @@ NO_SIGNAL_MS = 500.0  # no video for this long: the picture is replaced by NO SI
 REFRESH_S = 0.1  # how often the NO SIGNAL screen is redrawn (and the loop looks at the clock)
 NO_SIGNAL_SIZE = (720, 1280)  # (height, width) of the NO SIGNAL screen before any frame came
 WINDOW = "orsight"
-ALERT_FIELDS = {f.name for f in dataclasses.fields(AlertEvent)}
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -61,10 +60,8 @@ def _stale_alert(video: Message) -> AlertEvent:
 
 
 def _alerts_from(header: dict) -> list[AlertEvent]:
-    """The header's active alerts (fields this version does not know are left out)."""
-    return [AlertEvent(**{**{k: v for k, v in a.items() if k in ALERT_FIELDS},
-                          "location": tuple(a["location"]) if a["location"] else None})
-            for a in header.get("active_alerts", [])]
+    """The header's active alerts."""
+    return [AlertEvent.from_dict(a) for a in header.get("active_alerts", [])]
 
 
 def video_size(video: Message | None) -> tuple[int, int]:

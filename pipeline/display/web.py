@@ -10,7 +10,6 @@ alerts with their priorities, AI fps and delay; ``/snapshot.jpg`` is the newest 
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -83,7 +82,7 @@ class WebState:
             self.state = json.dumps({"picture": self.pictures, "signal": signal, "fps_ai": status.get("fps_ai"),
                                      "annotation_delay_ms": round(sum(delays) / len(delays), 1) if delays else None,
                                      "vessel_alerts": status.get("vessel_alerts"),
-                                     "alerts": [dataclasses.asdict(a) for a in alerts if a.rule != "no_signal"]}
+                                     "alerts": [a.to_dict() for a in alerts if a.rule != "no_signal"]}
                                     ).encode()
 
     def snapshot(self) -> bytes:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +54,7 @@ class Finaliser:
         self.recorder.write(packet.overlay, packet.t_capture_ns)
         self.frames_file.write(json.dumps(record, separators=(",", ":")) + "\n")
         for event in packet.alerts:
-            line = {**asdict(event), "t_s": round(event.t_capture_ns / 1e9, 6)}
+            line = {**event.to_dict(), "t_s": round(event.t_capture_ns / 1e9, 6)}
             self.alerts_file.write(json.dumps(line, separators=(",", ":")) + "\n")
             self.timeline.append(line)
             if event.state == "raised":

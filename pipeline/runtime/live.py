@@ -20,7 +20,6 @@ class map goes out.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import threading
@@ -137,13 +136,13 @@ def _publish_results(publisher: Publisher, packet: FramePacket, options: LiveOpt
     common = {"frame_id": packet.frame_id, "t_capture_ns": packet.t_capture_ns,
               "timings_ms": {k: round(v, 3) for k, v in packet.timings_ms.items()}}
     for event in packet.alerts:
-        publisher.send("alert", {**dataclasses.asdict(event), **common})
+        publisher.send("alert", {**event.to_dict(), **common})
     segmentation, proximity = packet.segmentation, packet.proximity
     classes = [{"value": i + 1, "name": n, "role": r} for i, (n, r) in enumerate(zip(segmentation.names,
                                                                                     segmentation.roles))]
     publisher.send_image("mask", segmentation.class_map, mask_encoding, classes=classes,
                          proximity=proximity.to_dict(), advisory=[r.to_dict() for r in segmentation.advisory],
-                         vessel_evidence=segmentation.vessel_evidence, active_alerts=[dataclasses.asdict(a) for a in packet.active_alerts], **common)
+                         vessel_evidence=segmentation.vessel_evidence, active_alerts=[a.to_dict() for a in packet.active_alerts], **common)
     if packet.overlay is not None:
         publisher.send_image("overlay", packet.overlay, options.overlay_encoding, options.jpeg_quality, **common)
 
@@ -321,7 +320,7 @@ def _watch_health(health: HealthMonitor, stats: LiveStats, slot: LatestSlot, sou
         fps_ai = rates.tick(stats, options.heartbeat_s)
         events = health.observe(stats, fps_ai)
         for event in events:
-            publisher.send("alert", dataclasses.asdict(event))
+            publisher.send("alert", event.to_dict())
         stats.alerts_raised += sum(event.state == "raised" for event in events)
         if fps_ai is not None or events:
             publisher.send("status", {**_status_fields(stats, slot, source, rates, health.engine.active),
@@ -375,7 +374,7 @@ def _operating_point(governor: Governor | None, plan: GeometryPlan | None, rates
 
 def _status_fields(stats: LiveStats, slot: LatestSlot, source: Source, rates: Rates, active_alerts: list) -> dict:
     return {"state": stats.state, "source": source.name, "t_capture_ns": time.time_ns(),
-            "active_alerts": [dataclasses.asdict(a) for a in active_alerts],
+            "active_alerts": [a.to_dict() for a in active_alerts],
             "fps_capture": round(rates.fps_capture, 2), "fps_ai": round(rates.fps_ai, 2),
             "frames_captured": stats.captured,
             "frames_analysed": stats.analysed, "drops": slot.drops, "errors": stats.errors,

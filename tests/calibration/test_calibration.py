@@ -1,6 +1,4 @@
 """Calibration against boards rendered through a known camera."""
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -10,7 +8,7 @@ from calibration.boards import Board
 from calibration.calibrate import calibrate, collect_views
 from calibration.camera import CalibrationError, CameraModel, scale_from_reference
 from calibration.synthetic import render_view
-from tests.helpers import PINHOLE
+from tests.helpers import PINHOLE, orsight
 
 FISHEYE = CameraModel("fisheye", np.array([[420.0, 0, 322], [0, 425, 236], [0, 0, 1]]),
                       np.array([0.08, -0.02, 0.01, -0.003]), (640, 480))
@@ -102,8 +100,7 @@ def test_calibrate_command_and_its_bad_input(tmp_path):
     out = tmp_path / "scope.yaml"
 
     def run(*a):
-        return subprocess.run([sys.executable, "-m", "pipeline.cli", "calibrate", *a], capture_output=True,
-                              text=True, timeout=120)
+        return orsight("calibrate", *a, timeout=120)
 
     result = run(*paths, "--pattern", "chessboard", "--board", "9x6", "--square", "5", "--out", str(out),
                  "--working-distance", "60")

@@ -1,6 +1,4 @@
 """Real-scope calibration: boards seen only in part, dot grids with fiducials, fields, stereo pairs."""
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -13,7 +11,7 @@ from calibration.fields import full_picture, is_combed
 from calibration.stereo import rectify_maps
 from calibration.synthetic import pose_looking_at, render_view
 from tests.calibration.test_calibration import FISHEYE
-from tests.helpers import PINHOLE
+from tests.helpers import PINHOLE, orsight
 
 FIDUCIALS = ((7, 5), (17, 5), (7, 12), (17, 12))
 DOTGRID = Board("dotgrid", 25, 18, 5.0, fiducials=FIDUCIALS)
@@ -151,10 +149,9 @@ def test_stereo_pair_gives_both_cameras_and_the_baseline(tmp_path):
             paths.append(str(tmp_path / f"{side}{i:02d}.png"))
             cv2.imwrite(paths[-1], render_view(DOTGRID, camera, *pose, noise=2.0, seed=i))
     out = tmp_path / "stereo.yaml"
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "calibrate", "--stereo", *left, "--right", *right,
-                             "--pattern", "dotgrid", "--board", "25x18", "--square", "5",
-                             "--fiducials", "7,5,17,5,7,12,17,12", "--out", str(out)],
-                            capture_output=True, text=True, timeout=180)
+    result = orsight("calibrate", "--stereo", *left, "--right", *right,
+                     "--pattern", "dotgrid", "--board", "25x18", "--square", "5",
+                     "--fiducials", "7,5,17,5,7,12,17,12", "--out", str(out), timeout=180)
     assert result.returncode == 0, result.stderr
     assert "baseline 5.0" in result.stdout
     _assert_intrinsics(CameraModel.load(out), PINHOLE)  # the mono keys hold the left camera: run uses it
@@ -172,9 +169,9 @@ def test_stereo_pair_gives_both_cameras_and_the_baseline(tmp_path):
 def test_calibrate_command_on_partial_dot_grid_views_with_debug_pictures(tmp_path):
     paths = _write_views(tmp_path, DOTGRID, PINHOLE, 65.0, count=8)
     out, debug = tmp_path / "scope.yaml", tmp_path / "seen"
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "calibrate", *paths, "--pattern", "dotgrid",
-                             "--board", "25x18", "--square", "5", "--fiducials", "7,5,17,5,7,12,17,12",
-                             "--debug", str(debug), "--out", str(out)], capture_output=True, text=True, timeout=120)
+    result = orsight("calibrate", *paths, "--pattern", "dotgrid",
+                     "--board", "25x18", "--square", "5", "--fiducials", "7,5,17,5,7,12,17,12",
+                     "--debug", str(debug), "--out", str(out), timeout=120)
     assert result.returncode == 0, result.stderr
     camera = CameraModel.load(out)
     _assert_intrinsics(camera, PINHOLE)
@@ -187,9 +184,8 @@ def test_make_board_writes_a_printable_board(tmp_path):
     from PIL import Image
 
     out = tmp_path / "board.png"
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "calibrate", "--make-board", "charuco",
-                             "--board", "11x8", "--square", "5", "--out", str(out)],
-                            capture_output=True, text=True, timeout=60)
+    result = orsight("calibrate", "--make-board", "charuco",
+                     "--board", "11x8", "--square", "5", "--out", str(out), timeout=60)
     assert result.returncode == 0, result.stderr
     image = Image.open(out)
     assert image.info["dpi"][0] == pytest.approx(300, abs=1)

@@ -1,16 +1,9 @@
 """The command line as a user meets it: real processes, exit status 2 on bad input."""
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.helpers import frame_times
-
-
-def orsight(*args, timeout=240):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+from tests.helpers import frame_times, orsight
 
 
 @pytest.mark.parametrize("args, words", [

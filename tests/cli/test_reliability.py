@@ -1,17 +1,12 @@
 """Inputs that must not run: crafted checkpoints, bad settings, sources that give nothing (exit status 2)."""
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-
-def orsight(*args, timeout=240, **kw):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, **kw)
+from tests.helpers import orsight
 
 
 class _Payload:

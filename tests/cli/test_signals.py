@@ -10,7 +10,7 @@ import time
 import pytest
 
 from pipeline.transport.untrusted import SHARED_DIR
-from tests.helpers import frame_times
+from tests.helpers import frame_times, orsight
 
 STARTED: list[subprocess.Popen] = []
 
@@ -69,8 +69,7 @@ def test_a_second_publisher_cannot_take_an_endpoint_in_use(tmp_path):
     first = _start("run", "--publish", endpoint, "--realtime", cwd=tmp_path)
     try:
         _wait_for(tmp_path / "live.sock")
-        second = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--publish", endpoint, "--frames", "1"],
-                                capture_output=True, text=True, timeout=120)
+        second = orsight("run", "--publish", endpoint, "--frames", "1", timeout=120)
         assert second.returncode == 2 and "another publisher is using it" in second.stderr
     finally:
         first.terminate()

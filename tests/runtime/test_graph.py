@@ -1,7 +1,5 @@
 """The one graph builder: every path runs its stages; the chain of packet fields is checked."""
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -17,7 +15,7 @@ from pipeline.stages.infer import load_model
 from pipeline.stages.overlay.cpu import Overlay
 from pipeline.stages.undistort import Redistort, Undistort
 from pipeline.training.evaluate import evaluate
-from tests.helpers import PINHOLE, frame_times
+from tests.helpers import PINHOLE, frame_times, orsight
 
 
 def _kinds(stages):
@@ -68,9 +66,9 @@ def test_replay_with_a_calibration_undistorts(untrained_models, tmp_path):
     writer.release()
     PINHOLE.save(tmp_path / "scope.yaml")
     for name, extra in (("plain", []), ("calibrated", ["--calibration", str(tmp_path / "scope.yaml")])):
-        result = subprocess.run([sys.executable, "-m", "pipeline.cli", "replay", str(video), "--out",
-                                 str(tmp_path / name), "--model", str(untrained_models["onnx"]), "--no-progress",
-                                 *extra], capture_output=True, text=True, timeout=300)
+        result = orsight("replay", str(video), "--out",
+                         str(tmp_path / name), "--model", str(untrained_models["onnx"]), "--no-progress",
+                         *extra, timeout=300)
         assert result.returncode == 0, result.stderr
         summary = json.loads((tmp_path / name / "scope" / "summary.json").read_text())
         assert summary["frames_analysed"] == 6

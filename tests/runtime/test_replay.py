@@ -2,7 +2,6 @@
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from pipeline.runtime.replay import ReplayOptions, replay_videos
 from pipeline.runtime.video import plan_chunks
 from pipeline.sources.phantom import PhantomScene
 from pipeline.stages.infer import DEFAULT_MODEL
+from tests.helpers import orsight
 
 FRAMES = 90
 
@@ -106,9 +106,8 @@ def test_truncated_video_gives_a_partial_marked_result(replay_model, tmp_path):
     writer.release()
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "replay", str(path), "--out", str(tmp_path / "out"),
-                             "--model", str(replay_model[0]), "--no-progress"], capture_output=True, text=True,
-                            timeout=300)
+    result = orsight("replay", str(path), "--out", str(tmp_path / "out"),
+                     "--model", str(replay_model[0]), "--no-progress", timeout=300)
     assert result.returncode == 2 and "truncated" in result.stderr
     summary = json.loads((tmp_path / "out" / "cut" / "summary.json").read_text())
     assert summary["partial"] and 10 < summary["frames_analysed"] < 60
@@ -118,9 +117,8 @@ def test_truncated_video_gives_a_partial_marked_result(replay_model, tmp_path):
 def test_unreadable_video_is_a_clear_error(replay_model, tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video at all")
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "replay", str(junk), "--out", str(tmp_path),
-                             "--model", str(replay_model[0])],
-                            capture_output=True, text=True, timeout=120)
+    result = orsight("replay", str(junk), "--out", str(tmp_path),
+                     "--model", str(replay_model[0]), timeout=120)
     assert result.returncode == 2 and "cannot read video" in result.stderr and "Traceback" not in result.stderr
 
 

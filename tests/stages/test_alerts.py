@@ -24,6 +24,7 @@ from pipeline.stages.alerts.rules import (
     build_rules,
 )
 from pipeline.stages.analyse.cpu import MeasureProximity
+from tests.helpers import orsight
 
 FPS = 30.0
 
@@ -229,6 +230,5 @@ def test_audit_log_chain_shows_a_removed_or_edited_line(tmp_path):
     assert verify(tmp_path / "removed.jsonl") == ["line 3: does not follow line 2 (a line was removed, added or "
                                                   "edited before it)"]
     assert len(verify(tmp_path / "edited.jsonl")) == 1
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "audit", "verify", str(tmp_path / "edited.jsonl")],
-                            capture_output=True, text=True, timeout=60)
+    result = orsight("audit", "verify", str(tmp_path / "edited.jsonl"), timeout=60)
     assert result.returncode == 2 and "line 3" in result.stdout

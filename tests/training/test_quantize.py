@@ -1,6 +1,4 @@
 """`orsight quantize` and the shipped int8 model: int8 where it counts, the same class map as its float source."""
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -13,6 +11,7 @@ from pipeline.runtime.graph import build_graph
 from pipeline.sources.phantom import PhantomScene
 from pipeline.stages.infer import DEFAULT_CPU_MODEL, DEFAULT_MODEL, default_model, load_model
 from pipeline.training.quantize import float_output_layer, quantize_onnx
+from tests.helpers import orsight
 
 
 def _class_maps(path, frames):
@@ -77,8 +76,6 @@ def test_the_shipped_cpu_model_is_the_float_model_in_int8():
     (["--model", str(DEFAULT_MODEL), "--calibration", "no-such-folder"], "no such folder"),
 ])
 def test_quantize_refuses_bad_input_in_one_line(tmp_path, arguments, message):
-    command = [sys.executable, "-m", "pipeline.cli", "quantize", "--calibration", str(tmp_path),
-               "--out", str(tmp_path / "out.onnx"), *arguments]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    result = orsight("quantize", "--calibration", tmp_path, "--out", tmp_path / "out.onnx", *arguments, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.onnx").exists()

@@ -1,7 +1,5 @@
 """Model life cycle: dataset conversion, evaluation metrics, export parity, the real data."""
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -18,7 +16,7 @@ from pipeline.training.dataset import (
     remap_mask,
 )
 from pipeline.training.evaluate import _match, evaluate
-from tests.helpers import SHARED_DATA, segment
+from tests.helpers import SHARED_DATA, orsight, segment
 
 
 def _rasterise(lines, size):
@@ -160,9 +158,8 @@ def test_exported_onnx_gives_the_same_masks_as_the_pt(untrained_models, tmp_path
     from pipeline.stages.preprocess.cpu import LetterboxPreprocess
 
     beside = untrained_models["onnx"].read_bytes()  # an ONNX already next to the .pt
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "export", "--model", str(untrained_models["pt"]),
-                             "--imgsz", "320", "--out", str(tmp_path / "m.onnx")], capture_output=True, text=True,
-                            timeout=300)
+    result = orsight("export", "--model", str(untrained_models["pt"]),
+                     "--imgsz", "320", "--out", str(tmp_path / "m.onnx"), timeout=300)
     assert result.returncode == 0, result.stderr
     assert untrained_models["onnx"].read_bytes() == beside  # never overwritten by the export
     pt, onnx = load_model(untrained_models["pt"], conf=0.002), load_model(tmp_path / "m.onnx", conf=0.002)
@@ -178,9 +175,8 @@ def test_a_rectangular_export_fills_a_16_by_9_input_without_bands(untrained_mode
     from pipeline.stages.infer import load_model
     from pipeline.stages.preprocess.cpu import LetterboxPreprocess
 
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "export", "--model", str(untrained_models["pt"]),
-                             "--imgsz", "320x192", "--out", str(tmp_path / "wide.onnx")], capture_output=True,
-                            text=True, timeout=300, check=False)
+    result = orsight("export", "--model", str(untrained_models["pt"]),
+                     "--imgsz", "320x192", "--out", str(tmp_path / "wide.onnx"), timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     onnx, pt = load_model(tmp_path / "wide.onnx", conf=0.002), load_model(untrained_models["pt"], conf=0.002)
     assert onnx.input_size == (320, 192)
@@ -189,9 +185,8 @@ def test_a_rectangular_export_fills_a_16_by_9_input_without_bands(untrained_mode
     assert packets[0].tensor.shape == (1, 3, 192, 320) and packets[0].geometry.pad == (0, 6)  # 1280x720 -> 320x180
     a, b = segment(onnx, packets[0]).segmentation.class_map, segment(pt, packets[1]).segmentation.class_map
     assert a.shape == (720, 1280) and (a == b).mean() > 0.99
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "export", "--model", str(untrained_models["pt"]),
-                             "--imgsz", "320", "--dynamic", "--out", str(tmp_path / "any.onnx")], capture_output=True,
-                            text=True, timeout=300, check=False)
+    result = orsight("export", "--model", str(untrained_models["pt"]),
+                     "--imgsz", "320", "--dynamic", "--out", str(tmp_path / "any.onnx"), timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     dynamic = load_model(tmp_path / "any.onnx", conf=0.002)
     assert not dynamic.fixed_input and dynamic.input_size == (320, 320)  # a budget, fitted to each picture
@@ -211,8 +206,8 @@ def test_endoscapes_converts_and_evaluates(tmp_path):
     labels = list((tmp_path / "converted" / "labels" / "val").glob("*.txt"))
     assert data_yaml.is_file() and len(labels) == 6
     assert any(line.startswith("0 ") for path in labels for line in path.read_text().splitlines())
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", "--data", str(source / "val"),
-                             "--json", str(tmp_path / "eval.json")], capture_output=True, text=True, timeout=300)
+    result = orsight("eval", "--data", str(source / "val"),
+                     "--json", str(tmp_path / "eval.json"), timeout=300)
     if result.returncode == 2 and "model file not found" in result.stderr:
         pytest.skip("no shipped model")
     assert result.returncode == 0, result.stderr
@@ -232,8 +227,7 @@ def test_shipped_model_finds_instruments_and_the_artery_on_real_frames_it_never_
 
 
 def test_convert_needs_a_name_for_every_mapped_class(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "dataset", "convert", str(tmp_path), "--out",
-                             str(tmp_path / "out"), "--mapping", "6:0,3:1,4:2"], capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = orsight("dataset", "convert", str(tmp_path), "--out",
+                     str(tmp_path / "out"), "--mapping", "6:0,3:1,4:2", timeout=120, check=False)
     assert result.returncode == 2 and "--names needs one name for each of 0..2" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

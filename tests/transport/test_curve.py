@@ -1,8 +1,6 @@
 """CurveZMQ: a --secure publisher gives nothing to a subscriber without an allowed key."""
 import shutil
 import stat
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 from pipeline.transport.curve import make_keys
 from pipeline.transport.untrusted import TransportError
 from pipeline.transport.zeromq import Publisher, Receiver
+from tests.helpers import orsight
 
 
 def test_only_allowed_clients_receive_from_a_secure_publisher(tmp_path, free_tcp_endpoint):
@@ -42,8 +41,7 @@ def test_an_endpoint_other_hosts_reach_needs_secure_or_insecure():
 
 
 def test_keys_command_writes_the_key_pairs(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "keys", "--out", str(tmp_path / "k")],
-                            capture_output=True, text=True, timeout=60)
+    result = orsight("keys", "--out", str(tmp_path / "k"), timeout=60)
     assert result.returncode == 0
     assert sorted(p.name for p in (tmp_path / "k").iterdir()) == ["client.key", "client.key_secret", "clients",
                                                                   "server.key", "server.key_secret"]

@@ -12,7 +12,6 @@ and flushed: a crash leaves every written line complete.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -68,7 +67,7 @@ class AuditLog:
     def write(self, event: AlertEvent, displayable: bool = True) -> None:
         """One alert transition; ``displayable``: it reached the displays fresh enough to be shown
         (a result older than the stale limit is hidden by every display)."""
-        self._append({"record": "alert", **dataclasses.asdict(event), "displayable": displayable})
+        self._append({"record": "alert", **event.to_dict(), "displayable": displayable})
 
     def close(self) -> None:
         self._append({"record": "close", "lines": self.index})
