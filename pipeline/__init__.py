@@ -2,7 +2,7 @@
 import os
 
 # Ultralytics phones home and installs packages by default; this pipeline never touches the
-# network. Set before anything imports ultralytics (see pipeline/yolo.py for the rest).
+# network. Set before anything imports ultralytics (see pipeline/core/yolo.py for the rest).
 os.environ["YOLO_OFFLINE"] = "1"
 os.environ["YOLO_AUTOINSTALL"] = "false"
 # OpenCV's capture back-ends print warnings of their own; errors reach the user as one line.
