@@ -141,7 +141,8 @@ def _overlapped(path: str, info: VideoInfo, analyser: ReplayWorker, finaliser: F
             prepared.put(analyser.prepare(index, image, info.fps, path))
 
     def describe(packet: FramePacket):
-        return packet.image, analyser.describe(packet, info.fps)
+        picture = packet.original if packet.original is not None else packet.image  # as recorded, not straightened
+        return picture, analyser.describe(packet, info.fps)
 
     def finalise(described_frame):
         finaliser.add(*described_frame)

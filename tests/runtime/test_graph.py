@@ -75,3 +75,27 @@ def test_replay_with_a_calibration_undistorts(untrained_models, tmp_path):
     analyser = ReplayWorker(untrained_models["onnx"], ReplayOptions(progress=False, camera=PINHOLE))
     assert isinstance(analyser.graph.prepare[0], Undistort)
     assert len(frame_times(tmp_path / "calibrated" / "scope" / "annotated.mp4")) == 6
+    # analysed straightened, drawn back onto the picture as recorded: the output lines up with the input
+    # (not with its undistorted version), as the plain run's does
+    inputs, plain, calibrated = (_frames(path) for path in (video, tmp_path / "plain" / "scope" / "annotated.mp4",
+                                                              tmp_path / "calibrated" / "scope" / "annotated.mp4"))
+    map_x, map_y = PINHOLE.undistort_maps()
+    for source, drawn, drawn_plain in zip(inputs, calibrated, plain):
+        straightened = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR)
+        assert _difference(drawn, source) < 0.25 * _difference(drawn, straightened)
+        assert _difference(drawn, source) < 0.02 + _difference(drawn_plain, source)
+
+
+def _frames(path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while (frame := capture.read()[1]) is not None:
+        frames.append(frame)
+    return frames
+
+
+def _difference(a: np.ndarray, b: np.ndarray) -> float:
+    """The share of pixels dark in one picture and not in the other: where the endoscope's circle and the
+    picture's black corners lie (the drawn masks, inside the circle, do not move it)."""
+    dark = [cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY) < 16 for picture in (a, b)]
+    return float((dark[0] != dark[1]).mean())
