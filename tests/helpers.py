@@ -74,9 +74,14 @@ ALERT = {"alert_id": 1, "rule": "vessel_contact", "state": "raised", "priority":
          "location": [40, 40], "message": "instrument touching vessel"}
 
 
+POSSIBLE_VESSEL = {"tier": "advisory", "confidence": 0.42, "evidence": 0.001, "box": [250, 20, 300, 40],
+                   "polygons": [[250, 20, 300, 20, 300, 40, 250, 40]]}  # a mask header's advisory-tier region
+
+
 def publish_synthetic(publisher: Publisher, stop: threading.Event) -> None:
-    """Until ``stop``: a moving picture (a bright square sliding right) at 30 fps with its mask, the
-    closest points, a raised high alert on the mask, and an ``alert`` message every 10 frames."""
+    """Until ``stop``: a moving picture (a bright square sliding right) at 30 fps with its mask, a "possible
+    vessel" outline, the closest points, a raised high alert on the mask, and an ``alert`` message every 10
+    frames."""
     publisher.wait_for_subscriber(timeout=10)
     frame_id = 0
     while not stop.is_set():
@@ -91,7 +96,8 @@ def publish_synthetic(publisher: Publisher, stop: threading.Event) -> None:
                              classes=[{"value": 1, "name": "instrument", "role": "instrument"}],
                              proximity={"distance_px": 10.0, "distance_mm": None, "mm_per_px": None,
                                         "instrument_point": [x + 40, 120], "vessel_point": [x + 50, 120]},
-                             active_alerts=[{**ALERT, "frame_id": frame_id, "t_capture_ns": now}])
+                             active_alerts=[{**ALERT, "frame_id": frame_id, "t_capture_ns": now}],
+                             advisory=[POSSIBLE_VESSEL])
         if frame_id % 10 == 0:
             publisher.send("alert", {**ALERT, "frame_id": frame_id, "t_capture_ns": now, "timings_ms": {}})
         frame_id += 1

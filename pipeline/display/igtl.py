@@ -6,7 +6,7 @@ to OpenIGTLink clients (3D Slicer's OpenIGTLinkIF module connects to it) with py
 | OpenIGTLink device | type | what |
 |---|---|---|
 | ``orsight_video`` | IMAGE (RGB, 1 x H x W x 3) | each new ``video`` frame (newest wins) |
-| ``orsight_labels`` | IMAGE (uint8 label map, 1 x H x W) | each new ``mask``: 0 background, class index + 1 (the mask header's ``classes``; colours by role as the overlay's: README) |
+| ``orsight_labels`` | IMAGE (uint8 label map, 1 x H x W) | each new ``mask``: 0 background, class index + 1 (the mask header's ``classes``; colours by role as the overlay's: README); a vessel class there is a HIGH-tier vessel, and ``POSSIBLE_VESSEL`` (255) marks the advisory-tier "possible vessel" regions (docs/alerts.md) |
 | ``orsight_alert`` | STRING | each ``alert`` transition: ``PRIORITY rule state: message`` |
 | ``orsight_closest`` | POINT | the closest instrument point and vessel point (pixels, z = 0), when both exist |
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from pipeline.core.classes import ROLE_COLOURS
@@ -23,6 +24,7 @@ from pipeline.transport.untrusted import TransportError, decode_image
 from pipeline.transport.zeromq import Receiver
 
 DEFAULT_PORT = 18944  # OpenIGTLink's registered port
+POSSIBLE_VESSEL = 255  # the label of an advisory-tier ("possible vessel") region in ``orsight_labels``
 POINT_COLOURS = {"instrument": ROLE_COLOURS["instrument"], "vessel": ROLE_COLOURS["vessel"]}
 
 
@@ -84,6 +86,14 @@ def serve_igtl(endpoint: str, port: int = DEFAULT_PORT, keys: str | Path | None 
     return {"sent": sent, "messages_rejected": dict(receiver.rejected)}
 
 
+def label_map(mask) -> np.ndarray:
+    """The mask message's class map with its advisory-tier vessel outlines filled in as ``POSSIBLE_VESSEL``."""
+    labels = decode_image(mask).copy()
+    for region in mask.header.get("advisory", []):
+        cv2.fillPoly(labels, [np.array(p, np.int32).reshape(-1, 2) for p in region["polygons"]], POSSIBLE_VESSEL)
+    return labels
+
+
 def _messages(pyigtl, topic: str, message) -> list:
     """The OpenIGTLink messages for one orsight message."""
     header, stamp = message.header, message.header["t_capture_ns"] / 1e9
@@ -93,7 +103,7 @@ def _messages(pyigtl, topic: str, message) -> list:
     if topic == "alert":
         text = f"{header['priority'].upper()} {header['rule']} {header['state']}: {header['message']}"
         return [pyigtl.StringMessage(text, timestamp=stamp, device_name="orsight_alert")]
-    out = [pyigtl.ImageMessage(decode_image(message)[None], timestamp=stamp, device_name="orsight_labels")]
+    out = [pyigtl.ImageMessage(label_map(message)[None], timestamp=stamp, device_name="orsight_labels")]
     near = header["proximity"]
     if near["instrument_point"] and near["vessel_point"]:
         out.append(pyigtl.PointMessage([[*near["instrument_point"], 0], [*near["vessel_point"], 0]],

@@ -39,7 +39,8 @@ def test_a_slicer_client_receives_image_labels_string_and_points(free_tcp_endpoi
         alert = client.wait_for_message("orsight_alert", timeout=10)
         closest = client.wait_for_message("orsight_closest", timeout=10)
     assert video.image.shape == (1, 240, 320, 3) and labels.image.shape == (1, 240, 320)
-    assert set(labels.image.ravel().tolist()) == {0, 1}
+    assert set(labels.image.ravel().tolist()) == {0, 1, 255}  # 255: the "possible vessel" region
+    assert (labels.image[0, 25:35, 255:295] == 255).all()
     assert alert.string.startswith("HIGH vessel_contact raised")
     assert len(closest.positions) == 2 and closest.names == ["instrument", "vessel"]
     assert summary["sent"]["orsight_video"] >= 1 and summary["messages_rejected"] == {}
