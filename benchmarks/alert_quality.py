@@ -21,7 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-from machine import describe_machine
+from machine import provenance, provenance_lines
 
 from pipeline.core.packet import FramePacket
 from pipeline.runtime.config import PipelineConfig
@@ -107,11 +107,13 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=1,
                         help="approach scenes (vessel layouts: seeds 0..N-1), three approaches each")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"),
+                        help="folder for alert_quality.json and alert_quality.md")
     parser.add_argument("--alerts", type=json.loads, default={},
                         help="rule parameters as JSON, e.g. '{\"vessel_contact\": {\"release_px\": 8}}'")
     args = parser.parse_args()
     model = load_model(args.model)
-    result = {"machine": describe_machine(), "model": model.description, "rules": args.alerts,
+    result = {**provenance(), "model": model.description, "rules": args.alerts,
               "input": f"phantom {SIZE[0]}x{SIZE[1]} @ {FPS:g} fps, every frame"}
     approaches = [PhantomScene(*SIZE, fps=FPS, scenario="approach", seed=seed) for seed in range(args.scenes)]
     busy = PhantomScene(*SIZE, fps=FPS, scenario="default", seed=1)
@@ -129,6 +131,26 @@ def main() -> None:
         print(label, json.dumps(result[label]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+    write_results(Path(args.out), result)
+
+
+def write_results(out: Path, result: dict) -> None:
+    """``alert_quality.json`` and ``alert_quality.md`` (the table) in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "alert_quality.json").write_text(json.dumps(result, indent=2))
+    lines = ["# Alert quality on the phantom", "", *provenance_lines(result), f"{result['model']}; {result['input']}",
+             "", "| masks | approach | raised after | high after | cleared after | raises | contact after | "
+             "contact raises | contact held |", "|---|---|---|---|---|---|---|---|---|"]
+    for label in ("model", "ground truth masks"):
+        lines += [f"| {label} | {i + 1} | {row['raised_after']} | {row['high_after']} | {row['cleared_after']} | "
+                  f"{row['raises']} | {row['contact_after']} | {row['contact_raises']} | {row['contact_held']} |"
+                  for i, row in enumerate(result[label]["approach"])]
+    lines += ["", "| masks | busy scene: alerts a minute | false ones a minute |", "|---|---|---|"]
+    lines += [f"| {label} | {result[label]['default_alerts_per_min']} | {result[label]['default_false_alerts_per_min']} |"
+              for label in ("model", "ground truth masks")]
+    lines += ["", "Frames at 30 fps from the true distance crossing the threshold (or the touch) to the alert; "
+              "-1: already high when raised."]
+    (out / "alert_quality.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ phantom's own vessel frames at HIGH, and the evidence stage's time per frame (10
 from __future__ import annotations
 
 import argparse
-import datetime
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from machine import describe_machine  # noqa: E402
+from machine import provenance, provenance_lines  # noqa: E402
 
 from pipeline.cli.common import write_json  # noqa: E402
 from pipeline.core.packet import FramePacket  # noqa: E402
@@ -83,18 +81,13 @@ def main() -> None:
     model = load_model(args.model)
     rows = {label: run(model, args.frames, args.every, temporal) for label, temporal in
             (("with the filter", True), ("each frame alone", False))}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
-    result = {"date": datetime.date.today().isoformat(), "commit": commit, "machine": describe_machine(),
-              "model": model.description, "command": " ".join(["python benchmarks/vessel_flicker.py", *sys.argv[1:]]),
-              "frames": args.frames, "every": args.every, "rows": rows}
+    result = {**provenance(model=model.description), "frames": args.frames, "every": args.every, "rows": rows}
     out = Path(args.out)
     write_json(out / "vessel_flicker.json", result)
     keys = ("injected", "injected_drawn", "injected_high", "frames_high", "evidence_ms_p50", "evidence_ms_p99")
     lines = [f"# Vessel evidence: a false vessel in 1 frame of {args.every}, with and without the temporal filter",
-             "", f"{result['date']}, commit {commit}, {model.description}, {describe_machine()}",
-             f"`{result['command']}` (phantom busy scene, 1080p, {args.frames} frames)", "",
-             "| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+             "", *provenance_lines(result), f"{model.description}; phantom busy scene, 1080p, {args.frames} frames",
+             "", "| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     lines += [f"| {label} | " + " | ".join(str(row[k]) for k in keys) + " |" for label, row in rows.items()]
     (out / "vessel_flicker.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
