@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import describe_machine
+from machine import describe_machine, write_results
 
 from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import build_graph
@@ -108,6 +108,7 @@ def main() -> None:
     result = {"machine": machine, "rows": rows}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+    write_results("live_latency", "Live latency: capture -> display, ms (p50 / p95 / p99)", result, rows)
 
 
 if __name__ == "__main__":

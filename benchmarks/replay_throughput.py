@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import cv2
-from machine import describe_machine
+from machine import describe_machine, write_results
 
 from pipeline.core.packet import FramePacket
 from pipeline.runtime.config import PipelineConfig
@@ -83,6 +83,8 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+    write_results("replay_throughput", "Replay throughput against the bare model, and on Ray", result,
+                  [{k: v for k, v in result.items() if k != "machine"}])
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import zmq
-from machine import describe_machine
+from machine import describe_machine, write_results
 
 from pipeline.transport.zeromq import Receiver
 
@@ -109,6 +109,7 @@ def main() -> None:
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+    write_results("soak", "Soak: latency and memory over time", result, result["rows"])
 
 
 if __name__ == "__main__":
