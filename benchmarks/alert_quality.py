@@ -113,7 +113,7 @@ def main() -> None:
                         help="rule parameters as JSON, e.g. '{\"vessel_contact\": {\"release_px\": 8}}'")
     args = parser.parse_args()
     model = load_model(args.model)
-    result = {**provenance(), "model": model.description, "rules": args.alerts,
+    result = {**provenance(), "model_file": model.description, "rules": args.alerts,
               "input": f"phantom {SIZE[0]}x{SIZE[1]} @ {FPS:g} fps, every frame"}
     approaches = [PhantomScene(*SIZE, fps=FPS, scenario="approach", seed=seed) for seed in range(args.scenes)]
     busy = PhantomScene(*SIZE, fps=FPS, scenario="default", seed=1)
@@ -138,7 +138,7 @@ def write_results(out: Path, result: dict) -> None:
     """``alert_quality.json`` and ``alert_quality.md`` (the table) in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "alert_quality.json").write_text(json.dumps(result, indent=2))
-    lines = ["# Alert quality on the phantom", "", *provenance_lines(result), f"{result['model']}; {result['input']}",
+    lines = ["# Alert quality on the phantom", "", *provenance_lines(result), f"{result['model_file']}; {result['input']}",
              "", "| masks | approach | raised after | high after | cleared after | raises | contact after | "
              "contact raises | contact held |", "|---|---|---|---|---|---|---|---|---|"]
     for label in ("model", "ground truth masks"):
