@@ -4,7 +4,7 @@
 
     analyzer = Analyzer()                          # the shipped model on the CPU (model=, device=, config=)
     result = analyzer.analyse(frame_bgr)           # a numpy (H, W, 3) uint8 picture
-    result.instances                               # [{"class", "role", "score", "box", "area"}, ...]
+    result.instances                               # [{"class", "role", "score", "box", "area", "polygons"}, ...]
     result.class_map, result.masks                 # (H, W) class values, (N, H, W) instance masks
     result.proximity.distance_px, result.alerts    # closest instrument-vessel gap, active alerts
     result.proximity.tier, result.advisory         # the vessel's evidence tier; "possible vessel" outlines
@@ -46,11 +46,8 @@ class Result:
 
     @property
     def instances(self) -> list[dict]:
-        segmentation = self.packet.segmentation
-        areas = segmentation.masks.sum(axis=(1, 2))
-        return [{"class": segmentation.names[c], "role": segmentation.roles[c], "score": round(float(s), 4),
-                 "box": [round(float(v), 1) for v in box], "area": int(area)}
-                for c, s, box, area in zip(segmentation.class_ids, segmentation.scores, segmentation.boxes, areas)]
+        """One dict per instance: class, class_id, role, score, box, area and outlines (``Segmentation.to_dict``)."""
+        return self.packet.segmentation.to_dict()["instances"]
 
     @property
     def proximity(self):
@@ -72,12 +69,8 @@ class Result:
         return self.packet.overlay
 
     def to_json(self) -> str:
-        segmentation = self.packet.segmentation
-        return json.dumps({"frame": self.packet.frame_id, "instances": self.instances,
-                           **self.proximity.to_dict(),
-                           "advisory": [region.to_dict() for region in segmentation.advisory],
-                           "vessel_evidence": segmentation.vessel_evidence,
-                           "alerts": [a.to_dict() for a in self.alerts],
+        return json.dumps({"frame": self.packet.frame_id, **self.packet.segmentation.to_dict(),
+                           **self.proximity.to_dict(), "alerts": [a.to_dict() for a in self.alerts],
                            "timings_ms": {k: round(v, 3) for k, v in self.packet.timings_ms.items()}})
 
 

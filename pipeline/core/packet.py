@@ -132,6 +132,40 @@ class Segmentation:
     def masks(self, value: np.ndarray) -> None:
         self.source_masks = value
 
+    def to_dict(self) -> dict:
+        """JSON-ready: instances (class, role, score, box, area in source pixels, outlines traced at model-input
+        resolution and mapped to source pixels), the advisory vessel regions and the frame's vessel evidence."""
+        instances = []
+        logits = to_host(self.instance_logits) if len(self.class_ids) else None  # one copy off the GPU
+        for index, (cls, score, box) in enumerate(zip(self.class_ids, self.scores, self.boxes)):
+            inside = (logits[index] > 0).astype(np.uint8)
+            contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            polygons = [np.round(self.geometry.to_source(c.reshape(-1, 2) + 0.5) - 0.5).astype(int).reshape(-1)
+                        .tolist() for c in contours if len(c) >= 3]
+            instances.append({"class": self.names[cls], "class_id": int(cls), "role": self.roles[cls],
+                              "score": round(float(score), 4), "box": [round(float(v), 1) for v in box],
+                              "area": int(round(inside.sum() / self.geometry.scale**2)), "polygons": polygons})
+        evidence = None if self.vessel_evidence is None else round(self.vessel_evidence, 6)
+        return {"instances": instances, "advisory": [region.to_dict() for region in self.advisory],
+                "vessel_evidence": evidence}
+
+    @classmethod
+    def from_dict(cls, values: dict, size: tuple[int, int], names: tuple[str, ...],
+                  roles: tuple[str, ...]) -> Segmentation:
+        """The instances' outlines rasterised back into a ``size`` (width, height) class map (higher score drawn
+        last, wins)."""
+        width, height = size
+        class_map = np.zeros((height, width), np.uint8)
+        instances = sorted(values["instances"], key=lambda i: i["score"])
+        for instance in instances:
+            polygons = [np.array(p, np.int32).reshape(-1, 2) for p in instance["polygons"]]
+            cv2.fillPoly(class_map, polygons, instance["class_id"] + 1)
+        return cls(class_map, names, roles, np.array([i["class_id"] for i in instances], int),
+                   np.array([i["score"] for i in instances], np.float32),
+                   np.array([i["box"] for i in instances], np.float32).reshape(-1, 4),
+                   advisory=[VesselRegion.from_dict(region) for region in values.get("advisory", [])],
+                   vessel_evidence=values.get("vessel_evidence"))
+
     def role_table(self, role: str) -> np.ndarray:
         """(256,) uint8: 1 for the class-map values whose class has ``role``, else 0."""
         table = np.zeros(256, np.uint8)

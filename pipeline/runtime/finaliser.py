@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from calibration.camera import CameraModel
-from pipeline.core.packet import FramePacket, Proximity
+from pipeline.core.packet import FramePacket, Proximity, Segmentation
 from pipeline.display.recorder import Recorder
 from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import finishing_stages
-from pipeline.runtime.records import segmentation_from_record, thumbnail
+from pipeline.runtime.records import thumbnail
 from pipeline.runtime.video import VideoInfo
 from pipeline.stages.undistort import Undistort
 
@@ -47,7 +47,7 @@ class Finaliser:
         packet = FramePacket(record["frame"], self.info.path, image, int(record["t_s"] * 1e9), 0)
         if self.undistort is not None:
             packet = self.undistort(packet)
-        packet.segmentation = segmentation_from_record(record, self.info.size, self.names, self.roles)
+        packet.segmentation = Segmentation.from_dict(record, self.info.size, self.names, self.roles)
         packet.proximity = Proximity.from_dict(record)
         for stage in self.finish:
             packet = stage(packet)
