@@ -138,7 +138,8 @@ def write_results(out: Path, result: dict) -> None:
     """``alert_quality.json`` and ``alert_quality.md`` (the table) in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "alert_quality.json").write_text(json.dumps(result, indent=2))
-    lines = ["# Alert quality on the phantom", "", *provenance_lines(result), f"{result['model_file']}; {result['input']}",
+    lines = ["# Alert quality on the phantom", "", *provenance_lines(result),
+             f"{result['model_file']}; {result['input']}",
              "", "| masks | approach | raised after | high after | cleared after | raises | contact after | "
              "contact raises | contact held |", "|---|---|---|---|---|---|---|---|---|"]
     for label in ("model", "ground truth masks"):
@@ -146,8 +147,9 @@ def write_results(out: Path, result: dict) -> None:
                   f"{row['raises']} | {row['contact_after']} | {row['contact_raises']} | {row['contact_held']} |"
                   for i, row in enumerate(result[label]["approach"])]
     lines += ["", "| masks | busy scene: alerts a minute | false ones a minute |", "|---|---|---|"]
-    lines += [f"| {label} | {result[label]['default_alerts_per_min']} | {result[label]['default_false_alerts_per_min']} |"
-              for label in ("model", "ground truth masks")]
+    for label in ("model", "ground truth masks"):
+        busy = result[label]
+        lines.append(f"| {label} | {busy['default_alerts_per_min']} | {busy['default_false_alerts_per_min']} |")
     lines += ["", "Frames at 30 fps from the true distance crossing the threshold (or the touch) to the alert; "
               "-1: already high when raised."]
     (out / "alert_quality.md").write_text("\n".join(lines) + "\n")

@@ -1,8 +1,9 @@
 """What the vessel evidence's temporal filter does to a flickering false vessel, and what it costs.
 
 The phantom's busy scene through the live path's stages, with a false vessel injected into the
-model's output (an 80x12-pixel streak of vessel logits 6 above the rest at model input (probability ~0.95 calibrated), away from the scene's vessels)
-in one frame of every ``--every``; the same frames with and without the filter, side by side.
+model's output (an 80x12-pixel streak of vessel logits 6 above the rest at model input, probability ~0.95
+calibrated, away from the scene's vessels) in one frame of every ``--every``; the same frames with and
+without the filter, side by side.
 Counted: injected streaks that were drawn at all (advisory or HIGH) and that reached HIGH, the
 phantom's own vessel frames at HIGH, and the evidence stage's time per frame (1080p).
 
