@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -47,7 +48,12 @@ class Result:
     @property
     def instances(self) -> list[dict]:
         """One dict per instance: class, class_id, role, score, box, area and outlines (``Segmentation.to_dict``)."""
-        return self.packet.segmentation.to_dict()["instances"]
+        return self.segmentation_dict["instances"]
+
+    @functools.cached_property
+    def segmentation_dict(self) -> dict:
+        """``Segmentation.to_dict`` of this frame (its outlines are traced once, on first use)."""
+        return self.packet.segmentation.to_dict()
 
     @property
     def proximity(self):
@@ -69,7 +75,7 @@ class Result:
         return self.packet.overlay
 
     def to_json(self) -> str:
-        return json.dumps({"frame": self.packet.frame_id, **self.packet.segmentation.to_dict(),
+        return json.dumps({"frame": self.packet.frame_id, **self.segmentation_dict,
                            **self.proximity.to_dict(), "alerts": [a.to_dict() for a in self.alerts],
                            "timings_ms": {k: round(v, 3) for k, v in self.packet.timings_ms.items()}})
 

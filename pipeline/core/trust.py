@@ -54,6 +54,14 @@ def require_trusted(path: str | Path) -> None:
                              f"trusted. Use an ONNX export of it, or if you know where it came from: orsight trust {path}")
 
 
+def load_checkpoint(path: str | Path) -> dict:
+    """The checkpoint dictionary of a trusted ``.pt`` (torch), :class:`UntrustedModel` otherwise."""
+    import torch
+
+    require_trusted(path)
+    return torch.load(str(path), map_location="cpu", weights_only=False)  # trusted: it may run its code
+
+
 def trust(path: str | Path) -> str:
     """Add ``path``'s SHA-256 to the trusted list (created 0600); returns the hash."""
     digest = sha256(path)

@@ -20,6 +20,7 @@ class map goes out.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -142,7 +143,8 @@ def _publish_results(publisher: Publisher, packet: FramePacket, options: LiveOpt
                                                                                     segmentation.roles))]
     publisher.send_image("mask", segmentation.class_map, mask_encoding, classes=classes,
                          proximity=proximity.to_dict(), advisory=[r.to_dict() for r in segmentation.advisory],
-                         vessel_evidence=segmentation.vessel_evidence, active_alerts=[a.to_dict() for a in packet.active_alerts], **common)
+                         vessel_evidence=segmentation.vessel_evidence,
+                         active_alerts=[a.to_dict() for a in packet.active_alerts], **common)
     if packet.overlay is not None:
         publisher.send_image("overlay", packet.overlay, options.overlay_encoding, options.jpeg_quality, **common)
 
@@ -211,9 +213,6 @@ def _run_live(source: Source, graph: Graph, publisher: Publisher, options: LiveO
     governor = Governor(plan, options.stale_ms) if plan is not None and options.governor else None
     drawn, undrawn = list(graph), graph.undrawn()  # the second while nobody wants the overlay
 
-    def capture() -> None:
-        _capture(source, publisher, slot, stats, stop, options, video_encoding)
-
     def analyse() -> None:
         _take_ai_place(stats, options, ai_cpus)
         last_published_ns = None
@@ -238,6 +237,7 @@ def _run_live(source: Source, graph: Graph, publisher: Publisher, options: LiveO
     # Finished threads are told by events, not join(): a join cut short by Ctrl-C or SIGTERM marks the
     # thread as stopped while it still runs (CPython gh-90882), and the interpreter then aborts inside the model.
     capture_done, ai_done = threading.Event(), threading.Event()
+    capture = functools.partial(_capture, source, publisher, slot, stats, stop, options, video_encoding)
     for target, done, name in ((capture, capture_done, "orsight-capture"), (analyse, ai_done, "orsight-ai")):
         threading.Thread(target=_signalling(target, done), name=name, daemon=True).start()
     try:

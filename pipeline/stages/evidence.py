@@ -108,22 +108,20 @@ class VesselEvidence:
         geometry = segmentation.geometry
         x0, y0, x1, y1 = geometry.content_box()
         cx, cy, cw, ch = geometry.crop
-        table = np.zeros(256, np.uint8)
-        table[vessel_values] = 1
+        table = segmentation.role_table("vessel")
         crop_map = segmentation.class_map[cy:cy + ch, cx:cx + cw]
         vessel = cv2.resize(cv2.LUT(crop_map, table), (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
         count, labels = cv2.connectedComponents(vessel, connectivity=8)
+        segmentation.vessel_evidence = 0.0
         if count == 1 and self.filter is None:
-            segmentation.vessel_evidence = 0.0
             return
         probability = self.probability(segmentation, vessel, vessel_values, (x0, y0, x1, y1))
         weight = probability
-        if self.filter is not None:
+        if self.filter is not None:  # its memory follows every frame, with or without a vessel
             grey = cv2.cvtColor(cv2.resize(packet.image[cy:cy + ch, cx:cx + cw], (x1 - x0, y1 - y0),
                                            interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2GRAY)
             weight = np.minimum(probability, self.filter.update(probability, grey))
         if count == 1:
-            segmentation.vessel_evidence = 0.0
             return
         width, height = geometry.input_size
         flat = labels.ravel()

@@ -145,7 +145,6 @@ class OnnxSegmentationModel(SegmentationModel):
                                             ast.literal_eval(meta.get("imgsz", "[640, 640]")))
         self.description = f"{Path(path).name} (onnxruntime)"
         self.path = Path(path)
-        self.metadata = dict(meta)
         self.operating_points = OperatingPoints.from_metadata(meta)
 
     def forward(self, tensor) -> list[np.ndarray]:
@@ -196,8 +195,7 @@ class TorchSegmentationModel(SegmentationModel):
         self.input_size = _ultralytics_size(getattr(yolo.model, "args", {}).get("imgsz") or 640)  # as trained
         self.description = f"{Path(path).name} (torch {device})"
         self.path = Path(path)
-        self.metadata = {key: value for key, value in (yolo.ckpt or {}).items() if key.startswith("orsight_")}
-        self.operating_points = OperatingPoints.from_metadata(self.metadata)
+        self.operating_points = OperatingPoints.from_metadata(yolo.ckpt or {})  # the checkpoint's own entry
 
     def forward(self, tensor) -> list[np.ndarray]:
         """``tensor``: NumPy, or a CUDA array (CuPy) taken over by DLPack without a copy; DLPack
@@ -217,13 +215,9 @@ class TorchSegmentationModel(SegmentationModel):
 
 def checkpoint_metadata(path: str | Path) -> dict[str, str]:
     """The ``orsight_*`` entries of a trusted ``.pt`` checkpoint (e.g. its validated operating points)."""
-    import torch
+    from pipeline.core.trust import load_checkpoint
 
-    from pipeline.core.trust import require_trusted
-
-    require_trusted(path)
-    checkpoint = torch.load(str(path), map_location="cpu", weights_only=False)  # trusted: see core.trust
-    return {key: value for key, value in checkpoint.items() if key.startswith("orsight_")}
+    return {key: value for key, value in load_checkpoint(path).items() if key.startswith("orsight_")}
 
 
 def load_model(path: str | Path | None = None, device: str = "cpu", threads: int | None = None,

@@ -108,10 +108,9 @@ def write_points(source: str | Path, out: str | Path, points: OperatingPoints) -
     else:
         import torch
 
-        from pipeline.core.trust import require_trusted
+        from pipeline.core.trust import load_checkpoint
 
-        require_trusted(source)
-        checkpoint = torch.load(str(source), map_location="cpu", weights_only=False)  # trusted
+        checkpoint = load_checkpoint(source)
         checkpoint[METADATA_KEY] = points.to_json()
         torch.save(checkpoint, str(partial))
     partial.replace(out)
@@ -120,4 +119,3 @@ def write_points(source: str | Path, out: str | Path, points: OperatingPoints) -
 
         trust(out)  # this process wrote it from a trusted checkpoint
     return out
-

@@ -21,25 +21,31 @@ def roc_auc(present: np.ndarray, absent: np.ndarray) -> float | None:
     ties = (present[:, None] == absent[None, :]).mean()
     return float(above + 0.5 * ties)
 
+
 def rates(threshold: float, present: np.ndarray, absent: np.ndarray) -> OperatingPoint:
     return OperatingPoint(float(threshold), float((present >= threshold).mean()) if len(present) else 0.0,
                           float((absent >= threshold).mean()) if len(absent) else 0.0)
+
 
 def sweep(present: np.ndarray, absent: np.ndarray) -> list[dict]:
     """Detection and false alarm at every distinct positive evidence value."""
     thresholds = np.unique(np.concatenate([present, absent]))
     return [vars(rates(t, present, absent)) for t in thresholds[thresholds > 0]]
 
-def vessel_probabilities(samples: list, vessel_values: list[int], temperature: float) -> tuple[np.ndarray, np.ndarray]:
+
+def vessel_probabilities(samples: list, vessel_values: list[int],
+                         temperature: float) -> tuple[np.ndarray, np.ndarray]:
     """(probability, is vessel) of every sampled pixel."""
     logits = np.concatenate([s[0] for s in samples])
     truth = np.isin(np.concatenate([s[1] for s in samples]), vessel_values)
     probability = vessel_probability(logits.T[:, :, None], vessel_values, temperature)[:, 0]
     return probability, truth
 
+
 def log_loss(probability: np.ndarray, truth: np.ndarray) -> float:
     p = np.clip(probability, 1e-7, 1 - 1e-7)
     return float(-np.mean(np.where(truth, np.log(p), np.log(1 - p))))
+
 
 def calibration_error(probability: np.ndarray, truth: np.ndarray, bins: int = 15) -> tuple[float, list[dict]]:
     """Expected calibration error (equal-width bins, weighted by pixel count) and the reliability table."""
@@ -51,8 +57,10 @@ def calibration_error(probability: np.ndarray, truth: np.ndarray, bins: int = 15
         if inside.any():
             mean_p, frequency = float(probability[inside].mean()), float(truth[inside].mean())
             error += inside.mean() * abs(mean_p - frequency)
-            table.append({"probability": round(mean_p, 4), "frequency": round(frequency, 4), "pixels": int(inside.sum())})
+            table.append({"probability": round(mean_p, 4), "frequency": round(frequency, 4),
+                          "pixels": int(inside.sum())})
     return float(error), table
+
 
 def vessel_report(evidence: np.ndarray, present: np.ndarray, samples: list, vessel_values: list[int],
                   points: OperatingPoints | None) -> dict:
@@ -72,6 +80,7 @@ def vessel_report(evidence: np.ndarray, present: np.ndarray, samples: list, vess
         report[f"{name}_detected"] = measured.detected if measured else None
         report[f"{name}_false_alarm"] = measured.false_alarm if measured else None
     return report
+
 
 def plot_vessel_report(vessel: dict, path: str | Path) -> Path:
     """ROC of the frame evidence with the model's points marked, and the pixel reliability diagram (PNG)."""

@@ -84,4 +84,5 @@ def test_the_stage_matches_the_full_resolution_pair_on_random_scenes():
                                                       (cols, rows)))
         packet = FramePacket(0, "x", np.zeros((height, width, 3), np.uint8), 0, 0)
         packet.segmentation = segmentation
-        assert MeasureProximity()(packet).proximity == replace(closest_pair(class_map == 1, class_map == 2), tier="high"), cell_px
+        expected = replace(closest_pair(class_map == 1, class_map == 2), tier="high")
+        assert MeasureProximity()(packet).proximity == expected, cell_px

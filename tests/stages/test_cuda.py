@@ -28,7 +28,8 @@ FRAMES = [("phantom 1920x1080", PhantomScene(1920, 1080).render(5)[0]),
           ("random 333x517", np.random.default_rng(0).integers(0, 256, (517, 333, 3), dtype=np.uint8)),
           ("random 1280x400", np.random.default_rng(1).integers(0, 256, (400, 1280, 3), dtype=np.uint8))]
 
-EVERY_VESSEL_HIGH = OperatingPoints(1.0, OperatingPoint(1e-12, 1.0, 0.0), OperatingPoint(1e-12, 1.0, 0.0), "test", 1, 1, 1.0)
+EVERY_VESSEL_HIGH = OperatingPoints(1.0, OperatingPoint(1e-12, 1.0, 0.0), OperatingPoint(1e-12, 1.0, 0.0), "test", 1, 1,
+                                    1.0)  # every vessel region HIGH: the class map as the model gave it
 
 
 def _phantom_truths():

@@ -2,7 +2,7 @@
 
     proximity = closest_pair(instrument_mask, vessel_mask)   # distance in source pixels
     proximity = closest_roles(segmentation)                   # the same from a class map, faster
-    packet = MeasureProximity()(packet)                                # fills packet.proximity
+    packet = MeasureProximity()(packet)                       # fills packet.proximity
 """
 from __future__ import annotations
 
@@ -137,12 +137,13 @@ def set_scale(proximity: Proximity, mm_per_px: float | None) -> None:
 def tiered_proximity(segmentation: Segmentation, high: Proximity) -> Proximity:
     """The proximity to a HIGH-tier vessel (the class map's) when there is one, with the advisory-tier vessels'
     beside it when one of them is nearer; else the proximity to an advisory one."""
-    advisory = closest_advisory(segmentation) if segmentation.advisory else None
     if not math.isfinite(high.distance_px):
-        return advisory or high
+        return closest_advisory(segmentation) if segmentation.advisory else high
     high.tier = "high"
-    if advisory is not None and advisory.distance_px < high.distance_px:
-        high.advisory = advisory
+    if segmentation.advisory and high.distance_px > 0:  # touching a HIGH vessel: nothing can be nearer
+        advisory = closest_advisory(segmentation)
+        if advisory.distance_px < high.distance_px:
+            high.advisory = advisory
     return high
 
 
