@@ -6,7 +6,7 @@ pattern is found when the board is only partly in view: ChArUco by its markers' 
 grid by its fiducials (larger dots at known grid positions, ``fiducials``), a chessboard and a
 circle grid by the part seen (its own corner is the origin: enough for intrinsics, not stereo).
 
-    board = Board("dotgrid", 25, 18, square_mm=5.0, fiducials=((7, 5), (17, 5), (7, 12), (17, 12)))
+    board = Board("dotgrid", 25, 18, square_mm=5.0, fiducials=((8, 5), (16, 5), (8, 12), (16, 12)))
     image_points, object_points = board.detect(gray)     # raises BoardNotFound(reason)
 """
 from __future__ import annotations
@@ -62,6 +62,14 @@ class Board:
             return np.asarray(self.charuco.getChessboardCorners(), np.float32).reshape(-1, 3)
         grid = np.mgrid[: self.cols, : self.rows].T.reshape(-1, 2).astype(np.float32) * self.square_mm
         return np.column_stack([grid, np.zeros(len(grid), np.float32)])
+
+    def point_ids(self, object_points: np.ndarray) -> list[int]:
+        """Each board point's number, row by row (a ChArUco corner's or a dot's), from its position in mm."""
+        per_row = self.cols - 1 if self.pattern == "charuco" else self.cols
+        grid = np.rint(np.asarray(object_points)[:, :2] / self.square_mm).astype(int)
+        if self.pattern == "charuco":
+            grid -= 1  # the first inner corner lies one square in
+        return [int(row * per_row + col) for col, row in grid]
 
     def detect(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sub-pixel image points (N, 2) and their board points (N, 3); raises :class:`BoardNotFound`."""

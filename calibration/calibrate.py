@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from calibration.board_shape import BoardSurface, fit_board_surface
 from calibration.boards import Board, BoardNotFound
 from calibration.camera import CalibrationError, CameraModel
 from calibration.fields import full_picture
@@ -22,6 +23,7 @@ SAMPLED_FRAMES = 80  # frames looked at per video
 BLUR_FRACTION = 0.35  # views sharper than this fraction of the median sharpness are kept
 DUPLICATE_PX = 0.01  # views whose points moved less than this fraction of the diagonal are skipped
 OUTLIER_FACTOR = 3.0  # views with error above this times the median (and above 1 px) are rejected
+BENT_BOARD_GAIN = 0.8  # a bent board is kept when it brings the RMS below this fraction of the flat board's
 
 
 @dataclass
@@ -39,6 +41,8 @@ class Calibration:
     per_view_rms: dict[str, float]
     rejected: dict[str, float] = field(default_factory=dict)  # outlier views and their error
     skipped: dict[str, str] = field(default_factory=dict)  # inputs not used, and why
+    surface: BoardSurface | None = None  # the board's fitted shape, when it is not flat
+    flat_rms: float = 0.0  # the RMS with the board taken as flat
 
 
 def _files(inputs: list[str]) -> list[Path]:
@@ -59,9 +63,20 @@ def _files(inputs: list[str]) -> list[Path]:
     return files
 
 
+def _view_names(paths: list[Path]) -> list[str]:
+    """Each input's name: its file name, or as much of its path as tells it apart from the others."""
+    names = [path.name for path in paths]
+    depth = 1
+    while len(set(names)) < len(names) and depth < max(len(p.parts) for p in paths):
+        depth += 1
+        names = ["/".join(path.parts[-depth:]) for path in paths]
+    return names
+
+
 def _frames(inputs: list[str]):
     """(name, BGR image) of every image input and of frames sampled evenly from videos."""
-    for path in _files(inputs):
+    paths = _files(inputs)
+    for path, name in zip(paths, _view_names(paths)):
         if path.suffix.lower() in VIDEO_SUFFIXES:
             video = cv2.VideoCapture(str(path))
             total = int(video.get(cv2.CAP_PROP_FRAME_COUNT)) or SAMPLED_FRAMES
@@ -72,14 +87,14 @@ def _frames(inputs: list[str]):
                 if not ok:
                     break
                 if index % step == 0:
-                    yield f"{path.name}#{index}", frame
+                    yield f"{name}#{index}", frame
                 index += 1
             video.release()
             continue
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise CalibrationError(f"cannot read image {path}")
-        yield path.name, image
+        yield name, image
 
 
 def collect_views(inputs: list[str], board: Board, field_scale: str | int = "auto",
@@ -104,7 +119,8 @@ def collect_views(inputs: list[str], board: Board, field_scale: str | int = "aut
         else:
             views.append(View(name, frame, points, board_points, float(cv2.Laplacian(gray, cv2.CV_64F).var())))
         if debug_dir is not None:
-            _write_debug(Path(debug_dir), name, image, points, skipped.get(name, how))
+            _write_debug(Path(debug_dir), name, image, points, board.point_ids(board_points) if points is not None
+                         else [], skipped.get(name, how))
     if views:
         threshold = BLUR_FRACTION * float(np.median([v.sharpness for v in views]))
         diagonal = float(np.hypot(*size))
@@ -121,21 +137,42 @@ def collect_views(inputs: list[str], board: Board, field_scale: str | int = "aut
     return views, size, skipped
 
 
-def _write_debug(folder: Path, name: str, image: np.ndarray, points: np.ndarray | None, note: str) -> None:
-    """``folder/NAME.png``: the view with its detected points numbered, or the reason it was skipped."""
+def _write_debug(folder: Path, name: str, image: np.ndarray, points: np.ndarray | None, ids: list[int],
+                 note: str) -> None:
+    """A picture per view: its points with their board ids, or why it was skipped (wrapped to fit).
+
+    Written as ``folder/NAME.png`` with the view's name made a file name (``a/left.png`` ->
+    ``a__left.png``, a video's frame ``clip.mp4#40`` -> ``clip.mp4-40.png``): names never collide."""
     folder.mkdir(parents=True, exist_ok=True)
     picture = image.copy()
-    scale = max(1, round(picture.shape[1] / 640))
-    for number, (x, y) in enumerate(points if points is not None else []):
-        cv2.circle(picture, (round(x), round(y)), 3 * scale, (0, 255, 0), scale, cv2.LINE_AA)
-        if number % 10 == 0:
-            cv2.putText(picture, str(number), (round(x) + 4 * scale, round(y) - 4 * scale),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.4 * scale, (0, 0, 255), scale, cv2.LINE_AA)
+    scale = max(1.0, picture.shape[1] / 640)
+    thick = max(1, round(scale))
+    for board_id, (x, y) in zip(ids, points if points is not None else []):
+        cv2.circle(picture, (round(x), round(y)), round(3 * scale), (0, 255, 0), thick, cv2.LINE_AA)
+        cv2.putText(picture, str(board_id), (round(x + 3 * scale), round(y - 3 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.22 * scale, (0, 0, 255), max(1, thick // 2), cv2.LINE_AA)
     found = f"{len(points)} points" if points is not None else ""
-    cv2.putText(picture, " ".join(filter(None, (found, note))), (10, 30 * scale), cv2.FONT_HERSHEY_SIMPLEX,
-                0.8 * scale, (0, 0, 255), 2 * scale, cv2.LINE_AA)
-    stem = name.replace("#", "-") if "#" in name else Path(name).stem  # a video's frame, or an image
-    cv2.imwrite(str(folder / f"{stem}.png"), picture)
+    for row, line in enumerate(_wrapped(" ".join(filter(None, (found, note))), picture.shape[1] - 20, 0.6 * scale,
+                                        thick)):
+        origin = (10, round((row + 1) * 26 * scale))
+        cv2.putText(picture, line, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0), 3 * thick, cv2.LINE_AA)
+        cv2.putText(picture, line, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 255), thick, cv2.LINE_AA)
+    stem = Path(name.split("#")[0]).with_suffix("").as_posix().replace("/", "__")
+    frame = f"-{name.split('#')[1]}" if "#" in name else ""
+    cv2.imwrite(str(folder / f"{stem}{frame}.png"), picture)
+
+
+def _wrapped(text: str, width: int, font_scale: float, thickness: int) -> list[str]:
+    """``text`` broken at spaces into lines no wider than ``width`` pixels."""
+    lines = [""]
+    for word in text.split():
+        candidate = f"{lines[-1]} {word}".strip()
+        fits = cv2.getTextSize(candidate, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)[0][0] <= width
+        if fits or not lines[-1]:
+            lines[-1] = candidate
+        else:
+            lines.append(word)
+    return lines
 
 
 def _fisheye_flag(name: str) -> int:
@@ -186,8 +223,25 @@ def calibrate(views: list[View], size: tuple[int, int], fisheye: bool = False, r
             outliers = {}
     except cv2.error as error:
         raise CalibrationError(f"calibration did not converge: {str(error).strip().splitlines()[-1]}") from None
-    total = float(np.sqrt(np.sum([e * e * len(v.image_points) for e, v in zip(errors, views)])
-                          / sum(len(v.image_points) for v in views)))
+    flat_rms = _overall(errors, views)
+    surface = None
+    if not fisheye:
+        bent = fit_board_surface(views, k, d, size, _extent(views))
+        if _overall(bent[3], views) < BENT_BOARD_GAIN * flat_rms:
+            surface, k, d, errors = bent
     per_view = {v.name: e for v, e in zip(views, errors)}
-    camera = CameraModel("fisheye" if fisheye else "pinhole", k, d, size, rms=total, view_errors=per_view)
-    return Calibration(camera, per_view, outliers, skipped)
+    camera = CameraModel("fisheye" if fisheye else "pinhole", k, d, size, rms=_overall(errors, views),
+                         view_errors=per_view)
+    return Calibration(camera, per_view, outliers, skipped, surface, flat_rms)
+
+
+def _overall(errors: list[float], views: list[View]) -> float:
+    """RMS over every point of the views, from each view's RMS."""
+    return float(np.sqrt(np.sum([e * e * len(v.image_points) for e, v in zip(errors, views)])
+                         / sum(len(v.image_points) for v in views)))
+
+
+def _extent(views: list[View]) -> tuple[float, float]:
+    """The board's width and height in mm, as far as the views' points reach (at least one square)."""
+    reach = np.max([v.object_points[:, :2].max(axis=0) for v in views], axis=0)
+    return float(max(reach[0], 1.0)), float(max(reach[1], 1.0))

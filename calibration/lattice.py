@@ -1,8 +1,8 @@
 """Dot grids seen in part: find the dots, index them on the grid, fix the origin by fiducials.
 
 A laparoscope at working distance sees a patch of the board, bent by strong barrel
-distortion. The dots are found as blobs (several thresholds, so vignetting does not matter;
-dark dots on a light board or the reverse), then indexed by growing the grid from a dot near
+distortion. The dots are found as blobs in the picture divided by its own background (so
+uneven light and vignetting do not matter; dark dots on a light board or the reverse), then indexed by growing the grid from a dot near
 the middle, one neighbour at a time, each step predicted from the last measured spacing (so
 the distortion bends the prediction with the grid). Dots whose index disagrees with their
 neighbours are dropped. Fiducials, the larger dots at known grid positions, turn the view's
@@ -25,7 +25,10 @@ MIDPOINT_TOLERANCE = 0.2  # a dot may sit this fraction of the spacing off the m
 MAX_FILL = 0.75  # dots narrower than this fraction of their spacing (a chessboard's squares are wider)
 FIDUCIAL_SIZE_RATIO = 1.3  # a fiducial's diameter over the median of the dots around it
 MIN_DOTS = 12
+BACKGROUND_FRACTION = 12  # the background closing spans this fraction of the picture's longer side
+FIDUCIAL_SPAN = 5  # ... and at least this many median dot diameters (a fiducial is ~3 wide)
 MIN_FIDUCIALS = 2
+STRAY_LARGE_DOTS = 1  # a larger blob off the fiducials' places (a smear, a merged pair) is let pass
 STEPS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 # the 8 symmetries of a square grid (rotations, and rotations of the mirror image)
 SYMMETRIES = [np.array(m) for m in ([[1, 0], [0, 1]], [[0, -1], [1, 0]], [[-1, 0], [0, -1]], [[0, 1], [-1, 0]],
@@ -43,16 +46,41 @@ class Dots:
 
 
 def find_dots(gray: np.ndarray, colour: int) -> Dots:
-    """Round blobs darker (``colour`` 0) or lighter (255) than what surrounds them."""
+    """Round blobs darker (``colour`` 0) or lighter (255) than the board around them.
+
+    The picture is first divided by its own background (the board without dots: a morphological
+    closing larger than any dot, on a quarter-size copy), which flattens a scope's uneven light and
+    vignetting; blobs are then taken by shape at several thresholds. The closing must span the
+    fiducials too: when the dots turn out large, the search runs again with a wider one.
+    """
+    dark = gray if colour == 0 else 255 - gray
+    width = max(gray.shape) // BACKGROUND_FRACTION
+    dots = _blobs(_flattened(dark, width))
+    if len(dots.diameters) and FIDUCIAL_SPAN * np.median(dots.diameters) > width:
+        dots = _blobs(_flattened(dark, int(FIDUCIAL_SPAN * np.median(dots.diameters))))
+    return dots
+
+
+def _flattened(dark: np.ndarray, width: int) -> np.ndarray:
+    """``dark`` divided by its background (dark dots removed by a closing ``width`` pixels wide)."""
+    small = cv2.resize(dark, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    side = max(3, width // 4) | 1
+    background = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side)))
+    background = cv2.resize(background, (dark.shape[1], dark.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return np.clip(dark.astype(np.float32) * 255 / np.maximum(background, 1), 0, 255).astype(np.uint8)
+
+
+def _blobs(flat: np.ndarray) -> Dots:
+    """Dark round blobs of a flattened picture, accepted by area, circularity, convexity and inertia."""
     params = cv2.SimpleBlobDetector_Params()
-    params.blobColor, params.filterByColor = colour, True
-    params.minThreshold, params.maxThreshold, params.thresholdStep, params.minRepeatability = 10, 240, 10, 2
-    params.filterByArea, params.minArea, params.maxArea = True, 6.0, gray.size / 150
-    params.filterByCircularity, params.minCircularity = True, 0.8
-    params.filterByInertia, params.minInertiaRatio = True, 0.15  # dots seen at a slant are ellipses
+    params.blobColor, params.filterByColor = 0, True
+    params.minThreshold, params.maxThreshold, params.thresholdStep, params.minRepeatability = 40, 220, 20, 2
+    params.filterByArea, params.minArea, params.maxArea = True, 6.0, flat.size / 100
+    params.filterByCircularity, params.minCircularity = True, 0.6  # blur and slant round the edges off
+    params.filterByInertia, params.minInertiaRatio = True, 0.1  # dots seen at a slant are ellipses
     params.filterByConvexity, params.minConvexity = True, 0.85
     params.minDistBetweenBlobs = 2.0
-    keypoints = cv2.SimpleBlobDetector_create(params).detect(gray)
+    keypoints = cv2.SimpleBlobDetector_create(params).detect(flat)
     return Dots(np.array([k.pt for k in keypoints], np.float64).reshape(-1, 2),
                 np.array([k.size for k in keypoints], np.float64))
 
@@ -147,7 +175,7 @@ def align_to_board(indexed: dict[int, tuple[int, int]], centres: np.ndarray, col
     """The board's (col, row) of each indexed dot.
 
     Only symmetries that keep the printed side facing the camera are considered; with
-    ``fiducials`` every seen fiducial must land on a known one (at least ``MIN_FIDUCIALS``);
+    ``fiducials`` every seen fiducial but one stray must land on a known one (at least ``MIN_FIDUCIALS``);
     without, the view's own corner becomes (0, 0). Among equals, the board's columns run most
     nearly left to right in the image (a board symmetric under a half turn reads the same way
     in both cameras of a stereo pair).
@@ -178,7 +206,7 @@ def align_to_board(indexed: dict[int, tuple[int, int]], centres: np.ndarray, col
             score = (matched, on_board, columns_run_right)
             if best_score is None or score > best_score:
                 best, best_score = placed, score
-    if fiducials and best_score[0] < len(fiducial_dots):
+    if fiducials and best_score[0] < max(MIN_FIDUCIALS, len(fiducial_dots) - STRAY_LARGE_DOTS):
         raise GridNotFound(f"the {len(fiducial_dots)} larger dots seen do not match the fiducials' positions")
     inside = (best[:, 0] >= 0) & (best[:, 0] < cols) & (best[:, 1] >= 0) & (best[:, 1] < rows)
     return {dot: (int(c), int(r)) for dot, (c, r), keep in zip(dots, best, inside) if keep}

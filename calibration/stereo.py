@@ -2,7 +2,8 @@
 
 Each camera is calibrated on its own views first (all of them), then the pair is fitted on
 the frames where both saw the board, with each camera's intrinsics held: only board points
-seen by both cameras count (ChArUco ids or a dot grid's fiducials make them the same points).
+seen by both cameras count (ChArUco ids or a dot grid's fiducials make them the same points),
+lifted off the plane by the left camera's fit of the board's shape when it is bent.
 The YAML keeps the left camera under the mono keys, so ``orsight run --calibration`` reads
 a stereo file as the left camera; the right camera, R, T, E, F and the rectification
 (R1, R2, P1, P2, Q: :func:`rectify_maps` turns them into remap tables) sit beside it.
@@ -70,7 +71,8 @@ def calibrate_stereo(left_views: list[View], right_views: list[View], size: tupl
             continue
         shared = _shared_points(view, right_by_frame[view.frame])
         if len(shared[0]) >= 6:
-            objects.append(shared[0].astype(np.float32).reshape(-1, 1, 3))
+            board_points = shared[0] if left.surface is None else left.surface.lift(shared[0])
+            objects.append(board_points.astype(np.float32).reshape(-1, 1, 3))
             left_points.append(shared[1].astype(np.float32).reshape(-1, 1, 2))
             right_points.append(shared[2].astype(np.float32).reshape(-1, 1, 2))
     if len(objects) < MIN_PAIRS:

@@ -13,11 +13,12 @@ from calibration.camera import CameraModel
 
 
 def render_view(board: Board, camera: CameraModel, rvec, tvec, noise: float = 0.0, seed: int = 0,
-                supersample: int = 2) -> np.ndarray:
+                supersample: int = 2, scope_light: bool = False) -> np.ndarray:
     """BGR image of ``board`` posed at (``rvec``, ``tvec``, millimetres) through ``camera``'s lens.
 
     Each output pixel is traced back through the distortion to a ray, the ray meets the board
-    plane, and the printed board is sampled there (supersampled, then averaged).
+    plane, and the printed board is sampled there (supersampled, then averaged). ``scope_light``:
+    as a laparoscope lights it, see :func:`scope_lighting`.
     """
     width, height = camera.image_size
     px_per_mm = 12.0
@@ -39,9 +40,28 @@ def render_view(board: Board, camera: CameraModel, rvec, tvec, noise: float = 0.
     big = cv2.remap(texture, map_xy[..., 0], map_xy[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                     borderValue=200)
     image = cv2.resize(big, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32)
+    if scope_light:
+        image = scope_lighting(image, seed)
     if noise:
         image += np.random.default_rng(seed).normal(0, noise, image.shape)
     return cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+def scope_lighting(image: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A scope's own light: grey ink, bright off-centre, dark vignetted corners, a lopsided gradient,
+    blur growing towards the edges, and lines doubled as a field-based camera gives them."""
+    rng = np.random.default_rng(seed)
+    height, width = image.shape[:2]
+    y, x = np.mgrid[:height, :width].astype(np.float32)
+    centre = np.array([width, height]) * (0.5 + rng.uniform(-0.12, 0.12, 2))
+    radius = np.hypot((x - centre[0]) / width, (y - centre[1]) / height) / 0.6
+    light = np.clip(1.0 - 0.8 * radius ** 2, 0.12, 1.0) * (0.75 + 0.25 * x / width)
+    edge = np.clip(radius, 0, 1)[..., None] if image.ndim == 3 else np.clip(radius, 0, 1)
+    image = 90 + image * (165 / 255)  # the printed dots reflect a third of the light
+    blurred = cv2.GaussianBlur(image, (0, 0), 2.5)
+    lit = (image * (1 - edge) + blurred * edge) * (light[..., None] if image.ndim == 3 else light)
+    lit[1::2] = lit[0:height - height % 2:2]
+    return lit
 
 
 def pose_looking_at(board_point_mm, rvec, depth: float, offset_mm=(0.0, 0.0)):

@@ -20,7 +20,7 @@ def add_commands(commands) -> None:
     calibrate.add_argument("--square", type=float, required=True, help="square side or dot spacing in mm")
     calibrate.add_argument("--fiducials", default=None, metavar="C,R,C,R,...",
                            help="dotgrid: grid positions (column, row, 0-based) of the larger dots, "
-                                "e.g. 7,5,17,5,7,12,17,12")
+                                "e.g. 8,5,16,5,8,12,16,12")
     calibrate.add_argument("--fisheye", action="store_true", help="fisheye camera model")
     calibrate.add_argument("--rational", action="store_true", help="pinhole with the rational distortion model")
     calibrate.add_argument("--field-scale", choices=("auto", "1", "2"), default="auto",
@@ -115,7 +115,31 @@ def _calibrate_stereo(args, board) -> int:
     print(f"stereo from {stereo.pairs} pairs: RMS {stereo.rms:.3f} px, baseline {baseline:.3f} mm, "
           f"T {' '.join(f'{v:.3f}' for v in stereo.translation)} mm")
     print(f"wrote {args.out} (the left camera under the mono keys: orsight run --calibration uses it)")
+    if args.debug:
+        print(f"wrote {_write_rectified_pair(args, Path(args.debug))}: a rectified pair, to check by eye")
     return 0
+
+
+def _write_rectified_pair(args, folder: Path) -> Path:
+    """The first stereo pair rectified side by side, with lines a matched point must lie on."""
+    import cv2
+
+    from calibration.calibrate import _files
+    from calibration.fields import full_picture
+    from calibration.stereo import rectify_maps
+
+    maps = rectify_maps(args.out)
+    halves = []
+    for inputs, (map_x, map_y) in zip((args.stereo, args.right), maps):
+        image, _ = full_picture(cv2.imread(str(_files(inputs)[0]), cv2.IMREAD_COLOR), args.field_scale)
+        halves.append(cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR))
+    pair = np.hstack(halves)
+    for y in range(0, pair.shape[0], max(20, pair.shape[0] // 24)):
+        cv2.line(pair, (0, y), (pair.shape[1] - 1, y), (0, 255, 0), max(1, pair.shape[1] // 1280))
+    path = folder / "rectified-pair.png"
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), pair)
+    return path
 
 
 def _report(result, size, views) -> None:
@@ -125,6 +149,10 @@ def _report(result, size, views) -> None:
     print(f"{camera.model} model from {len(result.per_view_rms)} views of {size[0]}x{size[1]}: RMS {camera.rms:.3f} px")
     print(f"fx {k[0, 0]:.2f}  fy {k[1, 1]:.2f}  cx {k[0, 2]:.2f}  cy {k[1, 2]:.2f}")
     print("distortion " + " ".join(f"{v:.5f}" for v in camera.distortion))
+    if result.surface is not None:
+        bend = max(result.surface.deviation_mm(v.object_points) for v in views if v.name in result.per_view_rms)
+        print(f"the board is not flat: fitted its shape (up to {bend:.2f} mm off a plane; "
+              f"RMS {result.flat_rms:.3f} px if taken as flat)")
     for name, error in result.per_view_rms.items():
         print(f"  view {name}: {error:.3f} px ({points[name]} points)")
     for name, error in result.rejected.items():
