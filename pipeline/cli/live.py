@@ -24,6 +24,7 @@ from pipeline.cli.common import (
     write_json,
 )
 from pipeline.core.evidence import UNVALIDATED
+from pipeline.core.privacy import MODES
 from pipeline.runtime.live import AI_NICENESS, AI_PRIORITY
 from pipeline.transport.zeromq import DEFAULT_ENDPOINT, ENCODINGS
 
@@ -62,6 +63,7 @@ def add_commands(commands) -> None:
     demo.add_argument("--size", type=size_arg, default=(1280, 720), help="phantom frame size (WxH)")
     demo.add_argument("--source", default="phantom:approach", help="any `run --source` (paced at its own rate)")
     _add_ai_options(demo)
+    add_privacy_option(demo)
     demo.set_defaults(handler=command_demo)
     bridge = commands.add_parser("bridge", help="re-send the stream to other tools")
     kinds = bridge.add_subparsers(dest="kind", required=True, parser_class=Parser)
@@ -97,6 +99,22 @@ def _add_source_options(parser) -> None:
                         help="auto: shm-bgr8 (shared memory) on ipc:// and loopback, raw-bgr8 elsewhere")
     parser.add_argument("--overlay-encoding", choices=ENCODINGS, default="jpeg", help="encoding of `overlay` frames")
     _add_ai_options(parser)
+    add_privacy_option(parser)
+
+
+def add_privacy_option(parser) -> None:
+    parser.add_argument("--privacy", choices=MODES, default=None,
+                        help="out-of-body frames in recordings, streams and reports: blur (default), blank, or off "
+                             "(unchanged: said at start and kept in the audit log)")
+
+
+def privacy_mode(args, config) -> str:
+    """``--privacy`` over the config's; ``off`` is said once on stderr."""
+    mode = args.privacy or config.privacy
+    if mode == "off":
+        print("orsight: --privacy off: out-of-body video (the room, staff, the patient) goes unchanged into "
+              "recordings and streams; this is on record in the audit log", file=sys.stderr)
+    return mode
 
 
 def _add_ai_options(parser) -> None:
@@ -152,14 +170,14 @@ def command_run(args) -> int:
     writable(args.summary, "--summary")
     config = load_config(args.config)
     overrides = {k: v for k, v in (("imgsz", args.imgsz), ("overlay_view", args.overlay_view)) if v is not None}
-    config = dataclasses.replace(config, **overrides)
+    config = dataclasses.replace(config, **overrides, privacy=privacy_mode(args, config))
     session = _session(args.source, args.model, args.device, config,
                        load_camera(args.calibration, args.working_distance), args.audit_log, args.size, args.fps,
                        args.fourcc)
     publisher = Publisher(args.publish, keys=args.secure, insecure=args.insecure)
     options = LiveOptions(frames=args.frames, realtime=args.realtime, video_encoding=args.video_encoding,
                           overlay_encoding=args.overlay_encoding, identity=session.identity,
-                          **_ai_options(args, config))
+                          privacy=config.privacy, **_ai_options(args, config))
     print(f"orsight: {session.source.name} -> {session.model.description} -> {args.publish}", file=sys.stderr)
     if session.model.operating_points is None:
         print(f"orsight: {UNVALIDATED}", file=sys.stderr)
@@ -232,8 +250,9 @@ def command_demo(args) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    session = _session(args.source, args.model, "auto", PipelineConfig(), audit_path=out / "audit.jsonl",
-                       size=args.size)
+    config = PipelineConfig()
+    config = dataclasses.replace(config, privacy=privacy_mode(args, config))
+    session = _session(args.source, args.model, "auto", config, audit_path=out / "audit.jsonl", size=args.size)
     socket_dir = tempfile.mkdtemp(prefix="orsight-demo-")
     endpoint = f"ipc://{socket_dir}/live.sock"
     publisher = Publisher(endpoint)
@@ -245,7 +264,8 @@ def command_demo(args) -> int:
         if not publisher.wait_for_subscriber(timeout=30):
             raise UsageError("the display process did not subscribe within 30 s")
         live = run_live(session.source, session.graph, publisher,
-                        LiveOptions(frames=args.frames, realtime=True, **_ai_options(args, PipelineConfig())),
+                        LiveOptions(frames=args.frames, realtime=True, privacy=config.privacy,
+                                    **_ai_options(args, config)),
                         health=session.health)
         display.wait(timeout=60)
     finally:

@@ -292,6 +292,7 @@ class FramePacket:
     overlay: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     truth: object | None = None  # ground truth, when the source knows it (the phantom's PhantomTruth)
+    privacy: str | None = None  # inside, outside or blank (the privacy stage); None: not judged
     original: np.ndarray | None = None  # the captured frame while ``image`` is undistorted
 
     @classmethod

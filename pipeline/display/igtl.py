@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from pipeline.core.classes import ROLE_COLOURS
+from pipeline.core.privacy import shared_picture
 from pipeline.transport.untrusted import TransportError, decode_image
 from pipeline.transport.zeromq import Receiver
 
@@ -97,8 +98,8 @@ def label_map(mask) -> np.ndarray:
 def _messages(pyigtl, topic: str, message) -> list:
     """The OpenIGTLink messages for one orsight message."""
     header, stamp = message.header, message.header["t_capture_ns"] / 1e9
-    if topic == "video":
-        rgb = decode_image(message)[..., ::-1]
+    if topic == "video":  # out of body: hidden as in every picture that leaves the monitor
+        rgb = shared_picture(decode_image(message), header.get("privacy"), header.get("privacy_mode", "blur"))[..., ::-1]
         return [pyigtl.ImageMessage(np.ascontiguousarray(rgb)[None], timestamp=stamp, device_name="orsight_video")]
     if topic == "alert":
         text = f"{header['priority'].upper()} {header['rule']} {header['state']}: {header['message']}"

@@ -23,6 +23,7 @@ import numpy as np
 
 from pipeline.core.evidence import VesselRegion
 from pipeline.core.packet import AlertEvent, FramePacket, Proximity, Segmentation
+from pipeline.core.privacy import BLANK, OUTSIDE, mark, shared_picture
 from pipeline.display.propagate import MaskPropagator, move_point
 from pipeline.display.recorder import Recorder
 from pipeline.stages.overlay.cpu import (
@@ -106,7 +107,8 @@ def _packet_from(video: Message, mask: Message | None, status: Message | None) -
     image = decode_image(video)
     image = image if image.flags.writeable else image.copy()  # drawn on below
     packet = FramePacket(frame_id=video.header["frame_id"], source=video.header["stream"], image=image,
-                         t_capture_ns=video.header["t_capture_ns"], t_capture_mono_ns=0)
+                         t_capture_ns=video.header["t_capture_ns"], t_capture_mono_ns=0,
+                         privacy=video.header.get("privacy"))
     health = [a for a in _alerts_from(status.header) if a.rule != "ai_stale"] if status else []
     if mask is None:
         packet.active_alerts = health + [_stale_alert(video)]
@@ -148,6 +150,23 @@ class Shown:
     stale: bool  # a video frame shown without its mask (AI STALE)
     packet: FramePacket | None = None  # the frame's results (None for NO SIGNAL)
     moved_ms: float | None = None  # the mask was moved to this frame from a frame this much older
+    privacy_mode: str = "blur"  # the publisher's: how an out-of-body frame may leave this monitor
+
+    @property
+    def privacy(self) -> str | None:
+        return self.packet.privacy if self.packet is not None else None
+
+    def shared(self) -> np.ndarray:
+        """The picture as it may leave the monitor (recording, web, snapshot): an out-of-body frame hidden."""
+        return shared_picture(self.scene, self.privacy, self.privacy_mode)
+
+    def on_monitor(self) -> np.ndarray:
+        """The picture for the local OR monitor: the camera's own view, marked when it is out of body."""
+        if self.privacy == OUTSIDE:
+            scene = self.scene.copy()
+            mark(scene, "OUT OF BODY: not recorded or streamed")
+            return scene
+        return self.scene
 
 
 class Compositor:
@@ -164,7 +183,7 @@ class Compositor:
         self.video: Message | None = None
         self.last_video_s = time.monotonic()
         self.counts = {"frames_stale": 0, "frames_overwritten": 0, "frames_failed": 0, "no_signal_screens": 0,
-                       "frames_moved": 0}
+                       "frames_moved": 0, "frames_outside": 0, "frames_blank": 0}
         self.compose_ms: list[float] = []
 
     @property
@@ -204,7 +223,10 @@ class Compositor:
             self.counts["frames_stale"] += mask is None
             self.counts["frames_moved"] += moved_ms is not None
             self.compose_ms.append((time.perf_counter() - started) * 1e3)
-            return Shown(scene, newer.header["t_capture_ns"], True, mask is None, packet, moved_ms)
+            if packet.privacy in (OUTSIDE, BLANK):
+                self.counts[f"frames_{packet.privacy}"] += 1
+            return Shown(scene, newer.header["t_capture_ns"], True, mask is None, packet, moved_ms,
+                         newer.header.get("privacy_mode", "blur"))
 
     def _move_mask(self, packet: FramePacket, mask: Message | None) -> float | None:
         """Remember the frame (before anything is drawn on it); move the fresh mask's class map and closest
@@ -260,9 +282,9 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
                 break
             # the recording starts with the first video frame (its size is the file's)
             if recorder is not None and (picture.video_frame or recorder.frames):
-                recorder.write(picture.scene, picture.t_ns)
+                recorder.write(picture.shared(), picture.t_ns)
             if not headless:
-                cv2.imshow(WINDOW, picture.scene)
+                cv2.imshow(WINDOW, picture.on_monitor())
                 if cv2.waitKey(1) & 0xFF in (27, ord("q")):
                     break
             shown += picture.video_frame

@@ -78,10 +78,10 @@ class WebState:
             ("CAPTURE LOST" if status.get("state") == "capture_lost" else "NO SIGNAL")
         delays = compositor.receiver.delays_ms["mask"][-30:]
         with self.lock:
-            self.scene, self.pictures = picture.scene, self.pictures + 1
+            self.scene, self.pictures = picture.shared(), self.pictures + 1  # other rooms watch: never out of body
             self.state = json.dumps({"picture": self.pictures, "signal": signal, "fps_ai": status.get("fps_ai"),
                                      "annotation_delay_ms": round(sum(delays) / len(delays), 1) if delays else None,
-                                     "vessel_alerts": status.get("vessel_alerts"),
+                                     "vessel_alerts": status.get("vessel_alerts"), "privacy": picture.privacy,
                                      "alerts": [a.to_dict() for a in alerts if a.rule != "no_signal"]}
                                     ).encode()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.core.classes import class_roles
+from pipeline.core.privacy import MODES
 from pipeline.stages.alerts.rules import RULES, build_rules
 from pipeline.stages.undistort import OVERLAY_VIEWS
 
@@ -36,6 +37,8 @@ class PipelineConfig:
     stale_ms: float = 120.0  # segmentation older than this is stale (ai_stale, clinical alerts suppressed)
     roles: dict[str, str] = field(default_factory=dict)  # class name -> instrument|vessel|other
     overlay_view: str = "original"  # with a calibration: draw on the original or the undistorted picture
+    privacy: str = "blur"  # out-of-body frames in every shared picture: blur, blank, or off (unchanged)
+    privacy_every: int = 3  # the out-of-body model scores every N-th frame live (replay: every frame)
 
     def __post_init__(self):
         validate(self)
@@ -64,6 +67,10 @@ def validate(config: PipelineConfig) -> None:
     if config.mm_per_px is not None:
         _number("mm_per_px", config.mm_per_px, 0.0)
     _number("stale_ms", config.stale_ms, 0.0)
+    if config.privacy not in MODES:
+        raise ConfigError(f"privacy must be one of {', '.join(MODES)}, not {config.privacy!r}")
+    if isinstance(config.privacy_every, bool) or not isinstance(config.privacy_every, int) or config.privacy_every < 1:
+        raise ConfigError(f"privacy_every must be a whole number of at least 1, not {config.privacy_every!r}")
     if config.overlay_view not in OVERLAY_VIEWS:
         raise ConfigError(f"overlay_view must be one of {', '.join(OVERLAY_VIEWS)}, not {config.overlay_view!r}")
     for key, mapping in (("alerts", config.alerts), ("roles", config.roles)):

@@ -5,7 +5,9 @@
         packet = stage(packet)
     graph.preprocess, graph.model, graph.evidence, graph.overlay      # the parts callers ask for, by name
 
-In four named segments, in data-flow order: ``prepare`` ([undistort] -> preprocess), ``model``,
+First the ``privacy`` stage (out of body or not: live runs it in the capture thread, before the
+frame is published; a frame out of body is not analysed, :meth:`Graph.hold`). Then four named
+segments, in data-flow order: ``prepare`` ([undistort] -> preprocess), ``model``,
 ``describe`` (decode -> evidence -> proximity) and ``finish`` (alerts -> overlay -> [redistort]). The
 CPU or CUDA variant of each stage is chosen here, once, from the device, the model's kind and its
 backend; no stage decides per frame. Each stage declares the packet
@@ -14,12 +16,16 @@ fields it ``reads`` and ``writes``, and the chain is checked when it is built.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from calibration.camera import CameraModel
-from pipeline.core.packet import FramePacket
+from pipeline.core.packet import FramePacket, Proximity, Segmentation
+from pipeline.core.privacy import INSIDE
 from pipeline.runtime.config import PipelineConfig
 from pipeline.stages.alerts.audit import AuditLog
 from pipeline.stages.alerts.engine import Alerts
@@ -32,6 +38,7 @@ from pipeline.stages.infer import SegmentationModel, TorchSegmentationModel
 from pipeline.stages.overlay.cpu import Overlay
 from pipeline.stages.preprocess.cpu import LetterboxPreprocess
 from pipeline.stages.preprocess.geometry import model_input
+from pipeline.stages.privacy import OutOfBodyModel, PrivacyGate
 from pipeline.stages.undistort import Redistort, Undistort
 
 CAPTURED = ("frame_id", "source", "image", "t_capture_ns", "t_capture_mono_ns", "truth")  # FramePacket.capture
@@ -60,13 +67,32 @@ class Graph:
     evidence: VesselEvidence
     proximity: Stage  # ... to the closest instrument-vessel pair
     finish: list[Stage]  # alerts -> overlay -> [redistort]: in frame order (replay: from the records)
+    privacy: PrivacyGate | None = None  # first, right after capture (None: every frame taken as inside)
 
     @property
     def describe(self) -> list[Stage]:
         return [self.decode, self.evidence, self.proximity]
 
     def __iter__(self) -> Iterator[Stage]:
-        yield from (*self.prepare, self.model, *self.describe, *self.finish)
+        yield from (*([self.privacy] if self.privacy else []), *self.analysis())
+
+    def analysis(self) -> list[Stage]:
+        """The stages after the privacy stage: what a frame inside the body goes through."""
+        return [*self.prepare, self.model, *self.describe, *self.finish]
+
+    def hold(self, packet: FramePacket) -> FramePacket:
+        """A frame out of body (or blank): not analysed. Empty results, no overlay; the alerts stage still
+        sees it, so that a vessel alarm raised before the scope came out is cleared."""
+        height, width = packet.image.shape[:2]
+        packet.segmentation = Segmentation(np.zeros((height, width), np.uint8), self.model.names, self.model.roles,
+                                           np.zeros(0, int), np.zeros(0, np.float32), np.zeros((0, 4), np.float32))
+        packet.proximity = Proximity(math.inf)
+        return self.alerts(packet) if self.finish else packet
+
+    @staticmethod
+    def analysed(packet: FramePacket) -> bool:
+        """Whether the frame is analysed: inside the body, or not judged at all."""
+        return packet.privacy in (None, INSIDE)
 
     @property
     def preprocess(self) -> Stage:
@@ -89,7 +115,7 @@ class Graph:
 def build_graph(model: SegmentationModel, config: PipelineConfig, camera: CameraModel | None = None,
                 audit: AuditLog | None = None, device: str = "cpu",
                 fov: tuple[float, float, float] | None = None, alert_ids: itertools.count | None = None,
-                stale_ms: float | None = None, finish: bool = True) -> Graph:
+                stale_ms: float | None = None, finish: bool = True, privacy: OutOfBodyModel | None = None) -> Graph:
     """The AI path for ``model`` on ``device``.
 
     ``camera``: undistort first, map results back onto the original picture last; its scale
@@ -97,6 +123,7 @@ def build_graph(model: SegmentationModel, config: PipelineConfig, camera: Camera
     it once per recording). ``alert_ids`` / ``stale_ms``: replay's own alert numbering and no
     staleness (every frame is analysed); live takes the process-wide ids and ``config.stale_ms``.
     ``finish``: False leaves the finishing segment empty (replay runs its own from the records).
+    ``privacy``: the out-of-body model, run every ``config.privacy_every`` frames (None: no privacy stage).
     """
     mm_per_px = config.mm_per_px or (camera.mm_per_px if camera else None)
     preprocess_args = {**model_input(model, config.imgsz), "crop_to_fov": config.crop_to_fov,
@@ -122,7 +149,8 @@ def build_graph(model: SegmentationModel, config: PipelineConfig, camera: Camera
                   model=model,                                                     # straightened picture itself
                   decode=decode_stage(model, device_decode), evidence=VesselEvidence(model.operating_points),
                   proximity=proximity,
-                  finish=finishing_stages(config, camera, audit, overlay, alert_ids, stale_ms) if finish else [])
+                  finish=finishing_stages(config, camera, audit, overlay, alert_ids, stale_ms) if finish else [],
+                  privacy=PrivacyGate(privacy, config.privacy_every) if privacy else None)
     check_chain(list(graph))
     return graph
 

@@ -1,6 +1,6 @@
 """Live runtime: wires sources, stages and the publisher with threads. Stages know none of it.
 
-    capture thread --> publish `video` (at once, never waits on the AI)
+    capture thread --> privacy stage --> publish `video` (at once, never waits on the AI; marked inside/outside/blank)
          `--> latest-frame slot --> AI worker: preprocess -> infer -> analyse -> alerts [-> overlay]
                                                   `--> publish `alert`, `mask` [, `overlay`]
                                                   `--> governor: the input budget that keeps masks fresh
@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.core.packet import FramePacket
+from pipeline.core.privacy import BLANK, OUTSIDE
 from pipeline.core.signals import block_stop_signals
 from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.cores import pin_this_thread, split_cores, threads_on
 from pipeline.runtime.governor import Governor
-from pipeline.runtime.graph import Graph
+from pipeline.runtime.graph import Graph, Stage
 from pipeline.runtime.health import HealthMonitor
 from pipeline.sources.capture import Source, SourceError, SourceLost
 from pipeline.stages.preprocess.geometry import GeometryPlan
@@ -74,6 +75,7 @@ class LiveOptions:
     stale_ms: float = 120.0  # the display's limit the governor keeps masks under
     reserve_core: bool = True  # a one-thread CPU model: the AI thread on a CPU of its own, the rest on the others
     identity: dict = field(default_factory=dict)  # on every status: which model (full SHA-256) and settings run
+    privacy: str = "blur"  # how displays share out-of-body frames (core.privacy.MODES), told on every video frame
 
 
 class LatestSlot:
@@ -125,6 +127,7 @@ class LiveStats:
     last_error: str = ""
     ai_cpus: list[int] | None = None  # the CPUs the AI thread may run on, when it has its own
     timings_ms: dict[str, list[float]] = field(default_factory=dict)
+    privacy_frames: dict[str, int] = field(default_factory=lambda: {OUTSIDE: 0, BLANK: 0})  # not analysed
 
     def add_timings(self, timings: dict[str, float]) -> None:
         for name, ms in timings.items():
@@ -141,6 +144,8 @@ def _publish_results(publisher: Publisher, packet: FramePacket, options: LiveOpt
     segmentation, proximity = packet.segmentation, packet.proximity
     classes = [{"value": i + 1, "name": n, "role": r} for i, (n, r) in enumerate(zip(segmentation.names,
                                                                                     segmentation.roles))]
+    if packet.privacy is not None:
+        common["privacy"] = packet.privacy
     publisher.send_image("mask", segmentation.class_map, mask_encoding, classes=classes,
                          proximity=proximity.to_dict(), advisory=[r.to_dict() for r in segmentation.advisory],
                          vessel_evidence=segmentation.vessel_evidence,
@@ -211,7 +216,7 @@ def _run_live(source: Source, graph: Graph, publisher: Publisher, options: LiveO
     plan = getattr(graph.preprocess, "plan", None)
     plan = plan if isinstance(plan, GeometryPlan) else None
     governor = Governor(plan, options.stale_ms) if plan is not None and options.governor else None
-    drawn, undrawn = list(graph), graph.undrawn()  # the second while nobody wants the overlay
+    drawn, undrawn = graph.analysis(), graph.undrawn()  # the second while nobody wants the overlay
 
     def analyse() -> None:
         _take_ai_place(stats, options, ai_cpus)
@@ -219,8 +224,11 @@ def _run_live(source: Source, graph: Graph, publisher: Publisher, options: LiveO
         while (packet := slot.get()) is not None:
             packet.timings_ms["queue"] = (time.monotonic_ns() - packet.t_capture_mono_ns) / 1e6
             try:
-                for stage in drawn if publisher.wants("overlay") else undrawn:
-                    packet = stage(packet)
+                if not graph.analysed(packet):  # out of body: no analysis, no alarm on an operating-room scene
+                    packet = graph.hold(packet)
+                else:
+                    for stage in drawn if publisher.wants("overlay") else undrawn:
+                        packet = stage(packet)
             except Exception as error:  # a bad frame must not stop the surgeon's picture
                 stats.errors += 1
                 stats.last_error = f"{type(error).__name__}: {error}"
@@ -237,7 +245,8 @@ def _run_live(source: Source, graph: Graph, publisher: Publisher, options: LiveO
     # Finished threads are told by events, not join(): a join cut short by Ctrl-C or SIGTERM marks the
     # thread as stopped while it still runs (CPython gh-90882), and the interpreter then aborts inside the model.
     capture_done, ai_done = threading.Event(), threading.Event()
-    capture = functools.partial(_capture, source, publisher, slot, stats, stop, options, video_encoding)
+    capture = functools.partial(_capture, source, publisher, slot, stats, stop, options, video_encoding,
+                                graph.privacy)
     for target, done, name in ((capture, capture_done, "orsight-capture"), (analyse, ai_done, "orsight-ai")):
         threading.Thread(target=_signalling(target, done), name=name, daemon=True).start()
     try:
@@ -272,8 +281,9 @@ def _encodings(publisher: Publisher, source: Source, options: LiveOptions) -> tu
 
 
 def _capture(source: Source, publisher: Publisher, slot: LatestSlot, stats: LiveStats, stop: threading.Event,
-             options: LiveOptions, video_encoding: str) -> None:
-    """The capture thread: each frame published at once on ``video``, then offered to the AI through ``slot``."""
+             options: LiveOptions, video_encoding: str, privacy: Stage | None) -> None:
+    """The capture thread: each frame judged by the privacy stage, published at once on ``video`` (with
+    its privacy state and mode: what displays may share), then offered to the AI through ``slot``."""
     next_due = time.monotonic()
     try:  # whatever happens here, the slot is closed: the AI thread must never wait for ever
         period = 1.0 / source.fps if options.realtime and not source.live else 0.0
@@ -289,8 +299,14 @@ def _capture(source: Source, publisher: Publisher, slot: LatestSlot, stats: Live
             if item is None:
                 break
             packet = FramePacket.capture(item[0], stats.captured, source.name, truth=item[1])
+            marks = {}
+            if privacy is not None:
+                packet = privacy(packet)
+                marks = {"privacy": packet.privacy, "privacy_mode": options.privacy}
+                if packet.privacy in stats.privacy_frames:
+                    stats.privacy_frames[packet.privacy] += 1
             publisher.send_image("video", packet.image, video_encoding, options.jpeg_quality,
-                                 frame_id=packet.frame_id, t_capture_ns=packet.t_capture_ns, fps=source.fps)
+                                 frame_id=packet.frame_id, t_capture_ns=packet.t_capture_ns, fps=source.fps, **marks)
             stats.last_capture_ns = time.monotonic_ns()
             slot.put(packet)
             stats.captured += 1
@@ -378,14 +394,21 @@ def _status_fields(stats: LiveStats, slot: LatestSlot, source: Source, rates: Ra
             "fps_capture": round(rates.fps_capture, 2), "fps_ai": round(rates.fps_ai, 2),
             "frames_captured": stats.captured,
             "frames_analysed": stats.analysed, "drops": slot.drops, "errors": stats.errors,
-            "last_error": stats.last_error,
+            "last_error": stats.last_error, "out_of_body": _out_of_body(stats, source.fps),
             "timings_ms": {k: round(float(np.mean(v[-30:])), 3) for k, v in stats.timings_ms.items()}}
+
+
+def _out_of_body(stats: LiveStats, fps: float) -> dict:
+    """Frames (and seconds, at the source's rate) judged outside the body and blank so far."""
+    return {**{f"{state}_frames": n for state, n in stats.privacy_frames.items()},
+            **{f"{state}_s": round(n / fps, 2) for state, n in stats.privacy_frames.items()}}
 
 
 def _summary(stats: LiveStats, slot: LatestSlot, source: Source, seconds: float) -> dict:
     return {"source": source.name, "state": stats.state, "seconds": round(seconds, 3),
             "frames_captured": stats.captured, "frames_analysed": stats.analysed, "drops": slot.drops,
             "errors": stats.errors, "last_error": stats.last_error, "alerts_raised": stats.alerts_raised,
+            "out_of_body": _out_of_body(stats, source.fps),
             "fps_capture": round(stats.captured / max(seconds, 1e-9), 2),
             "fps_ai": round(stats.analysed / max(seconds, 1e-9), 2),
             **{f"stage_ms_p{q}": {k: round(float(np.percentile(v, q)), 3) for k, v in stats.timings_ms.items()}

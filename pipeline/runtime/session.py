@@ -20,6 +20,8 @@ from pipeline.sources.capture import Source, open_source
 from pipeline.stages.alerts.audit import AuditLog
 from pipeline.stages.infer import SegmentationModel, load_model
 from pipeline.stages.preprocess.geometry import input_dims
+from pipeline.stages.privacy import MODEL as PRIVACY_MODEL
+from pipeline.stages.privacy import OutOfBodyModel
 
 
 class SessionError(ValueError):
@@ -53,13 +55,15 @@ def model_identity(model: SegmentationModel, config: PipelineConfig) -> dict:
     points = model.operating_points
     return {"orsight": __version__, "model": model.description, "model_sha256": digest,  # full SHA-256
             "config_sha256": hashlib.sha256(settings.encode()).hexdigest()[:16],
+            "privacy": config.privacy,  # "off" (out-of-body frames shared unchanged) stays on record
             "vessel_alerts": points.summary() if points else UNVALIDATED}
 
 
 def open_session(source_spec: str, model_path: str | Path | None, device: str, config: PipelineConfig,
                  camera: CameraModel | None = None, audit_path: str | Path | None = None,
-                 size: tuple[int, int] = (1280, 720), fps: float = 30.0, fourcc: str | None = None) -> Session:
-    """Open the source and the model, check they fit, build the graph and the health monitor."""
+                 size: tuple[int, int] = (1280, 720), fps: float = 30.0, fourcc: str | None = None,
+                 privacy_model: str | Path | None = None) -> Session:
+    """Open the source and the models, check they fit, build the graph and the health monitor."""
     source = open_source(source_spec, size=size, fps=fps, fourcc=fourcc)
     if camera is not None and tuple(camera.image_size) != source.frame_size:
         raise SessionError(f"the calibration is for {camera.image_size[0]}x{camera.image_size[1]} frames, "
@@ -73,5 +77,13 @@ def open_session(source_spec: str, model_path: str | Path | None, device: str, c
         audit = AuditLog(audit_path, identity) if audit_path else None
     except OSError as error:
         raise SessionError(f"cannot write audit log {audit_path}: {error.strerror}") from None
-    graph = build_graph(model, config, camera, audit, device)
+    graph = build_graph(model, config, camera, audit, device, privacy=_privacy_model(privacy_model))
     return Session(source, model, graph, HealthMonitor(config, audit, source.fps), config, identity, audit)
+
+
+def _privacy_model(path: str | Path | None) -> OutOfBodyModel:
+    """The out-of-body model (the shipped one unless ``path``); a file that is not one is a SessionError."""
+    try:
+        return OutOfBodyModel(path or PRIVACY_MODEL)
+    except ValueError as error:
+        raise SessionError(str(error)) from None

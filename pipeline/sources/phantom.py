@@ -1,7 +1,8 @@
 """A synthetic laparoscopic scene with exact ground truth: the default source and the test bed.
 
 A circular endoscope field of view on black; tissue texture with specular highlights;
-branching vessels; instruments entering from the rim and moving; optional smoke and blur.
+branching vessels; instruments entering from the rim and moving; optional smoke and blur; in
+``outside``, the scope withdrawn into a synthetic operating room (``room.py``) for 2 s of every 6.
 Every frame comes with its class map (0 background, 1 instrument, 2 vessel) and the
 instrument-to-vessel distance in pixels. Seeded: the same arguments give the same frames.
 
@@ -21,7 +22,8 @@ from pipeline.core.packet import Segmentation
 
 NAMES = ("instrument", "vessel")
 INSTRUMENT, VESSEL = 1, 2  # class-map values (class index + 1)
-SCENARIOS = ("default", "approach", "smoke", "empty")
+SCENARIOS = ("default", "approach", "smoke", "empty", "outside")
+OUTSIDE_CYCLE_S, OUTSIDE_FROM_S, OUTSIDE_FOR_S = 6.0, 2.0, 2.0  # outside: withdrawn 2-4 s of every 6 s
 
 
 @dataclass
@@ -30,6 +32,7 @@ class PhantomTruth:
 
     class_map: np.ndarray  # (H, W) uint8: 0 background, 1 instrument, 2 vessel
     fov: tuple[float, float, float]  # (cx, cy, radius) of the endoscope's circle
+    outside: bool = False  # the scope is out of the patient (the ``outside`` scenario's room)
 
     def segmentation(self) -> Segmentation:
         """The ground truth as a model result (a perfect model's output), with one instance per class."""
@@ -144,7 +147,7 @@ class PhantomScene:
                                   thickness * 0.7, depth + 1)
 
     def _make_instruments(self) -> list[Instrument]:
-        count = {"default": 3, "smoke": 2, "approach": 1, "empty": 0}[self.scenario]
+        count = {"default": 3, "smoke": 2, "approach": 1, "empty": 0, "outside": 2}[self.scenario]
         angles = self.rng.uniform(0, 2 * math.pi) + np.arange(count) * 2 * math.pi / max(count, 1)
         return [Instrument(float(a), float(self.rng.uniform(0.045, 0.065)), int(self.rng.integers(120, 190)))
                 for a in angles]
@@ -213,8 +216,23 @@ class PhantomScene:
         lower = np.array([neck - n * half, tip - n * opening * 0.3, neck])
         return [np.round(p).astype(np.int32) for p in (shaft, upper, lower)]
 
+    def is_outside(self, frame: int) -> bool:
+        """The ``outside`` scenario's scope is withdrawn into the room for part of every cycle."""
+        seconds = (frame / self.fps) % OUTSIDE_CYCLE_S
+        return self.scenario == "outside" and OUTSIDE_FROM_S <= seconds < OUTSIDE_FROM_S + OUTSIDE_FOR_S
+
+    @cached_property
+    def _room(self):
+        from pipeline.sources.room import RoomScene
+
+        return RoomScene(self.width, self.height)
+
     def render(self, frame: int) -> tuple[np.ndarray, PhantomTruth]:
         """BGR image and ground truth of frame number ``frame``."""
+        if self.is_outside(frame):
+            room = self._room.render(frame, self.fps)
+            room = cv2.bitwise_and(room, room, mask=self._fov_u8)
+            return room, PhantomTruth(np.zeros((self.height, self.width), np.uint8), self.fov, outside=True)
         image = self._tissue.copy()
         class_map = self._vessel_map.copy()
         for tool in self._instruments:
