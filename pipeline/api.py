@@ -9,6 +9,8 @@
     result.proximity.distance_px, result.alerts    # closest instrument-vessel gap, active alerts
     result.proximity.tier, result.advisory         # the vessel's evidence tier; "possible vessel" outlines
     cv2.imwrite("overlay.png", result.plot())      # the overlay the OR display shows
+    Analyzer(privacy=True).analyse(frame).privacy  # "inside", "outside", "blank": outside frames are not analysed
+    result.plot(shared=True)                       # ... and hidden as in every picture that leaves the monitor
     print(result.to_json())
     summaries, errors = analyzer.replay(["case1.mp4"], "results/")    # orsight replay
 
@@ -24,9 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.packet import FramePacket
+from pipeline.core.privacy import shared_picture
 from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import build_graph
 from pipeline.stages.infer import SegmentationModel, load_model
+from pipeline.stages.privacy import OutOfBodyModel
 
 
 @dataclasses.dataclass
@@ -70,9 +74,15 @@ class Result:
         """The clinical alerts active after this frame, highest priority first."""
         return self.packet.active_alerts
 
-    def plot(self) -> np.ndarray:
-        """The picture with masks, labels, the proximity line and alert banners (BGR), as the OR display shows it."""
-        return self.packet.overlay
+    @property
+    def privacy(self) -> str | None:
+        """inside, outside or blank (an ``Analyzer(privacy=True)``), else None."""
+        return self.packet.privacy
+
+    def plot(self, shared: bool = False, mode: str = "blur") -> np.ndarray:
+        """The picture with masks, labels, the proximity line and alert banners (BGR), as the OR display shows it;
+        ``shared``: as it may leave the monitor (an out-of-body frame blurred, or blanked with ``mode="blank"``)."""
+        return shared_picture(self.packet.overlay, self.privacy, mode) if shared else self.packet.overlay
 
     def to_json(self) -> str:
         return json.dumps({"frame": self.packet.frame_id, **self.segmentation_dict,
@@ -84,13 +94,15 @@ class Analyzer:
     """A model and the live graph built around it; frames analysed one after another (alerts follow them)."""
 
     def __init__(self, model: str | Path | SegmentationModel | None = None, device: str = "cpu",
-                 config: PipelineConfig | None = None, camera=None, threads: int | None = None):
+                 config: PipelineConfig | None = None, camera=None, threads: int | None = None,
+                 privacy: bool = False):
         self.config = config or PipelineConfig()
         self.model = model if isinstance(model, SegmentationModel) else \
             load_model(model, device=device, threads=threads, conf=self.config.conf, iou=self.config.iou,
                        roles=self.config.roles)
         self.device, self.camera = device, camera
-        self.graph = build_graph(self.model, self.config, camera, device=device)
+        self.graph = build_graph(self.model, dataclasses.replace(self.config, privacy_every=1), camera, device=device,
+                                 privacy=OutOfBodyModel() if privacy else None)
         self.frames = 0
 
     def analyse(self, image: np.ndarray, new_scene: bool = False) -> Result:
@@ -101,7 +113,13 @@ class Analyzer:
             self.graph.evidence.reset()
         packet = FramePacket.capture(image, self.frames, "api")
         self.frames += 1
-        for stage in self.graph:
+        if self.graph.privacy is not None:
+            packet = self.graph.privacy(packet)
+        if not self.graph.analysed(packet):  # out of body: not analysed, the picture as it is
+            packet = self.graph.hold(packet)
+            packet.overlay = packet.image.copy()
+            return Result(packet)
+        for stage in self.graph.analysis():
             packet = stage(packet)
         return Result(packet)
 

@@ -9,7 +9,7 @@ import signal
 import sys
 
 from calibration.camera import CalibrationError
-from pipeline.cli import calibrate, live, model, replay
+from pipeline.cli import calibrate, live, model, privacy, replay
 from pipeline.cli.common import EXIT_BAD_INPUT, Parser, UsageError
 from pipeline.transport.untrusted import TransportError
 
@@ -37,7 +37,7 @@ def build_parser() -> Parser:
                         help="files written (recordings, results, logs) readable by the group; "
                              "by default only by this user (patient data)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for group in (live, replay, calibrate, model):
+    for group in (live, replay, calibrate, model, privacy):
         group.add_commands(commands)
     return parser
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import secrets
 from pathlib import Path
 
 import cv2
@@ -25,6 +27,7 @@ MODES = ("blur", "blank", "off")
 BANNER = "OUT OF BODY"
 BLUR_CELLS = 12  # the blurred picture keeps this many cells across: colours, no shapes, no faces
 FINGERPRINT_BYTES = 1 << 20  # a video's pseudonym is keyed on its size and its first MiB
+KEY_FILE = Path("~/.config/orsight/pseudonym.key")  # the site's pseudonym key: made on first use, 0600
 
 
 def shared_picture(image: np.ndarray, state: str | None, mode: str = "blur") -> np.ndarray:
@@ -63,3 +66,18 @@ def pseudonym(path: str | Path, key: bytes) -> str:
     with path.open("rb") as file:
         digest.update(file.read(FINGERPRINT_BYTES))
     return f"video-{digest.hexdigest()[:12]}"
+
+
+def pseudonym_key(path: str | Path | None = None) -> bytes:
+    """The pseudonym key in ``path`` (default ``KEY_FILE``), made (32 random bytes, mode 0600) when absent.
+    Keep it apart from what is shared: with it, a video's pseudonym can be recomputed from the video."""
+    path = Path(path or KEY_FILE).expanduser()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(secrets.token_bytes(32))
+    key = path.read_bytes()
+    if len(key) < 16:
+        raise ValueError(f"pseudonym key {path} is too short ({len(key)} bytes; 16 at least)")
+    return key

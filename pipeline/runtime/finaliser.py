@@ -1,5 +1,6 @@
 """Replay's second phase for one video: alerts in frame order, overlays drawn from the per-frame records, and
-the outputs written (annotated video, frames.jsonl, alerts.jsonl, the report's series and thumbnails).
+the outputs written (annotated video, frames.jsonl, alerts.jsonl, the report's series and thumbnails); frames
+out of body are hidden in the video and thumbnails as the run's ``privacy`` mode says.
 
     finaliser = Finaliser(work, info, names, roles, config)
     finaliser.add(image, record)             # every frame, in order
@@ -15,6 +16,7 @@ import numpy as np
 
 from calibration.camera import CameraModel
 from pipeline.core.packet import FramePacket, Proximity, Segmentation
+from pipeline.core.privacy import BLANK, OUTSIDE, shared_picture
 from pipeline.display.recorder import Recorder
 from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import finishing_stages
@@ -42,6 +44,8 @@ class Finaliser:
         self.thumbnails: dict[str, tuple[float, bytes]] = {}  # caption -> (video time, JPEG) for the report
         self.closest = float("inf")
         self.advisory_frames = 0  # frames with a "possible vessel" (advisory tier) outline
+        self.privacy = config.privacy  # out-of-body frames in the annotated video and thumbnails
+        self.privacy_frames = {OUTSIDE: 0, BLANK: 0}
 
     def add(self, image: np.ndarray, record: dict) -> None:
         packet = FramePacket(record["frame"], self.info.path, image, int(record["t_s"] * 1e9), 0)
@@ -51,6 +55,10 @@ class Finaliser:
         packet.proximity = Proximity.from_dict(record)
         for stage in self.finish:
             packet = stage(packet)
+        state = record.get("privacy")
+        if state in self.privacy_frames:
+            self.privacy_frames[state] += 1
+        packet.overlay = shared_picture(packet.overlay, state, self.privacy)  # the annotated video leaves the OR
         self.recorder.write(packet.overlay, packet.t_capture_ns)
         self.frames_file.write(json.dumps(record, separators=(",", ":")) + "\n")
         for event in packet.alerts:

@@ -82,7 +82,9 @@ class Graph:
 
     def hold(self, packet: FramePacket) -> FramePacket:
         """A frame out of body (or blank): not analysed. Empty results, no overlay; the alerts stage still
-        sees it, so that a vessel alarm raised before the scope came out is cleared."""
+        sees it, so that a vessel alarm raised before the scope came out is cleared, and the vessel
+        evidence forgets the view before it (the scope comes back to another)."""
+        self.evidence.reset()
         height, width = packet.image.shape[:2]
         packet.segmentation = Segmentation(np.zeros((height, width), np.uint8), self.model.names, self.model.roles,
                                            np.zeros(0, int), np.zeros(0, np.float32), np.zeros((0, 4), np.float32))

@@ -18,10 +18,11 @@ from pipeline.core.packet import FramePacket
 
 
 def frame_record(packet: FramePacket, fps: float) -> dict:
-    """The deterministic per-frame result: the frame, its segmentation (``Segmentation.to_dict``: instances with
+    """The deterministic per-frame result: the frame, whether it is inside the body, its segmentation (``Segmentation.to_dict``: instances with
     their outlines, the advisory vessel regions, the vessel evidence) and the closest pair."""
     near = packet.proximity.to_dict()
-    return {"frame": packet.frame_id, "t_s": round(packet.frame_id / fps, 6), **packet.segmentation.to_dict(),
+    return {"frame": packet.frame_id, "t_s": round(packet.frame_id / fps, 6), "privacy": packet.privacy,
+            **packet.segmentation.to_dict(),
             **{key: near[key] for key in ("distance_px", "instrument_point", "vessel_point", "tier", "advisory_pair")}}
 
 

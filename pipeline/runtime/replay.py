@@ -18,6 +18,9 @@ pass decodes the video once more. The records, and so every output, are identica
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import hmac
 import json
 import queue
 import shutil
@@ -32,6 +35,7 @@ import numpy as np
 from calibration.camera import CameraModel
 from pipeline.core.evidence import UNVALIDATED
 from pipeline.core.packet import FramePacket
+from pipeline.core.privacy import pseudonym
 from pipeline.core.signals import block_stop_signals
 from pipeline.core.trust import sha256
 from pipeline.runtime.config import PipelineConfig
@@ -49,6 +53,7 @@ from pipeline.runtime.video import (
 )
 from pipeline.stages.alerts.rules import CLINICAL_RULES
 from pipeline.stages.infer import default_model, load_model
+from pipeline.stages.privacy import OutOfBodyModel
 
 
 @dataclass
@@ -60,6 +65,8 @@ class ReplayOptions:
     progress: bool = True
     config: PipelineConfig = field(default_factory=PipelineConfig)
     camera: CameraModel | None = None  # a calibration: frames are undistorted for analysis
+    privacy_model: str | Path | None = None  # the out-of-body model judging every frame (None: all taken as inside)
+    pseudonym_key: bytes | None = None  # name videos by a keyed hash in what may leave the hospital
 
 
 # ---- phase 1: analyse -------------------------------------------------------------------
@@ -80,13 +87,14 @@ class ReplayWorker:
             raise ReplayError(f"--batch {options.batch}: this model takes batches of {self.model.max_batch}; "
                               "export it with a dynamic batch")
         self.batch = options.batch
-        self.graph = build_graph(self.model, config, options.camera, device=options.device, fov=fov,
-                                 finish=False)  # the finishing segment is the Finaliser's, from the records
+        self.graph = build_graph(self.model, dataclasses.replace(config, privacy_every=1), options.camera,
+                                 device=options.device, fov=fov, finish=False,  # the Finaliser's, from the records
+                                 privacy=OutOfBodyModel(options.privacy_model) if options.privacy_model else None)
 
     def prepare(self, index: int, image: np.ndarray, fps: float, source: str) -> FramePacket:
         """The stages before the model for one frame (its own tensor: packets wait in queues)."""
         packet = FramePacket(index, source, image, int(index / fps * 1e9), time.monotonic_ns())
-        for stage in self.graph.prepare:
+        for stage in ([self.graph.privacy] if self.graph.privacy else []) + self.graph.prepare:
             packet = stage(packet)
         if packet.device is not None:
             packet.device.tensor = packet.device.tensor.copy()
@@ -106,7 +114,9 @@ class ReplayWorker:
             yield from self.model.forward_batch(pending)
 
     def describe(self, packet: FramePacket, fps: float) -> dict:
-        """Decode, analysis and the frame's record, from the model's outputs."""
+        """Decode, analysis and the frame's record, from the model's outputs (none out of body)."""
+        if not self.graph.analysed(packet):
+            return frame_record(self.graph.hold(packet), fps)
         for stage in self.graph.describe:
             packet = stage(packet)
         return frame_record(packet, fps)
@@ -213,21 +223,23 @@ def output_names(videos: list[str]) -> dict[str, str]:
             for video, stem in zip(videos, stems)}
 
 
-def _finished(final: Path, path: str) -> dict | None:
+def _finished(final: Path, path: str, key: bytes | None = None) -> dict | None:
     """The earlier complete result for this very file (same size and time), else None: redone."""
     summary_path = final / "summary.json"
     if not summary_path.is_file():
         return None
     summary = json.loads(summary_path.read_text())
-    unchanged = summary.get("video_stat") == _video_stat(path)
+    unchanged = summary.get("video_stat") == _video_stat(path, key)
     return summary if unchanged and not summary["partial"] else None
 
 
-def _video_stat(path: str) -> dict[str, int]:
-    """What tells a changed recording: size and time (of every image, for a folder of images)."""
+def _video_stat(path: str, key: bytes | None = None) -> dict[str, int] | str:
+    """What tells a changed recording: size and time (of every image, for a folder of images); with a
+    pseudonym ``key``, a keyed hash of them (file times tell when a patient was operated on)."""
     files = images_of(Path(path)) if Path(path).is_dir() else [Path(path)]
     stats = [f.stat() for f in files]
-    return {"bytes": sum(s.st_size for s in stats), "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
+    stat = {"bytes": sum(s.st_size for s in stats), "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
+    return stat if key is None else hmac.new(key, json.dumps(stat).encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def replay_video(path: str | Path, out: str | Path, model_path=None, options: ReplayOptions | None = None,
@@ -245,7 +257,7 @@ def replay_video(path: str | Path, out: str | Path, model_path=None, options: Re
     path = str(path)
     info = probe(path)
     final = Path(out) / (name or Path(path).stem)
-    if (earlier := _finished(final, path)) is not None:
+    if (earlier := _finished(final, path, options.pseudonym_key)) is not None:
         return {**earlier, "resumed": True}
     work = final.with_name(final.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
@@ -289,8 +301,10 @@ def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, 
     distances = [d for d in finaliser.series["distance_px"] if d is not None]
     raised = [a for a in finaliser.timeline if a["state"] == "raised"]
     shipped = default_model(options.device)
+    key = options.pseudonym_key
     return {
-        "video": info.path, "video_stat": _video_stat(info.path), "fps": info.fps, "size": list(info.size),
+        "video": info.path if key is None else pseudonym(_first_file(info.path), key),
+        "video_stat": _video_stat(info.path, key), "fps": info.fps, "size": list(info.size),
         "frames_claimed": info.frame_count,
         "frames_analysed": count, "partial": partial,
         "error": f"truncated: read {count} of {info.frame_count} frames" if partial else None,
@@ -300,6 +314,9 @@ def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, 
         "frames_with_vessel": int(sum(a > 0 for a in finaliser.series["vessel"])),
         "min_distance_px": min(distances) if distances else None,
         "frames_with_possible_vessel": finaliser.advisory_frames,
+        "out_of_body": {**{f"{state}_frames": n for state, n in finaliser.privacy_frames.items()},
+                        **{f"{state}_s": round(n / info.fps, 2) for state, n in finaliser.privacy_frames.items()},
+                        "mode": options.config.privacy},
         "alerts_raised": {rule: sum(a["rule"] == rule for a in raised) for rule in CLINICAL_RULES},
         "alerts_at_high_priority": len({a["alert_id"] for a in finaliser.timeline if a["priority"] == "high"}),
         "vessel_alerts": vessel_alerts,
@@ -307,6 +324,11 @@ def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, 
         "model_sha256": sha256(model_path or shipped), "batch": options.batch,
         "mode": "single process" if finaliser.overlapped else "chunks (seconds and throughput: the final pass only)",
     }
+
+
+def _first_file(path: str) -> Path:
+    """The file a pseudonym is keyed on: the video itself, or a folder's first image."""
+    return images_of(Path(path))[0] if Path(path).is_dir() else Path(path)
 
 
 # ---- many videos: chunks, optionally on a Ray cluster ---------------------------------
