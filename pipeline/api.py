@@ -12,6 +12,8 @@
     Analyzer(privacy=True).analyse(frame).privacy  # "inside", "outside", "blank": outside frames are not analysed
     result.plot(shared=True)                       # ... and hidden as in every picture that leaves the monitor
     print(result.to_json())
+    for t_s, result in analyzer.stream("case1.mp4"):                  # every frame on the video's own times
+        print(t_s, [a.message for a in result.alerts])
     summaries, errors = analyzer.replay(["case1.mp4"], "results/")    # orsight replay
 
 ``orsight eval`` scores models through this class, so the API is what the command line runs.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -102,16 +105,19 @@ class Analyzer:
                        roles=self.config.roles)
         self.device, self.camera = device, camera
         self.graph = build_graph(self.model, dataclasses.replace(self.config, privacy_every=1), camera, device=device,
+                                 stale_ms=float("inf"),  # every frame given is analysed: none goes stale
                                  privacy=OutOfBodyModel() if privacy else None)
         self.frames = 0
 
-    def analyse(self, image: np.ndarray, new_scene: bool = False) -> Result:
-        """One BGR frame through the graph. ``new_scene``: detect the field of view again (a frame
-        from another recording)."""
+    def analyse(self, image: np.ndarray, new_scene: bool = False, t_ns: int | None = None) -> Result:
+        """One BGR frame through the graph. ``t_ns``: the frame's media time in nanoseconds (its place
+        in the video: alerts then follow the video, the same on every run); the wall clock when None.
+        ``new_scene``: detect the field of view again (a frame from another recording)."""
         if new_scene:
             self.graph.preprocess.redetect()
             self.graph.evidence.reset()
-        packet = FramePacket.capture(image, self.frames, "api")
+        packet = FramePacket.capture(image, self.frames, "api") if t_ns is None else \
+            FramePacket(self.frames, "api", image, int(t_ns), int(t_ns))
         self.frames += 1
         if self.graph.privacy is not None:
             packet = self.graph.privacy(packet)
@@ -122,6 +128,15 @@ class Analyzer:
         for stage in self.graph.analysis():
             packet = stage(packet)
         return Result(packet)
+
+    def stream(self, video: str | Path) -> Iterator[tuple[float, Result]]:
+        """``(time in seconds, result)`` for every frame of ``video`` (a file or a folder of images), in order,
+        on the video's own times, as replay reads it: the same alerts on every run."""
+        from pipeline.runtime.video import probe, read_frames
+
+        fps = probe(str(video)).fps
+        for index, image in read_frames(str(video)):
+            yield index / fps, self.analyse(image, new_scene=index == 0, t_ns=round(index / fps * 1e9))
 
     def replay(self, videos: list[str | Path], out: str | Path, **options) -> tuple[list[dict], dict[str, str]]:
         """``orsight replay``: every frame of each video, outputs under ``out``; ``options`` of ReplayOptions."""

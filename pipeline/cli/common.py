@@ -10,6 +10,7 @@ from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 MAX_SIDE = 8192  # pixels: frames up to 8K
+STRIDE = 32  # a model input side is a multiple of the deepest stride
 MODEL_HELP = ".onnx or .pt (default: the shipped model, its int8 twin on the CPU)"
 
 
@@ -99,12 +100,19 @@ def size_arg(text: str) -> tuple[int, int]:
 
 
 def input_size_arg(text: str) -> int | tuple[int, int]:
-    """A model input: one side (square) or WIDTHxHEIGHT."""
+    """A model input: one side (square) or WIDTHxHEIGHT, each side rounded up to a multiple of the
+    models' deepest stride (32), with a note, as ultralytics does."""
     if "x" in text.lower():
-        return size_arg(text)
-    if not text.isdigit() or not 0 < int(text) <= MAX_SIDE:
+        sides = size_arg(text)
+    elif not text.isdigit() or not 0 < int(text) <= MAX_SIDE:
         raise argparse.ArgumentTypeError(f"input size must be N (1-{MAX_SIDE}) or WIDTHxHEIGHT, not {text!r}")
-    return int(text)
+    else:
+        sides = (int(text),)
+    rounded = tuple(max(STRIDE, -(-side // STRIDE) * STRIDE) for side in sides)
+    if rounded != sides:
+        print(f"orsight: --imgsz {text}: sides must be multiples of {STRIDE}, using {'x'.join(map(str, rounded))}",
+              file=sys.stderr)
+    return rounded if len(rounded) == 2 else rounded[0]
 
 
 def pairs(text: str, what: str) -> dict[int, int]:

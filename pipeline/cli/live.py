@@ -223,9 +223,9 @@ def _display(args) -> int:
         if not args.host.startswith("127.") and args.host != "localhost":
             print(f"orsight: warning: serving patient video unencrypted to anyone who reaches {args.host}:{args.port}",
                   file=sys.stderr)
-        print(f"orsight: display at http://{args.host}:{args.port}/", file=sys.stderr)
         summary = serve_web(args.connect, args.host, args.port, args.stale_ms, keys=args.secure,
-                            propagate=args.propagate)
+                            propagate=args.propagate,
+                            ready=lambda url: print(f"orsight: display at {url}", file=sys.stderr, flush=True))
         _print_delays(summary)
         if args.summary:
             write_json(args.summary, summary)

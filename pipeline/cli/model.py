@@ -102,6 +102,10 @@ def _add_evaluation(commands) -> None:
     evaluation.add_argument("--colours", default=None, help="YAML of R,G,B: value for colour-coded masks")
     evaluation.add_argument("--json", default=None, help="write the report as JSON here")
     evaluation.add_argument("--plot", default=None, help="write the vessel's ROC and reliability plot (PNG) here")
+    evaluation.add_argument("--skip-missing", action="store_true", help="score the images that have a mask, "
+                                                                       "listing the others (default: refuse)")
+    evaluation.add_argument("--allow-unmapped", action="store_true",
+                            help="score even when no mask value maps to a class of the model (it then reads 0)")
     evaluation.set_defaults(handler=command_eval)
     validation = commands.add_parser("validate", help="choose and store the vessel's HIGH and ADVISORY operating "
                                                       "points on labelled frames (a validation split)")
@@ -194,7 +198,7 @@ def _add_pairing_options(parser) -> None:
                              "'{dir}/{stem:_raw=_class}.png'")
 
 
-def _training_extra(module: str, torch: bool = True):
+def training_extra(module: str, torch: bool = True):
     """``module`` of the training code, or one line saying how to install it."""
     import importlib
 
@@ -208,7 +212,7 @@ def _training_extra(module: str, torch: bool = True):
 
 
 def command_train(args) -> int:
-    train = _training_extra("pipeline.training.train").train
+    train = training_extra("pipeline.training.train").train
 
     if not Path(args.data).is_file() and not args.resume:
         raise UsageError(f"no such dataset file: {args.data}")
@@ -233,9 +237,13 @@ def command_eval(args) -> int:
     model = load_model(args.model)
     try:
         report = evaluate(args.data, model, pairs(args.mapping, "--mapping"), integers(args.ignore, "--ignore"),
-                          _colour_table(args.colours), args.image_glob, args.mask_pattern)
+                          _colour_table(args.colours), args.image_glob, args.mask_pattern,
+                          skip_missing=args.skip_missing, allow_unmapped=args.allow_unmapped)
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
+    if report["frames_without_mask"]:
+        print(f"left out (no mask): {len(report['frames_without_mask'])} images: "
+              + ", ".join(Path(p).name for p in report["frames_without_mask"]))
     fitted = " pixels, fitted to each picture" if report["input_fitted"] else ""
     print(f"{report['frames']} frames, {report['model']}, input {'x'.join(map(str, report['input_size']))}{fitted}")
     columns = ("iou", "dice", "precision", "recall", "frame_mean_iou", "detection_rate", "false_alarm_rate")
@@ -246,8 +254,9 @@ def command_eval(args) -> int:
                                                                      for k in columns)
         print(f"{name:12s} {iou:>7s} {dice:>7s} {precision:>7s} {recall:>7s} {frame_iou:>10s} {c['frames_scored']:7d} "
               f"{detection:>9s} {alarm:>12s}")
-    print(f"mask mAP50-95 {report['mask_map50_95']:.3f}  mAP50 {report['mask_map50']:.3f}  "
-          f"inference {report['ms_per_frame']:.1f} ms/frame")
+    mask_map = (f"mask mAP50-95 {report['mask_map50_95']:.3f}  mAP50 {report['mask_map50']:.3f}"
+                if report["mask_map50"] is not None else "mask mAP: needs the [train] extra (ultralytics' AP)")
+    print(f"{mask_map}  inference {report['ms_per_frame']:.1f} ms/frame")
     _print_vessel_evidence(report, args.plot)
     if args.json:
         write_json(args.json, report)
@@ -300,7 +309,7 @@ def command_validate(args) -> int:
 
 
 def command_export(args) -> int:
-    export = _training_extra("pipeline.training.export")
+    export = training_extra("pipeline.training.export")
     export_onnx, export_tensorrt = export.export_onnx, export.export_tensorrt
 
     if not Path(args.model).is_file():
@@ -336,7 +345,7 @@ def command_audit_verify(args) -> int:
 
 
 def command_quantize(args) -> int:
-    quantize_onnx = _training_extra("pipeline.training.quantize", torch=False).quantize_onnx  # onnx
+    quantize_onnx = training_extra("pipeline.training.quantize", torch=False).quantize_onnx  # onnx
     if Path(args.model).suffix != ".onnx":
         raise UsageError(f"--model {args.model}: quantize takes an .onnx export (orsight export --dynamic)")
     try:

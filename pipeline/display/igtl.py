@@ -14,6 +14,7 @@ to OpenIGTLink clients (3D Slicer's OpenIGTLinkIF module connects to it) with py
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
@@ -36,12 +37,31 @@ def _server(port: int):
 
     import pyigtl.comm
 
+    class Handler(pyigtl.comm.TCPRequestHandler):
+        """pyigtl's loop for a client (take what it sends, send it what is queued), with a client that
+        leaves said in one line instead of pyigtl's traceback."""
+
+        def handle(self):
+            server = self.server
+            server._connected = True
+            self.request.settimeout(0.01)
+            try:
+                while not server.communication_thread_stop_requested:
+                    while server._receive_message_from_socket(self.request):
+                        pass
+                    while server._send_queued_message_from_socket(self.request):
+                        pass
+            except (OSError, ValueError) as error:  # the client left (broken pipe, reset), or sent garbage
+                print(f"orsight: OpenIGTLink client {self.client_address[0]}:{self.client_address[1]} left "
+                      f"({type(error).__name__})", file=sys.stderr)
+            server._communication_error_occurred()
+
     class Server(pyigtl.comm.OpenIGTLinkServer):
         def __init__(self):
             pyigtl.comm.OpenIGTLinkBase.__init__(self)
             self.port, self.host = port, "127.0.0.1"
             socketserver.TCPServer.allow_reuse_address = True
-            socketserver.TCPServer.__init__(self, (self.host, port), pyigtl.comm.TCPRequestHandler)
+            socketserver.TCPServer.__init__(self, (self.host, port), Handler)
             self.start()
 
     return Server()

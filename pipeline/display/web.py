@@ -124,13 +124,16 @@ def _handler(web: WebState):
 
 def serve_web(endpoint: str, host: str = "127.0.0.1", port: int = 8080, stale_ms: float = STALE_MS,
               no_signal_ms: float = NO_SIGNAL_MS, keys: str | Path | None = None,
-              stop: threading.Event | None = None, propagate: bool = False) -> dict:
+              stop: threading.Event | None = None, propagate: bool = False, ready=None) -> dict:
     """Serve the display until the publisher ends, ``stop``, or Ctrl-C / SIGTERM; returns its summary.
-    ``propagate``: move each mask with the picture to the frame shown (the Compositor's)."""
+    ``propagate``: move each mask with the picture to the frame shown (the Compositor's). ``ready(url)`` is
+    called once the port is bound (never for a port in use)."""
     try:
         server = ThreadingHTTPServer((host, port), _handler(web := WebState()))
     except OSError as error:
         raise TransportError(f"cannot serve the web display on {host}:{port}: {error.strerror}") from None
+    if ready is not None:
+        ready(f"http://{host}:{server.server_address[1]}/")
     server.daemon_threads = True
 
     def serve():

@@ -57,9 +57,9 @@ def validate(config: PipelineConfig) -> None:
     if config.imgsz is not None:
         sides = config.imgsz if isinstance(config.imgsz, (tuple, list)) else (config.imgsz,)
         if len(sides) not in (1, 2) or any(isinstance(s, bool) or not isinstance(s, int) or s < MIN_INPUT_SIDE
-                                           for s in sides):
-            raise ConfigError(f"imgsz must be N or [W, H], whole numbers of at least {MIN_INPUT_SIDE}, "
-                              f"not {config.imgsz!r}")
+                                           or s % MIN_INPUT_SIDE for s in sides):
+            raise ConfigError(f"imgsz must be N or [W, H], multiples of {MIN_INPUT_SIDE} (the models' deepest "
+                              f"stride), not {config.imgsz!r}")
     _number("conf", config.conf, 0.0, 1.0)
     _number("iou", config.iou, 0.0, 1.0)
     if not isinstance(config.crop_to_fov, bool):

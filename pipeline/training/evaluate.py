@@ -19,7 +19,7 @@ from pipeline.training.dataset import (
     class_values,
     remap_mask,
 )
-from pipeline.training.pairs import DEFAULT_IMAGE_GLOB, DEFAULT_MASK_PATTERN, image_mask_pairs
+from pipeline.training.pairs import DEFAULT_IMAGE_GLOB, DEFAULT_MASK_PATTERN, MissingMasks, image_mask_pairs
 from pipeline.training.vessel_metrics import vessel_report
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -135,8 +135,12 @@ class PixelScores:
 
 
 def _mask_map(tps: list, confs: list, pred_classes: list, target_classes: list) -> dict:
-    """Mask mAP50-95 and mAP50 over the instances matched frame by frame (ultralytics' AP)."""
-    from ultralytics.utils.metrics import ap_per_class
+    """Mask mAP50-95 and mAP50 over the instances matched frame by frame (ultralytics' AP; None on the
+    runtime install, which has no ultralytics)."""
+    try:
+        from ultralytics.utils.metrics import ap_per_class
+    except ImportError:
+        return {"mask_map50_95": None, "mask_map50": None}
 
     tp, conf = np.concatenate(tps), np.concatenate(confs)
     ap = ap_per_class(tp, conf, np.concatenate(pred_classes), np.concatenate(target_classes))[5] \
@@ -145,10 +149,39 @@ def _mask_map(tps: list, confs: list, pred_classes: list, target_classes: list) 
             else 0.0}
 
 
+def check_mapping(pairs: list[tuple[Path, Path]], names: tuple[str, ...], mapping: dict[int, int],
+                  ignore: tuple[int, ...], colours: dict | None) -> None:
+    """ValueError when a class of the model gets no ground truth in any mask: scored, it would read 0.000
+    with every frame a false alarm. The message lists the values the masks hold and a suggestion."""
+    found: dict[int, int] = {}
+    for _, mask_path in pairs:
+        raw = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+        if raw is None:
+            raise ValueError(f"cannot read {mask_path}")
+        values, counts = np.unique(class_values(raw, mask_path, colours), return_counts=True)
+        for value, count in zip(values.tolist(), counts.tolist()):
+            found[value] = found.get(value, 0) + count
+    unmapped = [name for c, name in enumerate(names) if not any(found.get(v) for v, k in mapping.items() if k == c)]
+    if not unmapped:
+        return
+    spare = [v for v in sorted(found, key=found.get, reverse=True) if v not in mapping and v not in ignore and v]
+    values = ", ".join(f"{v} ({found[v]} px)" for v in sorted(found))
+    classes = ", ".join(f"{c} {name}" for c, name in enumerate(names))
+    hint = f", e.g. --mapping {spare[0]}:{names.index(unmapped[0])}" if spare else ""
+    raise ValueError(f"no mask value maps to {', '.join(unmapped)} (--mapping {_mapping_text(mapping)}); the masks "
+                     f"hold {values}: give VALUE:CLASS for the model's classes ({classes}){hint} "
+                     "(--allow-unmapped scores anyway)")
+
+
+def _mapping_text(mapping: dict[int, int]) -> str:
+    return ",".join(f"{v}:{c}" for v, c in mapping.items()) or "(none)"
+
+
 def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
              ignore: tuple[int, ...] = ENDOSCAPES_IGNORE, colours: dict | None = None,
              image_glob: str = DEFAULT_IMAGE_GLOB, mask_pattern: str = DEFAULT_MASK_PATTERN,
-             transform=None, samples: list | None = None) -> dict:
+             transform=None, samples: list | None = None, skip_missing: bool = False,
+             allow_unmapped: bool = False) -> dict:
     """Per class IoU and Dice over the whole set (ignore pixels excluded), per-frame mean IoU,
     frame-level detection and false-alarm rates, mask mAP50-95 and inference time; ``folder``
     holds the images (``image_glob``) and their masks (``mask_pattern``: see ``pairs``);
@@ -158,10 +191,22 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
     (``pipeline.stages.evidence``) judged as a detector of "a vessel is visible": ROC AUC, the sweep, the rates
     at the model's own operating points (``high_detected`` ... ``advisory_false_alarm``) and the pixel
     calibration (ECE). ``samples``: a list that gets each frame's ``pixel_samples`` (for ``orsight validate``).
+    Images without a mask are a ValueError listing them, or left out with ``skip_missing``; a class of the
+    model that no mask value maps to is a ValueError naming the values found (:func:`check_mapping`), unless
+    ``allow_unmapped``.
     """
     folder = Path(folder)
     mapping = ENDOSCAPES_MAPPING if mapping is None else mapping
-    pairs = image_mask_pairs(folder, image_glob, mask_pattern)
+    try:
+        pairs = image_mask_pairs(folder, image_glob, mask_pattern)
+    except MissingMasks as missing:
+        if not skip_missing:
+            raise ValueError(f"{missing}; --skip-missing scores the others") from None
+        pairs, skipped = missing.pairs, [str(p) for p in missing.missing]
+    else:
+        skipped = []
+    if not allow_unmapped:
+        check_mapping(pairs, model.names, mapping, ignore, colours)
     classes = len(model.names)
     analyzer = Analyzer(model)  # the Python API, so the live graph itself
     scores = PixelScores(classes)
@@ -189,7 +234,8 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
         confs.append(segmentation.scores)
         pred_classes.append(segmentation.class_ids)
         target_classes.append(true_cls)
-    report = {"frames": len(pairs), "model": model.description, "input_size": list(input_dims(model.input_size)),
+    report = {"frames": len(pairs), "frames_without_mask": skipped, "model": model.description,
+              "input_size": list(input_dims(model.input_size)),
               "input_fitted": not model.fixed_input,
               "classes": {}}
     for c, name in enumerate(model.names):

@@ -40,22 +40,35 @@ def mask_path_for(root: Path, image: Path, mask_pattern: str) -> Path:
     return (root / relative).resolve()
 
 
+class MissingMasks(ValueError):
+    """Images without their mask: the message lists them all in one line; ``pairs`` are the others."""
+
+    def __init__(self, missing: list[Path], pairs: list[tuple[Path, Path]], mask_pattern: str):
+        shown = ", ".join(p.name for p in missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        super().__init__(f"{len(missing)} of {len(missing) + len(pairs)} images have no mask (--mask-pattern "
+                         f"{mask_pattern!r}): {shown}")
+        self.missing, self.pairs = missing, pairs
+
+
 def image_mask_pairs(root: str | Path, image_glob: str = DEFAULT_IMAGE_GLOB,
                      mask_pattern: str = DEFAULT_MASK_PATTERN) -> list[tuple[Path, Path]]:
-    """(image, mask) of every image under ``root`` matching ``image_glob``, sorted; a missing mask
-    or no image at all is a :class:`ValueError` naming what was looked for."""
+    """(image, mask) of every image under ``root`` matching ``image_glob``, sorted; no image at all is a
+    :class:`ValueError` naming what was looked for, images without a mask a :class:`MissingMasks`."""
     root = Path(root)
     images = sorted(p for p in root.glob(image_glob) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise ValueError(f"no images match {image_glob!r} in {root}")
-    pairs = []
+    pairs, missing = [], []
     for image in images:
         mask = mask_path_for(root, image, mask_pattern)
         if mask == image.resolve():
             raise ValueError(f"mask pattern {mask_pattern!r} gives the image itself for {image}: narrow --image-glob")
-        if not mask.is_file():
-            raise ValueError(f"no mask for {image}: looked for {mask} (--mask-pattern {mask_pattern!r})")
-        pairs.append((image, mask))
+        if mask.is_file():
+            pairs.append((image, mask))
+        else:
+            missing.append(image)
+    if missing:
+        raise MissingMasks(missing, pairs, mask_pattern)
     return pairs
 
 

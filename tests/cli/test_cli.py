@@ -13,7 +13,7 @@ from tests.helpers import frame_times, orsight
     (["run", "--device", "cuda"], "no CUDA device"),
     (["run", "--frames", "many"], "must be a whole number above 0"),
     (["run", "--fps", "0", "--realtime"], "must be a number above 0"),
-    (["run", "--imgsz", "7", "--frames", "1"], "imgsz must be"),
+    (["run", "--imgsz", "0", "--frames", "1"], "input size must be"),
     (["run", "--source", "7"], "cannot open camera 7"),
     (["run", "--source", "rtsp://127.0.0.1:9/none"], "cannot open rtsp://"),
     (["run", "--ai-niceness", "99"], "from 0 to 19"),

@@ -58,3 +58,29 @@ def test_every_alert_transition_of_a_burst_is_sent(free_tcp_endpoint):
         last = client.wait_for_message("orsight_alert", timeout=5)
     assert summary["sent"]["orsight_alert"] == 3
     assert last.string.startswith("HIGH vessel_contact cleared")
+
+
+def test_a_client_that_leaves_is_one_line_not_a_traceback(free_tcp_endpoint):
+    import subprocess
+    import sys
+
+    port, stop = free_port(), threading.Event()
+    publisher = Publisher(free_tcp_endpoint)
+    bridge = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "bridge", "igtl", "--connect", free_tcp_endpoint,
+                               "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        threading.Thread(target=publish_synthetic, args=(publisher, stop), daemon=True).start()
+        for _ in range(100):  # the bridge's port opens once it has started
+            client = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=port)
+            if client.wait_for_message("orsight_video", timeout=0.2) is not None:
+                break
+            client.stop()
+        client.stop()  # the client leaves while video keeps coming
+        time.sleep(2.0)
+        assert bridge.poll() is None  # the bridge serves on
+    finally:
+        stop.set()
+        bridge.terminate()
+        _, stderr = bridge.communicate(timeout=20)
+        publisher.close()
+    assert "Traceback" not in stderr and "left" in stderr

@@ -30,3 +30,29 @@ def test_replay_from_python(untrained_models, tmp_path):
     writer.release()
     summaries, errors = Analyzer(untrained_models["onnx"]).replay([path], tmp_path / "out")
     assert errors == {} and summaries[0]["frames_analysed"] == 5
+
+
+def test_a_video_streams_on_its_own_times_with_the_same_alerts_every_run(tmp_path):
+    """The README's example: ``for t_s, result in analyzer.stream(video)``. Alerts follow the media time,
+    so two runs (one of them slowed, as a busy machine would) give the same timeline."""
+    import time
+
+    import cv2
+
+    path = tmp_path / "clip.mp4"
+    scene = PhantomScene(320, 240, fps=30, scenario="approach")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (320, 240))
+    for frame in range(100, 160):  # the instrument reaches the vessel
+        writer.write(scene.render(frame)[0])
+    writer.release()
+
+    def timeline(pause_s: float) -> list:
+        events = []
+        for t_s, result in Analyzer().stream(path):
+            events += [(round(t_s, 4), e.rule, e.state) for e in result.packet.alerts]
+            time.sleep(pause_s)
+        return events
+
+    first = timeline(0.0)
+    assert first and first == timeline(0.15)  # 150 ms between frames: more than the live stale limit
+    assert all(t == round(round(t * 30) / 30, 4) for t, _, _ in first)  # frame times of the 30 fps video

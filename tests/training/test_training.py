@@ -67,7 +67,7 @@ def test_eval_metrics_match_hand_computed_values(tmp_path):
     mask[:, 10:30] = 6  # instrument over columns 10-29; prediction covers 0-19 -> 10 columns shared
     mask[:, 35:] = 255  # ignored
     cv2.imwrite(str(tmp_path / "masks" / "a.png"), mask)
-    report = evaluate(tmp_path, FixedModel())
+    report = evaluate(tmp_path, FixedModel(), allow_unmapped=True)
     instrument = report["classes"]["instrument"]
     assert instrument["iou"] == pytest.approx(10 / 30) and instrument["dice"] == pytest.approx(20 / 40)
     assert instrument["precision"] == pytest.approx(10 / 20) and instrument["recall"] == pytest.approx(10 / 20)
@@ -84,7 +84,7 @@ def test_eval_reports_frame_detection_and_false_alarm_rates(tmp_path):
         if columns is not None:
             mask[:, columns] = 6  # a: overlaps the predicted left half; b: right of it; c: no instrument
         cv2.imwrite(str(tmp_path / "masks" / f"{name}.png"), mask)
-    instrument = evaluate(tmp_path, FixedModel())["classes"]["instrument"]
+    instrument = evaluate(tmp_path, FixedModel(), allow_unmapped=True)["classes"]["instrument"]
     assert instrument["frames_present"] == 2 and instrument["detection_rate"] == pytest.approx(1 / 2)
     assert instrument["frames_absent"] == 1 and instrument["false_alarm_rate"] == pytest.approx(1.0)
 
@@ -97,13 +97,13 @@ def test_eval_reads_grey_masks_saved_in_colour_and_colour_coded_ones(tmp_path):
     grey[:, 10:30] = 6
     rgba = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGRA)  # 4 channels, as many tools save a class mask
     cv2.imwrite(str(tmp_path / "masks" / "a.png"), rgba)
-    assert evaluate(tmp_path, FixedModel())["classes"]["instrument"]["iou"] == pytest.approx(10 / 30)
+    assert evaluate(tmp_path, FixedModel(), allow_unmapped=True)["classes"]["instrument"]["iou"] == pytest.approx(10 / 30)
     coded = np.zeros((40, 40, 3), np.uint8)
     coded[:, 10:30] = (0, 0, 255)  # red (BGR) is the instrument in this dataset's table
     cv2.imwrite(str(tmp_path / "masks" / "a.png"), coded)
     with pytest.raises(ValueError, match="a.png is a colour mask"):
-        evaluate(tmp_path, FixedModel())
-    report = evaluate(tmp_path, FixedModel(), colours={(255, 0, 0): 6})
+        evaluate(tmp_path, FixedModel(), allow_unmapped=True)
+    report = evaluate(tmp_path, FixedModel(), colours={(255, 0, 0): 6}, allow_unmapped=True)
     assert report["classes"]["instrument"]["iou"] == pytest.approx(10 / 30)
 
 
@@ -126,20 +126,42 @@ def _nested_dataset(root, image_name, mask_name):
 def test_eval_and_convert_pair_nested_images_and_masks_by_pattern(tmp_path, image_name, mask_name, image_glob,
                                                                      mask_pattern):
     _nested_dataset(tmp_path / "val", image_name, mask_name)
-    report = evaluate(tmp_path / "val", FixedModel(), image_glob=image_glob, mask_pattern=mask_pattern)
+    report = evaluate(tmp_path / "val", FixedModel(), image_glob=image_glob, mask_pattern=mask_pattern,
+                      allow_unmapped=True)
     assert report["frames"] == 4 and report["classes"]["instrument"]["iou"] == pytest.approx(10 / 30)
     convert_masks(tmp_path, tmp_path / "out", size=64, image_glob=image_glob, mask_pattern=mask_pattern)
     names = sorted(p.name for p in (tmp_path / "out" / "images" / "val").iterdir())
     assert len(names) == 4 and names[0].startswith("video01__video01_00080__")  # unique across folders
 
 
-def test_a_missing_mask_is_named_with_where_it_was_looked_for(tmp_path):
+def test_missing_masks_are_listed_in_one_line_and_skipped_when_asked(tmp_path):
     _nested_dataset(tmp_path, "frame_{}_endo.png", "frame_{}_endo_watershed_mask.png")
     (tmp_path / "video12/video12_00160/frame_2_endo_watershed_mask.png").unlink()
-    with pytest.raises(ValueError, match=r"no mask for .*frame_2_endo.png: looked for .*frame_2_endo_watershed"):
-        evaluate(tmp_path, FixedModel(), image_glob="**/*_endo.png", mask_pattern="{dir}/{stem}_watershed_mask.png")
+    (tmp_path / "video01/video01_00080/frame_1_endo_watershed_mask.png").unlink()
+    nested = {"image_glob": "**/*_endo.png", "mask_pattern": "{dir}/{stem}_watershed_mask.png"}
+    with pytest.raises(ValueError, match=r"2 of 4 images have no mask .*frame_1_endo.png, frame_2_endo.png; "
+                                         r"--skip-missing"):
+        evaluate(tmp_path, FixedModel(), **nested)
+    report = evaluate(tmp_path, FixedModel(), **nested, skip_missing=True, allow_unmapped=True)
+    assert report["frames"] == 2 and len(report["frames_without_mask"]) == 2
     with pytest.raises(ValueError, match="no images match"):
-        evaluate(tmp_path, FixedModel())  # the default images/* finds nothing here
+        evaluate(tmp_path, FixedModel(), allow_unmapped=True)  # the default images/* finds nothing here
+
+
+def test_a_class_no_mask_value_maps_to_is_refused_naming_the_values(tmp_path):
+    """CholecSeg8k's instruments are 31 and 32: with Endoscapes' default mapping nothing is an instrument, and
+    eval would print 0.000 with every frame a false alarm. It refuses, naming the values it found."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.full((40, 40, 3), 100, np.uint8))
+    mask = np.full((40, 40), 50, np.uint8)
+    mask[:, 10:20], mask[:, 20:30], mask[:, 30:] = 31, 32, 3
+    cv2.imwrite(str(tmp_path / "masks" / "a.png"), mask)
+    with pytest.raises(ValueError, match=r"no mask value maps to instrument .* hold 3 \(400 px\), 31 \(400 px\), "
+                                         r"32 \(400 px\), 50 \(400 px\)"):
+        evaluate(tmp_path, FixedModel())
+    report = evaluate(tmp_path, FixedModel(), mapping={31: 0, 32: 0, 3: 1})
+    assert report["classes"]["instrument"]["iou"] == pytest.approx(10 / 30)
 
 
 def test_instance_matching_by_threshold():
