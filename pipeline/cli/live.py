@@ -39,6 +39,10 @@ def add_commands(commands) -> None:
                      help="allow an endpoint other hosts can reach without --secure (unencrypted patient video)")
     run.add_argument("--summary", default=None, help="write the run summary as JSON here")
     run.add_argument("--audit-log", default=None, help="append every alert transition to this JSONL file")
+    run.add_argument("--record", default=None, metavar="DIR",
+                     help="keep the case for replay: the raw input (H.264), each frame's capture time, alerts and "
+                          "status (`orsight replay DIR` analyses it on its own times)")
+    run.add_argument("--lossless", action="store_true", help="with --record: every pixel as captured (larger files)")
     run.set_defaults(handler=command_run)
     display = commands.add_parser("display", help="OR display: subscribe and show")
     display.add_argument("--connect", default=DEFAULT_ENDPOINT, help="ZeroMQ endpoint of `orsight run --publish`")
@@ -174,7 +178,18 @@ def command_run(args) -> int:
     session = _session(args.source, args.model, args.device, config,
                        load_camera(args.calibration, args.working_distance), args.audit_log, args.size, args.fps,
                        args.fourcc)
+    if args.lossless and not args.record:
+        raise UsageError("--lossless goes with --record DIR")
+    writable(args.record, "--record", folder=True)
+    if args.record and any(Path(args.record).iterdir()):
+        raise UsageError(f"--record {args.record}: the folder is not empty (a recording is never overwritten)")
     publisher = Publisher(args.publish, keys=args.secure, insecure=args.insecure)
+    recording = None
+    if args.record:
+        from pipeline.runtime.live_recording import LiveRecording, RecordingPublisher
+
+        recording = LiveRecording(args.record, session.source.fps, args.lossless)
+        publisher = RecordingPublisher(publisher, recording)
     options = LiveOptions(frames=args.frames, realtime=args.realtime, video_encoding=args.video_encoding,
                           overlay_encoding=args.overlay_encoding, identity=session.identity,
                           privacy=config.privacy, **_ai_options(args, config))
@@ -186,7 +201,10 @@ def command_run(args) -> int:
     finally:
         publisher.close()
         session.close()
+        recorded = recording.close() if recording is not None else None
     summary["model"] = session.model.description
+    if recorded is not None:
+        summary["recording"] = recorded
     print(json.dumps(summary, indent=2))
     if args.summary:
         write_json(args.summary, summary)

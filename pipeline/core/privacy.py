@@ -38,9 +38,11 @@ def shared_picture(image: np.ndarray, state: str | None, mode: str = "blur") -> 
     if mode == "blank":
         hidden = np.zeros_like(image)
     else:
-        cells = cv2.resize(image, (BLUR_CELLS, max(1, BLUR_CELLS * height // width)), interpolation=cv2.INTER_AREA)
-        hidden = cv2.GaussianBlur(cv2.resize(cells, (width, height), interpolation=cv2.INTER_LINEAR), (0, 0),
-                                  width / BLUR_CELLS / 2)
+        rows = max(1, BLUR_CELLS * height // width)
+        cells = cv2.resize(image, (BLUR_CELLS, rows), interpolation=cv2.INTER_AREA)
+        smooth = cv2.GaussianBlur(cv2.resize(cells, (8 * BLUR_CELLS, 8 * rows), interpolation=cv2.INTER_LINEAR),
+                                  (0, 0), 4)  # blurred small, then enlarged: milliseconds at any size
+        hidden = cv2.resize(smooth, (width, height), interpolation=cv2.INTER_LINEAR)
     mark(hidden, BANNER)
     return hidden
 

@@ -33,10 +33,13 @@ def partial_path(path: Path) -> Path:
 class Recorder:
     """H.264 MP4 of BGR frames of one size (odd sizes are cropped by a pixel), each at its time."""
 
-    def __init__(self, path: str | Path, nominal_fps: float = 30.0, live: bool = True):
+    def __init__(self, path: str | Path, nominal_fps: float = 30.0, live: bool = True, crf: int = 23,
+                 lossless: bool = False):
+        """``crf``: x264's quality (lower is better; 17-18 looks lossless); ``lossless``: every BGR pixel as
+        it came (x264's RGB encoder at quantiser 0: larger files, not every browser plays them)."""
         import av  # noqa: F401  (loaded now, not when the first frame is due)
 
-        self.path, self.live = Path(path), live
+        self.path, self.live, self.crf, self.lossless = Path(path), live, crf, lossless
         self.partial = partial_path(self.path)
         self.nominal_fps = nominal_fps if nominal_fps and nominal_fps > 0 else 30.0
         self.rate = Fraction(self.nominal_fps).limit_denominator(1001)
@@ -52,12 +55,13 @@ class Recorder:
         self.partial.parent.mkdir(parents=True, exist_ok=True)
         self.container = av.open(str(self.partial), mode="w", format="mp4",
                                  options=LIVE_OPTIONS if self.live else FILE_OPTIONS)
-        self.stream = self.container.add_stream("libx264", rate=self.rate)
+        self.stream = self.container.add_stream("libx264rgb" if self.lossless else "libx264", rate=self.rate)
         self.stream.width, self.stream.height = width, height
-        self.stream.pix_fmt = "yuv420p"
+        self.stream.pix_fmt = "bgr24" if self.lossless else "yuv420p"
         self.stream.time_base = self.stream.codec_context.time_base = self.time_base  # frames 1 tick apart stay apart
         self.stream.codec_context.gop_size = max(1, round(self.nominal_fps * FRAGMENT_S))
-        self.stream.options = {"preset": PRESET, "tune": "zerolatency", "crf": "23", "threads": "1"}  # one core
+        quality = {"qp": "0"} if self.lossless else {"crf": str(self.crf)}
+        self.stream.options = {"preset": PRESET, "tune": "zerolatency", "threads": "1", **quality}  # one core
 
     def write(self, image: np.ndarray, t_ns: int) -> None:
         """Add ``image`` (BGR uint8) shown at ``t_ns``; the first frame's size is the file's."""
@@ -69,10 +73,12 @@ class Recorder:
             self.first_ns = t_ns
         elif (width, height) != (self.stream.width, self.stream.height):
             return  # a frame of another size (the source changed): not in this file
-        # BGR -> YUV 4:2:0 (BT.601, limited range: what the encoder's own conversion gives) by OpenCV, which
-        # works without the interpreter lock: a receiving thread beside the recorder is not held up for it
-        yuv = cv2.cvtColor(image[:height, :width], cv2.COLOR_BGR2YUV_I420)
-        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        if self.lossless:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="bgr24")
+        else:  # BGR -> YUV 4:2:0 (BT.601, limited range: what the encoder's own conversion gives) by OpenCV, which
+            # works without the interpreter lock: a receiving thread beside the recorder is not held up for it
+            yuv = cv2.cvtColor(image[:height, :width], cv2.COLOR_BGR2YUV_I420)
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = max(round((t_ns - self.first_ns) / 1e9 / self.time_base), self.last_pts + 1)  # increasing
         frame.time_base = self.time_base
         self.last_pts = frame.pts

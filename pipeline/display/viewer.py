@@ -33,6 +33,7 @@ from pipeline.stages.overlay.cpu import (
     ContourAnnotator,
     MaskAnnotator,
     ProximityAnnotator,
+    annotate_all,
     label_style,
 )
 from pipeline.transport.untrusted import Message, TransportError, decode_image
@@ -210,9 +211,7 @@ class Compositor:
             try:
                 packet = _packet_from(newer, mask, status)
                 moved_ms = self._move_mask(packet, mask) if self.propagator is not None else None
-                scene = packet.image
-                for annotator in self.annotators:
-                    scene = annotator.annotate(scene, packet)
+                scene = annotate_all(self.annotators, packet.image, packet)
                 draw_operating_point(scene, status, moved_ms)
             except TransportError:  # a shared-memory frame reused before we read it: the next one is newer
                 self.counts["frames_overwritten"] += 1

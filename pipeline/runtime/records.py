@@ -5,7 +5,7 @@ Instances with polygons (traced at model-input resolution, mapped to source pixe
 the closest instrument-vessel pair; chunks analysed anywhere give the same records, and the
 finishing stages draw from them alone.
 
-    record = frame_record(packet, fps)
+    record = frame_record(packet)                  # its time: packet.t_capture_ns (media time)
     packet.segmentation = Segmentation.from_dict(record, size, names, roles)
     jpeg = thumbnail(packet.overlay)               # for the report
 """
@@ -17,11 +17,11 @@ import numpy as np
 from pipeline.core.packet import FramePacket
 
 
-def frame_record(packet: FramePacket, fps: float) -> dict:
+def frame_record(packet: FramePacket) -> dict:
     """The deterministic per-frame result: the frame, whether it is inside the body, its segmentation (``Segmentation.to_dict``: instances with
     their outlines, the advisory vessel regions, the vessel evidence) and the closest pair."""
     near = packet.proximity.to_dict()
-    return {"frame": packet.frame_id, "t_s": round(packet.frame_id / fps, 6), "privacy": packet.privacy,
+    return {"frame": packet.frame_id, "t_s": round(packet.t_capture_ns / 1e9, 6), "privacy": packet.privacy,
             **packet.segmentation.to_dict(),
             **{key: near[key] for key in ("distance_px", "instrument_point", "vessel_point", "tier", "advisory_pair")}}
 

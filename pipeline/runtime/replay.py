@@ -91,9 +91,9 @@ class ReplayWorker:
                                  device=options.device, fov=fov, finish=False,  # the Finaliser's, from the records
                                  privacy=OutOfBodyModel(options.privacy_model) if options.privacy_model else None)
 
-    def prepare(self, index: int, image: np.ndarray, fps: float, source: str) -> FramePacket:
-        """The stages before the model for one frame (its own tensor: packets wait in queues)."""
-        packet = FramePacket(index, source, image, int(index / fps * 1e9), time.monotonic_ns())
+    def prepare(self, index: int, image: np.ndarray, info: VideoInfo) -> FramePacket:
+        """The stages before the model for one frame (its own tensor: packets wait in queues), at its media time."""
+        packet = FramePacket(index, info.path, image, info.time_ns(index), time.monotonic_ns())
         for stage in ([self.graph.privacy] if self.graph.privacy else []) + self.graph.prepare:
             packet = stage(packet)
         if packet.device is not None:
@@ -113,18 +113,18 @@ class ReplayWorker:
         if pending:
             yield from self.model.forward_batch(pending)
 
-    def describe(self, packet: FramePacket, fps: float) -> dict:
+    def describe(self, packet: FramePacket) -> dict:
         """Decode, analysis and the frame's record, from the model's outputs (none out of body)."""
         if not self.graph.analysed(packet):
-            return frame_record(self.graph.hold(packet), fps)
+            return frame_record(self.graph.hold(packet))
         for stage in self.graph.describe:
             packet = stage(packet)
-        return frame_record(packet, fps)
+        return frame_record(packet)
 
-    def run(self, frames, fps: float, source: str):
-        """Yield ``(packet, record)`` in frame order for ``(index, image)`` frames, one after another."""
-        for packet in self.batches(self.prepare(index, image, fps, source) for index, image in frames):
-            yield packet, self.describe(packet, fps)
+    def run(self, frames, info: VideoInfo):
+        """Yield ``(packet, record)`` in frame order for ``(index, image)`` frames of ``info``'s video."""
+        for packet in self.batches(self.prepare(index, image, info) for index, image in frames):
+            yield packet, self.describe(packet)
 
 
 def analyse_chunk(info: VideoInfo, start: int, stop: int, model_path, options: ReplayOptions) -> list[dict]:
@@ -133,7 +133,7 @@ def analyse_chunk(info: VideoInfo, start: int, stop: int, model_path, options: R
     the records one pass over the whole video gives."""
     analyser = ReplayWorker(model_path, options, info.fov)
     first = max(0, start - EVIDENCE_WARMUP)
-    return [record for _, record in analyser.run(read_frames(info.path, first, stop), info.fps, info.path)
+    return [record for _, record in analyser.run(read_frames(info.path, first, stop), info)
             if record["frame"] >= start]
 
 
@@ -148,11 +148,11 @@ def _overlapped(path: str, info: VideoInfo, analyser: ReplayWorker, finaliser: F
 
     def decode():
         for index, image in read_frames(path):
-            prepared.put(analyser.prepare(index, image, info.fps, path))
+            prepared.put(analyser.prepare(index, image, info))
 
     def describe(packet: FramePacket):
         picture = packet.original if packet.original is not None else packet.image  # as recorded, not straightened
-        return picture, analyser.describe(packet, info.fps)
+        return picture, analyser.describe(packet)
 
     def finalise(described_frame):
         finaliser.add(*described_frame)
@@ -254,8 +254,8 @@ def replay_video(path: str | Path, out: str | Path, model_path=None, options: Re
     from tqdm import tqdm
 
     options = options or ReplayOptions()
-    path = str(path)
-    info = probe(path)
+    info = probe(str(path))
+    path = info.path  # a live recording's folder: its video
     final = Path(out) / (name or Path(path).stem)
     if (earlier := _finished(final, path, options.pseudonym_key)) is not None:
         return {**earlier, "resumed": True}

@@ -1,7 +1,8 @@
 """Recorded videos for replay: what a file holds, its frames in order, chunks cut at keyframes.
 
 A folder of images (in name order, at ``IMAGE_FOLDER_FPS``) is replayed like a video; a folder
-of videos stands for its videos (:func:`expand_inputs`).
+of videos stands for its videos (:func:`expand_inputs`); a live recording (``orsight run --record
+DIR``: ``video.mp4`` with ``frames.csv``) is replayed on its capture times.
 
     info = probe("case12.mp4")                       # fps, frame count, size, field of view
     for index, image in read_frames(info.path, 0, 300): ...
@@ -19,6 +20,7 @@ from pipeline.stages.preprocess.fov import detect_fov
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".ts")
 IMAGE_FOLDER_FPS = 30.0
+RECORDED_VIDEO, RECORDED_TIMES = "video.mp4", "frames.csv"  # what `orsight run --record DIR` writes
 
 
 class ReplayError(Exception):
@@ -32,6 +34,13 @@ class VideoInfo:
     frame_count: int  # as the container claims
     size: tuple[int, int]
     fov: tuple[float, float, float] | None = None  # endoscope circle, detected once per recording
+    times_ns: list[int] | None = None  # a live recording's capture times, from its first frame
+
+    def time_ns(self, index: int) -> int:
+        """Frame ``index``'s media time: its capture time in a live recording, else its place at ``fps``."""
+        if self.times_ns is not None and index < len(self.times_ns):
+            return self.times_ns[index]
+        return int(index / self.fps * 1e9)
 
 
 def probe(path: str | Path) -> VideoInfo:
@@ -40,6 +49,8 @@ def probe(path: str | Path) -> VideoInfo:
     The field of view is detected once, on the first frame, and used for every chunk, so that
     every frame is cropped the same way however the video is split.
     """
+    if is_live_recording(Path(path)):
+        return _probe_recording(Path(path))
     if Path(path).is_dir():
         return _probe_images(Path(path))
     if not Path(path).is_file():
@@ -56,6 +67,19 @@ def probe(path: str | Path) -> VideoInfo:
     return info
 
 
+def is_live_recording(folder: Path) -> bool:
+    return (folder / RECORDED_VIDEO).is_file() and (folder / RECORDED_TIMES).is_file()
+
+
+def _probe_recording(folder: Path) -> VideoInfo:
+    """A live recording: its video, with the capture time of each frame (``frames.csv``: frame, t_capture_ns)."""
+    info = probe(folder / RECORDED_VIDEO)
+    with (folder / RECORDED_TIMES).open() as table:
+        captured = [int(row.split(",")[1]) for row in table.read().splitlines()[1:] if row.count(",") >= 1]
+    info.times_ns = [t - captured[0] for t in captured] if captured else None
+    return info
+
+
 def images_of(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -66,6 +90,9 @@ def expand_inputs(paths: list[str]) -> list[str]:
     out = []
     for path in paths:
         folder = Path(path)
+        if is_live_recording(folder):
+            out.append(path)
+            continue
         videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES) if folder.is_dir() else []
         out += [str(v) for v in videos] if videos and not images_of(folder) else [path]
     return out

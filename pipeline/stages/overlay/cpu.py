@@ -85,6 +85,15 @@ def _outlines(segmentation: Segmentation) -> list[tuple[tuple[int, int, int], li
             for index, role in enumerate(segmentation.roles)]
 
 
+def annotate_all(annotators: list, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+    """Every annotator over ``scene`` in order, sharing the boxes already taken (alert banners, the distance,
+    labels), so that no text is drawn over another."""
+    taken: list[tuple[int, int, int, int]] = []
+    for annotator in annotators:
+        scene = annotator.annotate(scene, packet, taken)
+    return scene
+
+
 class MaskAnnotator:
     """Translucent colour over every segmented pixel, by role."""
 
@@ -92,7 +101,7 @@ class MaskAnnotator:
         self.opacity = opacity
         self.layer = LastSegmentation(_colour_layer)
 
-    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+    def annotate(self, scene: np.ndarray, packet: FramePacket, taken: list | None = None) -> np.ndarray:
         if packet.segmentation is None or (layer := self.layer(packet.segmentation)) is None:
             return scene
         x, y, class_map, colours = layer
@@ -109,7 +118,7 @@ class ContourAnnotator:
         self.thickness = thickness
         self.outlines = LastSegmentation(_outlines)
 
-    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+    def annotate(self, scene: np.ndarray, packet: FramePacket, taken: list | None = None) -> np.ndarray:
         if packet.segmentation is None:
             return scene
         for colour, contours in self.outlines(packet.segmentation):
@@ -134,12 +143,12 @@ def dashed_polygon(scene: np.ndarray, polygon: np.ndarray, colour, thickness: in
 class AdvisoryAnnotator:
     """Advisory-tier vessels ("possible vessel"): a thin dashed amber outline and a label with the confidence."""
 
-    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+    def annotate(self, scene: np.ndarray, packet: FramePacket, taken: list | None = None) -> np.ndarray:
         segmentation = packet.segmentation
         if segmentation is None or not segmentation.advisory:
             return scene
         font_scale, width = label_style(scene)
-        taken: list[tuple[int, int, int, int]] = []
+        taken = [] if taken is None else taken
         for region in segmentation.advisory:
             for polygon in region.polygons:
                 dashed_polygon(scene, np.array(polygon).reshape(-1, 2), ADVISORY_COLOUR, width, 4 + 4 * width)
@@ -159,12 +168,12 @@ class AdvisoryAnnotator:
 class LabelAnnotator:
     """Class name and score by each instance's box: sized to the picture, inside it, never on each other."""
 
-    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+    def annotate(self, scene: np.ndarray, packet: FramePacket, taken: list | None = None) -> np.ndarray:
         segmentation = packet.segmentation
         if segmentation is None:
             return scene
         font_scale, width = label_style(scene)
-        taken: list[tuple[int, int, int, int]] = []
+        taken = [] if taken is None else taken
         for box, cls, score in zip(segmentation.boxes, segmentation.class_ids, segmentation.scores):
             text = f"{segmentation.names[cls]} {score:.2f}"
             (w, h), baseline = cv2.getTextSize(text, FONT, font_scale, width)
@@ -180,7 +189,7 @@ class LabelAnnotator:
 class ProximityAnnotator:
     """Line between the closest instrument and vessel points, with the distance on a dark plate."""
 
-    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+    def annotate(self, scene: np.ndarray, packet: FramePacket, taken: list | None = None) -> np.ndarray:
         proximity = packet.proximity
         if proximity is None or proximity.instrument_point is None:
             return scene
@@ -196,8 +205,10 @@ class ProximityAnnotator:
         pad = max(2, h // 4)
         middle = ((proximity.instrument_point[0] + proximity.vessel_point[0]) // 2 + 3 * pad,
                   (proximity.instrument_point[1] + proximity.vessel_point[1]) // 2)
+        taken = [] if taken is None else taken
         x0, y0, x1, y1 = place_label((w + 2 * pad, h + baseline + 2 * pad), middle, (scene.shape[1], scene.shape[0]),
-                                     [])
+                                     taken)
+        taken.append((x0, y0, x1, y1))
         cv2.rectangle(scene, (x0, y0), (x1, y1), (20, 20, 20), -1)  # readable on tissue whatever its colour
         cv2.putText(scene, text, (x0 + pad, y1 - pad - baseline), FONT, font_scale, colour, width, cv2.LINE_AA)
         return scene
@@ -205,11 +216,12 @@ class ProximityAnnotator:
 
 class BannerAnnotator:
     """A banner row per active alert across the top, by priority (IEC 60601-1-8 style):
-    high: red, fast flash; medium: yellow, slow flash; low: steady."""
+    high: red, fast flash; medium: yellow, slow flash; low: steady. The text stays on a dark band
+    between flashes; labels drawn after keep off the banner."""
 
     FLASH_HZ = {"high": 2.0, "medium": 0.6, "low": 0.0}
 
-    def annotate(self, scene: np.ndarray, packet: FramePacket) -> np.ndarray:
+    def annotate(self, scene: np.ndarray, packet: FramePacket, taken: list | None = None) -> np.ndarray:
         scale = _text_scale(scene)
         height = int(44 * scale)
         now = packet.t_capture_ns / 1e9  # flash phase follows the video's own clock (replays repeat exactly)
@@ -217,8 +229,10 @@ class BannerAnnotator:
             colour, hz = PRIORITY_COLOURS[alert.priority], self.FLASH_HZ[alert.priority]
             lit = hz == 0 or (now * hz) % 1.0 < 0.6  # on 60 % of each flash period
             top = row * height
-            if lit:
-                cv2.rectangle(scene, (0, top), (scene.shape[1], top + height), colour, -1)
+            # lit: the priority's colour; between flashes a dark band, so the text reads on any tissue
+            cv2.rectangle(scene, (0, top), (scene.shape[1], top + height), colour if lit else (20, 20, 20), -1)
+            if taken is not None:
+                taken.append((0, top, scene.shape[1], top + height))
             text_colour = ((255, 255, 255) if alert.priority == "high" else (0, 0, 0)) if lit else colour
             cv2.putText(scene, f"{alert.priority.upper()}: {(alert.message or alert.rule).upper()}",
                         (int(12 * scale), top + int(31 * scale)), FONT, 0.9 * scale, text_colour, 2, cv2.LINE_AA)
@@ -226,8 +240,9 @@ class BannerAnnotator:
 
 
 def mark_annotators() -> list:
-    """The vector marks drawn over the mask layer: labels, the proximity line, alert banners."""
-    return [AdvisoryAnnotator(), LabelAnnotator(), ProximityAnnotator(), BannerAnnotator()]
+    """The vector marks drawn over the mask layer, most important first (each later label keeps off the
+    earlier ones): alert banners, the distance, instance labels, "possible vessel" labels."""
+    return [BannerAnnotator(), ProximityAnnotator(), LabelAnnotator(), AdvisoryAnnotator()]
 
 
 class Overlay:
@@ -241,8 +256,5 @@ class Overlay:
 
     def __call__(self, packet: FramePacket) -> FramePacket:
         with timed(packet, "overlay"):
-            scene = packet.image.copy()
-            for annotator in self.annotators:
-                scene = annotator.annotate(scene, packet)
-            packet.overlay = scene
+            packet.overlay = annotate_all(self.annotators, packet.image.copy(), packet)
         return packet

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.core.packet import FramePacket, timed
-from pipeline.stages.overlay.cpu import colour_table, mark_annotators
+from pipeline.stages.overlay.cpu import annotate_all, colour_table, mark_annotators
 
 LAYER_SOURCE = r"""
 extern "C" __global__ void mask_layer(const unsigned char* frame, const unsigned char* labels,
@@ -88,8 +88,5 @@ class CudaOverlay:
             self.kernel(((width + 31) // 32, (height + 7) // 8), (32, 8),
                         (frame, labels, self._colours[segmentation.roles], np.float32(self.opacity),
                          np.int32(width), np.int32(height), np.int32(self.band), self._out))
-            scene = self._out.get()  # the one device -> host copy of the picture
-            for annotator in self.vector_marks:
-                scene = annotator.annotate(scene, packet)
-            packet.overlay = scene
+            packet.overlay = annotate_all(self.vector_marks, self._out.get(), packet)  # the one device -> host copy
         return packet
