@@ -5,10 +5,10 @@ to OpenIGTLink clients (3D Slicer's OpenIGTLinkIF module connects to it) with py
 
 | OpenIGTLink device | type | what |
 |---|---|---|
-| ``orsight_video`` | IMAGE (RGB, 1 x H x W x 3) | each new ``video`` frame (newest wins) |
+| ``orsight_video`` | IMAGE (RGB, 1 x H x W x 3) | each new ``video`` frame (newest wins; out of body: hidden), upright in Slicer's axial view (:func:`ijk_to_ras`), pixels in mm when the run has a scale |
 | ``orsight_labels`` | IMAGE (uint8 label map, 1 x H x W) | each new ``mask``: 0 background, class index + 1 (the mask header's ``classes``; colours by role as the overlay's: README); a vessel class there is a HIGH-tier vessel, and ``POSSIBLE_VESSEL`` (255) marks the advisory-tier "possible vessel" regions (docs/alerts.md) |
 | ``orsight_alert`` | STRING | each ``alert`` transition: ``PRIORITY rule state: message`` |
-| ``orsight_closest`` | POINT | the closest instrument point and vessel point (pixels, z = 0), when both exist |
+| ``orsight_closest`` | POINT | the closest instrument point and vessel point, in the images' RAS (z = 0), when both exist |
 
     serve_igtl("ipc:///tmp/or.sock", port=18944)     # until Ctrl-C / SIGTERM / the publisher ends
 """
@@ -88,9 +88,11 @@ def serve_igtl(endpoint: str, port: int = DEFAULT_PORT, keys: str | Path | None 
                     newest[topic] = message
                     arrived.append((topic, message))
             arrived += [("alert", alert) for alert in receiver.take("alert")]  # transitions: every one
+            mask = newest["mask"]
+            scale = mask.header.get("proximity", {}).get("mm_per_px") if mask is not None else None
             for topic, message in arrived:
                 try:
-                    for item in _messages(pyigtl, topic, message):
+                    for item in _messages(pyigtl, topic, message, scale):
                         server.send_message(item, wait=False)
                         sent[item.device_name] += 1
                 except (TransportError, ValueError):  # a frame that cannot be decoded: the next one will
@@ -115,19 +117,31 @@ def label_map(mask) -> np.ndarray:
     return labels
 
 
-def _messages(pyigtl, topic: str, message) -> list:
-    """The OpenIGTLink messages for one orsight message."""
+def ijk_to_ras(mm_per_px: float | None) -> np.ndarray:
+    """A video frame's IJK-to-RAS for Slicer: column i to the patient's left and row j to posterior, so that
+    Slicer's axial view (left on the right of the screen, anterior at the top) shows it upright, not turned
+    half round as identity does; pixels ``mm_per_px`` wide when a calibration gives the scale, else 1."""
+    spacing = mm_per_px or 1.0
+    return np.diag([-spacing, -spacing, spacing, 1.0])
+
+
+def _messages(pyigtl, topic: str, message, mm_per_px: float | None = None) -> list:
+    """The OpenIGTLink messages for one orsight message; ``mm_per_px``: the newest mask's scale."""
     header, stamp = message.header, message.header["t_capture_ns"] / 1e9
     if topic == "video":  # out of body: hidden as in every picture that leaves the monitor
         rgb = shared_picture(decode_image(message), header.get("privacy"), header.get("privacy_mode", "blur"))[..., ::-1]
-        return [pyigtl.ImageMessage(np.ascontiguousarray(rgb)[None], timestamp=stamp, device_name="orsight_video")]
+        return [pyigtl.ImageMessage(np.ascontiguousarray(rgb)[None], ijk_to_world_matrix=ijk_to_ras(mm_per_px),
+                                    timestamp=stamp, device_name="orsight_video")]
     if topic == "alert":
         text = f"{header['priority'].upper()} {header['rule']} {header['state']}: {header['message']}"
         return [pyigtl.StringMessage(text, timestamp=stamp, device_name="orsight_alert")]
-    out = [pyigtl.ImageMessage(label_map(message)[None], timestamp=stamp, device_name="orsight_labels")]
+    out = [pyigtl.ImageMessage(label_map(message)[None], ijk_to_world_matrix=ijk_to_ras(mm_per_px), timestamp=stamp,
+                               device_name="orsight_labels")]
     near = header["proximity"]
     if near["instrument_point"] and near["vessel_point"]:
-        out.append(pyigtl.PointMessage([[*near["instrument_point"], 0], [*near["vessel_point"], 0]],
+        to_ras = ijk_to_ras(mm_per_px)
+        points = [(to_ras @ [*near[key], 0, 1])[:3].tolist() for key in ("instrument_point", "vessel_point")]
+        out.append(pyigtl.PointMessage(points,
                                        names=["instrument", "vessel"],
                                        rgba_colors=[[*POINT_COLOURS[role][::-1], 255] for role in ("instrument", "vessel")],
                                        timestamp=stamp, device_name="orsight_closest"))

@@ -3,6 +3,7 @@ import contextlib
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from pipeline.transport.zeromq import Publisher
@@ -84,3 +85,14 @@ def test_a_client_that_leaves_is_one_line_not_a_traceback(free_tcp_endpoint):
         _, stderr = bridge.communicate(timeout=20)
         publisher.close()
     assert "Traceback" not in stderr and "left" in stderr
+
+
+def test_the_image_is_upright_in_slicer_and_scaled_when_the_run_has_a_scale():
+    """Slicer's axial view puts the patient's left on the right of the screen and anterior at the top:
+    column i must run to the left (-R) and row j to posterior (-A), as PLUS and Slicer's own video do."""
+    from pipeline.display.igtl import ijk_to_ras
+
+    unscaled, scaled = ijk_to_ras(None), ijk_to_ras(0.1)
+    assert np.array_equal(unscaled @ [1, 0, 0, 1], [-1, 0, 0, 1]) and np.array_equal(unscaled @ [0, 1, 0, 1],
+                                                                                      [0, -1, 0, 1])
+    assert np.allclose(scaled @ [10, 20, 0, 1], [-1.0, -2.0, 0, 1])  # pixels at 0.1 mm
