@@ -127,3 +127,22 @@ def test_resuming_a_semantic_run_without_its_recorded_loss_is_refused(tmp_path):
     shutil.copy(SHIPPED / "orsight-endoscapes-lite0-sem-320.pt", weights / "last.pt")  # trusted: the shipped hash
     result = orsight("train", "--data", "x.yaml", "--out", str(tmp_path / "run"), "--resume")
     assert result.returncode == 2 and "orsight-recipe.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_readmes_cholecseg8k_eval_works_as_written_and_the_default_mapping_is_refused(tmp_path):
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "video01" / "video01_00080"
+    folder.mkdir(parents=True)
+    for frame in (1, 2):
+        cv2.imwrite(str(folder / f"frame_{frame}_endo.png"), np.full((64, 64, 3), 90, np.uint8))
+        mask = np.full((64, 64, 3), 50, np.uint8)  # CholecSeg8k's watershed masks: grey saved as colour
+        mask[:, 20:40] = 31  # grasper
+        cv2.imwrite(str(folder / f"frame_{frame}_endo_watershed_mask.png"), mask)
+    nested = ("--image-glob", "**/*_endo.png", "--mask-pattern", "{dir}/{stem}_watershed_mask.png")
+    refused = orsight("eval", "--data", tmp_path, *nested)
+    assert refused.returncode == 2 and "31 (2560 px)" in refused.stderr and "Traceback" not in refused.stderr
+    scored = orsight("eval", "--data", tmp_path, *nested, "--mapping", "31:0,32:0", "--allow-unmapped")
+    assert scored.returncode == 0, scored.stderr
+    assert "2 frames" in scored.stdout
