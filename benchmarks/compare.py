@@ -47,6 +47,7 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 
 from machine import describe_machine  # noqa: E402
 
+from pipeline.cli.common import stop_display  # noqa: E402
 from pipeline.core.packet import FramePacket  # noqa: E402
 from pipeline.display.viewer import STALE_MS, percentiles  # noqa: E402
 from pipeline.runtime.video import probe  # noqa: E402
@@ -209,7 +210,7 @@ def worker_live(video: str, model_path: str, budget: int, governor: bool = True)
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _, status, usage = os.wait4(run.pid, 0)
         seconds = time.perf_counter() - started
-        display.wait(timeout=60)
+        stop_display(display)
         live, shown = json.loads(run_json.read_text()), json.loads(display_json.read_text())
     return {"fps": live["fps_ai"], "latency_ms": shown["annotation_delay_ms"],
             "fresh_share": 1 - shown["frames_stale"] / max(1, shown["frames_shown"]),

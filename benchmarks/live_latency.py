@@ -20,6 +20,7 @@ from pathlib import Path
 
 from machine import describe_machine, write_results
 
+from pipeline.cli.common import stop_display
 from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import build_graph
 from pipeline.runtime.live import LiveOptions, run_live
@@ -71,7 +72,7 @@ def measure(model, endpoint: str, seconds: float, period: float | None, size=(19
             live = run_live(open_source("phantom:default", size=size, fps=fps), stages, publisher,
                             LiveOptions(frames=int(seconds * fps), realtime=True,
                                                    video_encoding=video_encoding))
-            display.wait(timeout=60)
+            stop_display(display) if compose_display else display.wait(timeout=60)
         finally:
             publisher.close()
             if display.poll() is None:

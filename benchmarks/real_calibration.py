@@ -49,7 +49,8 @@ def main() -> int:
             print(run.stdout + run.stderr, file=sys.stderr)
             return 1
         storage = cv2.FileStorage(str(out), cv2.FILE_STORAGE_READ)
-        cameras = {"left": storage.getNode("camera_matrix").mat(), "right": storage.getNode("right_camera_matrix").mat()}
+        cameras = {side: storage.getNode(key).mat() for side, key in (("left", "camera_matrix"),
+                                                                       ("right", "right_camera_matrix"))}
     rows = [{"what": f"view {name}: RMS px", "dots": int(points), "value": float(error)}
             for name, error, points in re.findall(r"view (\S+): ([\d.]+) px \((\d+) points\)", run.stdout)]
     intrinsics = {}

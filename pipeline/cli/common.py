@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
@@ -138,6 +140,15 @@ def floats(text: str, what: str, count: int) -> tuple[float, ...]:
     if len(values) != count:
         raise UsageError(f"{what} must be {count} numbers separated by commas, not {text!r}")
     return values
+
+
+def stop_display(process, settle_s: float = 1.0, timeout: float = 60) -> int:
+    """Stop a display process as its operator would (SIGTERM), after ``settle_s`` for what is in flight
+    (a display never ends with its publisher); its exit status."""
+    time.sleep(settle_s)
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=timeout)
 
 
 def resolve_device(device: str) -> str:

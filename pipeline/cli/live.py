@@ -20,6 +20,7 @@ from pipeline.cli.common import (
     positive_int,
     resolve_device,
     size_arg,
+    stop_display,
     writable,
     write_json,
 )
@@ -50,7 +51,10 @@ def add_commands(commands) -> None:
     display.add_argument("--web", action="store_true", help="serve the display to a browser instead of a window")
     display.add_argument("--port", type=int_between(1, 65535), default=8080, help="with --web: the HTTP port")
     display.add_argument("--host", default="127.0.0.1",
-                         help="with --web: the address to serve on (loopback: this machine's browsers only)")
+                         help="with --web: the address to serve on (loopback: this computer only); every page "
+                              "needs the token in the address printed at start")
+    display.add_argument("--insecure", action="store_true",
+                         help="with --web: allow a --host other computers can reach (plain HTTP, token needed)")
     display.add_argument("--record", default=None, help="write what is shown to this .mp4")
     display.add_argument("--frames", type=positive_int, default=None, help="stop after showing N frames (default: until "
                                                                   "the publisher ends)")
@@ -238,8 +242,14 @@ def _display(args) -> int:
     if args.web:
         from pipeline.display.web import serve_web
 
+        if args.record or args.frames:
+            raise UsageError("--record and --frames are for the window or --headless, not --web (record with a "
+                             "second, headless display)")
         if not args.host.startswith("127.") and args.host != "localhost":
-            print(f"orsight: warning: serving patient video unencrypted to anyone who reaches {args.host}:{args.port}",
+            if not args.insecure:
+                raise UsageError(f"--host {args.host}: other computers would reach patient video over plain HTTP; "
+                                 "add --insecure to do it anyway (a token is still needed)")
+            print(f"orsight: warning: serving patient video unencrypted (token-protected) on {args.host}:{args.port}",
                   file=sys.stderr)
         summary = serve_web(args.connect, args.host, args.port, args.stale_ms, keys=args.secure,
                             propagate=args.propagate,
@@ -285,7 +295,7 @@ def command_demo(args) -> int:
                         LiveOptions(frames=args.frames, realtime=True, privacy=config.privacy,
                                     **_ai_options(args, config)),
                         health=session.health)
-        display.wait(timeout=60)
+        stop_display(display)
     finally:
         if display.poll() is None:
             display.kill()

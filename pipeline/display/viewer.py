@@ -176,10 +176,12 @@ class Compositor:
     move each mask with the picture to the frame shown (``propagate``), marked in the corner."""
 
     def __init__(self, receiver: Receiver, stale_ms: float = STALE_MS, no_signal_ms: float = NO_SIGNAL_MS,
-                 propagate: bool = False):
+                 propagate: bool = False, until_publisher_ends: bool = False):
         self.receiver, self.stale_ms, self.no_signal_ms = receiver, stale_ms, no_signal_ms
-        self.annotators = [MaskAnnotator(), ContourAnnotator(), AdvisoryAnnotator(), ProximityAnnotator(),
-                           BannerAnnotator()]
+        self.until_publisher_ends = until_publisher_ends
+        # the marks most important first: each later label keeps off the earlier ones
+        self.annotators = [MaskAnnotator(), ContourAnnotator(), BannerAnnotator(), ProximityAnnotator(),
+                           AdvisoryAnnotator()]
         self.propagator = MaskPropagator() if propagate else None
         self.video: Message | None = None
         self.last_video_s = time.monotonic()
@@ -192,13 +194,15 @@ class Compositor:
         return self.receiver.newest("status")
 
     def next(self) -> Shown | None:
-        """The next picture (waiting at most ``REFRESH_S``), or None once the publisher has ended."""
+        """The next picture (waiting at most ``REFRESH_S``). A publisher that stops (its final status) is
+        silence like any other: NO SIGNAL until it is back. Only with ``until_publisher_ends`` (a program
+        embedding the display, a test) None then."""
         while True:
             status = self.status
             ended = status is not None and status.header.get("final", False)
             newer = self.receiver.wait_newer("video", self.video, timeout=0.3 if ended else REFRESH_S)
             if newer is None:
-                if ended:
+                if ended and self.until_publisher_ends:
                     return None
                 if (time.monotonic() - self.last_video_s) * 1e3 >= self.no_signal_ms:  # never a frozen picture
                     self.counts["no_signal_screens"] += 1
@@ -264,14 +268,16 @@ class Compositor:
 
 def run_display(endpoint: str, headless: bool = False, record: str | Path | None = None,
                 frames: int | None = None, stale_ms: float = STALE_MS, no_signal_ms: float = NO_SIGNAL_MS,
-                stop: threading.Event | None = None, keys: str | Path | None = None, propagate: bool = False) -> dict:
-    """Show (or record) the stream until ``frames`` frames, the publisher's final status, ``stop``,
-    or q/Esc. Silence is not an end: NO SIGNAL is shown until video comes back. ``keys``: this
-    display's ``orsight keys`` folder, for a ``--secure`` publisher. ``propagate``: move each mask with
-    the picture to the frame shown (:class:`Compositor`)."""
+                stop: threading.Event | None = None, keys: str | Path | None = None, propagate: bool = False,
+                until_publisher_ends: bool = False) -> dict:
+    """Show (or record) the stream until ``frames`` frames, ``stop``, q/Esc or a signal. Silence is not
+    an end, nor is the publisher stopping: NO SIGNAL is shown until video comes back (it may be restarted
+    mid-operation); ``until_publisher_ends`` ends with the publisher instead (programs and tests). ``keys``:
+    this display's ``orsight keys`` folder, for a ``--secure`` publisher. ``propagate``: move each mask
+    with the picture to the frame shown (:class:`Compositor`)."""
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))  # the receiver stamps arrivals promptly
     receiver = Receiver(endpoint, DISPLAY_TOPICS, keys=keys).start()
-    compositor = Compositor(receiver, stale_ms, no_signal_ms, propagate)
+    compositor = Compositor(receiver, stale_ms, no_signal_ms, propagate, until_publisher_ends)
     recorder = Recorder(record) if record else None
     shown = 0
     try:

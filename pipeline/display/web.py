@@ -4,16 +4,21 @@ The same compositor as the window (newest video frame, fresh mask, alerts, NO SI
 over HTTP by the standard library: ``/`` is a page with no plug-in (it fetches the newest
 picture as it comes: newest frame wins, a slow browser skips frames, never lags), the active
 alerts with their priorities, AI fps and delay; ``/snapshot.jpg`` is the newest picture shown;
-``/state.json`` what the page prints.
+``/state.json`` what the page prints. Every request must name this server (Host) and carry the
+token printed at start (:class:`Guard`); at most 32 connections, idle ones closed after 10 s.
 
     serve_web("ipc:///tmp/or.sock", port=8080)      # until Ctrl-C / SIGTERM / the publisher ends
 """
 from __future__ import annotations
 
+import hmac
 import json
+import secrets
 import threading
+from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import cv2
 
@@ -23,6 +28,9 @@ from pipeline.transport.untrusted import TransportError
 from pipeline.transport.zeromq import Receiver
 
 JPEG_QUALITY = 85
+TOKEN_COOKIE = "orsight_token"
+MAX_CONNECTIONS = 32
+REQUEST_TIMEOUT_S = 10.0
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>orsight</title>
 <style>
@@ -46,8 +54,13 @@ async function refresh() {
     document.getElementById("stats").textContent =
       `${state.signal}  AI ${state.fps_ai ?? "-"} fps  delay ${state.annotation_delay_ms ?? "-"} ms`;
     document.getElementById("tiers").textContent = state.vessel_alerts ? `Vessel alerts: ${state.vessel_alerts}` : "";
-    document.getElementById("alerts").innerHTML = state.alerts.map(
-      a => `<span class="alert ${a.priority}">${a.priority.toUpperCase()}: ${a.message || a.rule}</span>`).join(" ");
+    const badges = state.alerts.map(a => {  // text only: nothing from the wire is ever read as HTML
+      const badge = document.createElement("span");
+      badge.className = "alert " + (["high", "medium", "low"].includes(a.priority) ? a.priority : "low");
+      badge.textContent = `${String(a.priority).toUpperCase()}: ${a.message || a.rule}`;
+      return badge;
+    });
+    document.getElementById("alerts").replaceChildren(...badges);
     if (state.picture !== frame) {  // the newest picture only: a slow browser skips, never lags
       frame = state.picture;
       await new Promise(done => { picture.onload = picture.onerror = done; picture.src = `snapshot.jpg?${frame}`; });
@@ -98,10 +111,66 @@ class WebState:
             return self.jpeg[1]
 
 
-def _handler(web: WebState):
+class Guard:
+    """Who may see the picture: a request that names this server (its Host header: no DNS rebinding) and
+    carries the token printed at start (in the address, then a cookie), as Jupyter does; every user of
+    this computer reaches loopback, and patient video is theirs to see only with the token."""
+
+    def __init__(self, host: str):
+        self.token, self.host, self.port = secrets.token_urlsafe(24), host, 0
+        self.hosts: set[str] | None = None  # beyond loopback any name reaches the server: the token decides
+
+    def bound(self, port: int) -> str:
+        """The port the server got; returns the address to open (with the token)."""
+        self.port = port
+        if self.host.startswith("127.") or self.host in ("localhost", "::1"):
+            self.hosts = {f"{name}:{port}" for name in (self.host, "localhost", "127.0.0.1", "[::1]")}
+        return f"http://{self.host}:{port}/?token={self.token}"
+
+    def allows(self, host_header: str | None, query: str, cookie: str | None) -> tuple[bool, bool]:
+        """(allowed, token given in the address: set the cookie)."""
+        if self.hosts is not None and (host_header or "").lower() not in self.hosts:
+            return False, False
+        given = parse_qs(query).get("token", [""])[0]
+        jar = SimpleCookie(cookie or "")
+        kept = jar[TOKEN_COOKIE].value if TOKEN_COOKIE in jar else ""
+        by_address = hmac.compare_digest(given.encode(), self.token.encode())
+        return by_address or hmac.compare_digest(kept.encode(), self.token.encode()), by_address
+
+
+class LimitedServer(ThreadingHTTPServer):
+    """At most ``MAX_CONNECTIONS`` at once (one more is closed at once); each idle one closed after
+    ``REQUEST_TIMEOUT_S``: half-open connections cannot lock the browsers out."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler):
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
+def _handler(web: WebState, guard: Guard):
     class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT_S  # a client that trickles or says nothing is dropped
+
         def do_GET(self):  # noqa: N802 (the standard library's name)
-            path = self.path.split("?")[0]
+            path, _, query = self.path.partition("?")
+            allowed, by_address = guard.allows(self.headers.get("Host"), query, self.headers.get("Cookie"))
+            if not allowed:
+                self.send_error(403, "open the address orsight printed at start (with its token)")
+                return
             pages = {"/": lambda: (PAGE.encode(), "text/html; charset=utf-8"),
                      "/snapshot.jpg": lambda: (web.snapshot(), "image/jpeg"),
                      "/state.json": lambda: (web.state, "application/json")}
@@ -110,6 +179,8 @@ def _handler(web: WebState):
                 self.send_error(404 if body is None else 503)
                 return
             self.send_response(200)
+            if by_address:
+                self.send_header("Set-Cookie", f"{TOKEN_COOKIE}={guard.token}; HttpOnly; SameSite=Strict; Path=/")
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
@@ -124,17 +195,20 @@ def _handler(web: WebState):
 
 def serve_web(endpoint: str, host: str = "127.0.0.1", port: int = 8080, stale_ms: float = STALE_MS,
               no_signal_ms: float = NO_SIGNAL_MS, keys: str | Path | None = None,
-              stop: threading.Event | None = None, propagate: bool = False, ready=None) -> dict:
-    """Serve the display until the publisher ends, ``stop``, or Ctrl-C / SIGTERM; returns its summary.
+              stop: threading.Event | None = None, propagate: bool = False, ready=None,
+              until_publisher_ends: bool = False) -> dict:
+    """Serve the display until ``stop`` or Ctrl-C / SIGTERM (the publisher stopping shows NO SIGNAL; with
+    ``until_publisher_ends``, it ends the serving); returns its summary.
     ``propagate``: move each mask with the picture to the frame shown (the Compositor's). ``ready(url)`` is
     called once the port is bound (never for a port in use)."""
+    guard = Guard(host)
     try:
-        server = ThreadingHTTPServer((host, port), _handler(web := WebState()))
+        server = LimitedServer((host, port), _handler(web := WebState(), guard))
     except OSError as error:
         raise TransportError(f"cannot serve the web display on {host}:{port}: {error.strerror}") from None
+    address = guard.bound(server.server_address[1])
     if ready is not None:
-        ready(f"http://{host}:{server.server_address[1]}/")
-    server.daemon_threads = True
+        ready(address)
 
     def serve():
         block_stop_signals()
@@ -142,7 +216,7 @@ def serve_web(endpoint: str, host: str = "127.0.0.1", port: int = 8080, stale_ms
 
     threading.Thread(target=serve, name="orsight-web", daemon=True).start()
     receiver = Receiver(endpoint, DISPLAY_TOPICS, keys=keys).start()
-    compositor, shown = Compositor(receiver, stale_ms, no_signal_ms, propagate), 0
+    compositor, shown = Compositor(receiver, stale_ms, no_signal_ms, propagate, until_publisher_ends), 0
     try:
         while not (stop is not None and stop.is_set()):
             picture = compositor.next()

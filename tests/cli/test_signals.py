@@ -94,3 +94,21 @@ def test_a_display_killed_outright_keeps_what_it_recorded(tmp_path):
     with av.open(str(tmp_path / "shown.partial.mp4")) as container:
         assert container.streams.video[0].codec_context.name == "h264"
     assert len(frames) > 10 and frames[-1] >= 1.0
+
+
+def test_the_display_stays_up_through_a_publisher_restart(tmp_path):
+    """The publisher is stopped cleanly (an update mid-operation) and started again: the display shows NO
+    SIGNAL in between and the video again after; only a signal to the display itself ends it."""
+    endpoint = f"ipc://{tmp_path}/live.sock"
+    display = _start("display", "--connect", endpoint, "--headless", "--summary", "display.json", cwd=tmp_path)
+    first = _start("run", "--publish", endpoint, "--realtime", "--frames", "45", cwd=tmp_path)
+    assert first.wait(timeout=120) == 0
+    time.sleep(2.0)  # more than the NO SIGNAL limit (0.5 s) after the publisher's final status
+    assert display.poll() is None  # still up
+    second = _start("run", "--publish", endpoint, "--realtime", "--frames", "45", cwd=tmp_path)
+    assert second.wait(timeout=120) == 0
+    time.sleep(1.0)
+    display.send_signal(signal.SIGTERM)
+    assert display.wait(timeout=30) == 0, display.stderr.read()
+    summary = json.loads((tmp_path / "display.json").read_text())
+    assert summary["no_signal_screens"] > 0 and summary["frames_shown"] > 45  # video from both runs

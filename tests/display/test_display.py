@@ -81,7 +81,7 @@ def test_a_shared_frame_reused_before_it_is_read_is_skipped_not_fatal(free_tcp_e
     sender = threading.Thread(target=publish, daemon=True)
     sender.start()
     try:
-        summary = run_display(free_tcp_endpoint, headless=True)
+        summary = run_display(free_tcp_endpoint, headless=True, until_publisher_ends=True)
     finally:
         sender.join(timeout=10)
         publisher.close()

@@ -100,7 +100,7 @@ def test_the_display_moves_fresh_masks_and_says_so(tmp_path):
         sender = threading.Thread(target=publish, daemon=True)
         sender.start()
         try:
-            summaries[propagate] = run_display(endpoint, headless=True, propagate=propagate)
+            summaries[propagate] = run_display(endpoint, headless=True, propagate=propagate, until_publisher_ends=True)
         finally:
             sender.join(timeout=10)
             publisher.close()

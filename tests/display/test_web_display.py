@@ -36,26 +36,27 @@ def _screenshot(browser: str, executable: str, url: str, path) -> np.ndarray:
 def test_page_snapshot_and_state_in_a_real_browser(free_tcp_endpoint, tmp_path, browser):
     port, stop = free_port(), threading.Event()
     publisher = Publisher(free_tcp_endpoint)
-    summary = {}
-    server = threading.Thread(target=lambda: summary.update(serve_web(free_tcp_endpoint, port=port, stop=stop)),
-                              daemon=True)
+    summary, addresses = {}, []
+    server = threading.Thread(target=lambda: summary.update(serve_web(free_tcp_endpoint, port=port, stop=stop,
+                                                                      ready=addresses.append)), daemon=True)
     server.start()
     sender = threading.Thread(target=publish_synthetic, args=(publisher, stop), daemon=True)
     sender.start()
     try:
         time.sleep(2)
-        base = f"http://127.0.0.1:{port}"
-        state = json.loads(urllib.request.urlopen(f"{base}/state.json", timeout=5).read())
+        page = addresses[0]  # http://127.0.0.1:PORT/?token=...
+        base, token = page.split("/?")
+        state = json.loads(urllib.request.urlopen(f"{base}/state.json?{token}", timeout=5).read())
         assert state["signal"] == "live" and state["alerts"][0]["priority"] == "high"
-        snapshot = cv2.imdecode(np.frombuffer(urllib.request.urlopen(f"{base}/snapshot.jpg", timeout=5).read(),
+        snapshot = cv2.imdecode(np.frombuffer(urllib.request.urlopen(f"{base}/snapshot.jpg?{token}", timeout=5).read(),
                                               np.uint8), cv2.IMREAD_COLOR)
         assert snapshot.shape == (240, 320, 3)
         executable = next(filter(None, map(shutil.which, BROWSERS[browser])), None)
         if executable is None:
             pytest.skip(f"{browser} is not installed (CI installs it: apt-get install chromium firefox-esr)")
-        first = _screenshot(browser, executable, base + "/", tmp_path / "a.png")
+        first = _screenshot(browser, executable, page, tmp_path / "a.png")
         time.sleep(1.0)
-        second = _screenshot(browser, executable, base + "/", tmp_path / "b.png")
+        second = _screenshot(browser, executable, page, tmp_path / "b.png")
         assert first is not None and second is not None
         assert np.abs(first.astype(int) - second.astype(int)).mean() > 0.05  # the picture moved
         red = np.all(np.abs(second.astype(int) - (0, 0, 230)) < 40, axis=2).sum()
@@ -65,3 +66,63 @@ def test_page_snapshot_and_state_in_a_real_browser(free_tcp_endpoint, tmp_path, 
         server.join(timeout=10)
         publisher.close()
     assert summary["frames_shown"] > 30
+
+
+def test_without_the_token_or_under_another_name_nothing_is_served(free_tcp_endpoint):
+    """Another local user (no token), a page of another site that rebinds its name to 127.0.0.1 (wrong Host):
+    403, no picture, no state."""
+    import urllib.error
+
+    port, stop, addresses = free_port(), threading.Event(), []
+    server = threading.Thread(target=lambda: serve_web(free_tcp_endpoint, port=port, stop=stop,
+                                                       ready=addresses.append), daemon=True)
+    server.start()
+    try:
+        for _ in range(50):
+            if addresses:
+                break
+            time.sleep(0.1)
+        base, token = addresses[0].split("/?")
+        for path, host in (("/snapshot.jpg", None), ("/state.json", None), (f"/state.json?{token}", "evil.example:80"),
+                           ("/?token=wrong", None)):
+            request = urllib.request.Request(base + path, headers={"Host": host} if host else {})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=5)
+            assert refused.value.code == 403
+        opened = urllib.request.urlopen(f"{base}/?{token}", timeout=5)
+        cookie = opened.headers["Set-Cookie"]
+        assert opened.status == 200 and "HttpOnly" in cookie
+        again = urllib.request.Request(base + "/state.json", headers={"Cookie": cookie.split(";")[0]})
+        assert urllib.request.urlopen(again, timeout=5).status == 200  # the page's own requests: by the cookie
+    finally:
+        stop.set()
+        server.join(timeout=10)
+
+
+def test_idle_connections_are_dropped_and_capped(free_tcp_endpoint):
+    import socket
+
+    from pipeline.display import web
+
+    port, stop, addresses = free_port(), threading.Event(), []
+    original = web.REQUEST_TIMEOUT_S
+    web.REQUEST_TIMEOUT_S = 1.0
+    server = threading.Thread(target=lambda: serve_web(free_tcp_endpoint, port=port, stop=stop,
+                                                       ready=addresses.append), daemon=True)
+    server.start()
+    idle = []
+    try:
+        for _ in range(50):
+            if addresses:
+                break
+            time.sleep(0.1)
+        base, token = addresses[0].split("/?")
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(web.MAX_CONNECTIONS + 10)]
+        time.sleep(2.5)  # past the idle limit: the server has let go of them
+        assert urllib.request.urlopen(f"{base}/state.json?{token}", timeout=5).status == 200
+    finally:
+        web.REQUEST_TIMEOUT_S = original
+        for connection in idle:
+            connection.close()
+        stop.set()
+        server.join(timeout=10)

@@ -59,7 +59,8 @@ def test_a_live_recording_hides_the_room_within_three_frames(tmp_path):
     endpoint = f"ipc://{tmp_path}/live.sock"
     publisher = Publisher(endpoint)
     recording, summary = tmp_path / "shown.mp4", {}
-    display = threading.Thread(target=lambda: summary.update(run_display(endpoint, headless=True, record=recording)))
+    display = threading.Thread(target=lambda: summary.update(run_display(endpoint, headless=True, record=recording,
+                                                                                 until_publisher_ends=True)))
     display.start()
     try:
         assert publisher.wait_for_subscriber(timeout=30)

@@ -104,7 +104,8 @@ def test_the_display_keeps_showing_video_between_hostile_messages(free_tcp_endpo
     hostile = _hostile_messages(fifo)
     summary, stop = {}, threading.Event()
     display = threading.Thread(target=lambda: summary.update(run_display(free_tcp_endpoint, headless=True,
-                                                                         stop=stop)), daemon=True)
+                                                                         stop=stop, until_publisher_ends=True)),
+                               daemon=True)
     display.start()
     time.sleep(0.5)
     for frame_id, frames in enumerate(hostile):
