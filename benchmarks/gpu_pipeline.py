@@ -138,8 +138,8 @@ def capture_to_publish(model_path: str | None, seconds: float = 10.0) -> dict:
             receiver.stop()
         publisher.close()
     return {"fps_ai": summary["fps_ai"], "drops": summary["drops"], "stage_ms_p50": summary["stage_ms_p50"],
-            "passthrough_ms": percentiles(receiver.delays_ms["video"]),
-            "capture_to_overlay_ms": percentiles(receiver.delays_ms["overlay"])}
+            "passthrough_ms": receiver.delays_ms["video"].percentiles(),
+            "capture_to_overlay_ms": receiver.delays_ms["overlay"].percentiles()}
 
 
 def main() -> None:

@@ -50,8 +50,8 @@ receiver = Receiver(sys.argv[1], topics=("video", "overlay", "status")).start()
 while not ((s := receiver.newest("status")) and s.header.get("final")):
     time.sleep(0.05)
 receiver.stop()
-json.dump({"received": receiver.counts, "passthrough_delay_ms": percentiles(receiver.delays_ms["video"]),
-           "annotation_delay_ms": percentiles(receiver.delays_ms["overlay"])}, open(sys.argv[2], "w"))
+json.dump({"received": receiver.counts, "passthrough_delay_ms": receiver.delays_ms["video"].percentiles(),
+           "annotation_delay_ms": receiver.delays_ms["overlay"].percentiles()}, open(sys.argv[2], "w"))
 """
 
 

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from pipeline.core.evidence import VesselRegion
+from pipeline.core.latency import Latencies
 from pipeline.core.packet import AlertEvent, FramePacket, Proximity, Segmentation
 from pipeline.core.privacy import BLANK, OUTSIDE, mark, shared_picture
 from pipeline.display.propagate import MaskPropagator, move_point
@@ -187,7 +188,7 @@ class Compositor:
         self.last_video_s = time.monotonic()
         self.counts = {"frames_stale": 0, "frames_overwritten": 0, "frames_failed": 0, "no_signal_screens": 0,
                        "frames_moved": 0, "frames_outside": 0, "frames_blank": 0}
-        self.compose_ms: list[float] = []
+        self.compose_ms = Latencies()
 
     @property
     def status(self) -> Message | None:
@@ -225,7 +226,7 @@ class Compositor:
                 continue
             self.counts["frames_stale"] += mask is None
             self.counts["frames_moved"] += moved_ms is not None
-            self.compose_ms.append((time.perf_counter() - started) * 1e3)
+            self.compose_ms.add((time.perf_counter() - started) * 1e3)
             if packet.privacy in (OUTSIDE, BLANK):
                 self.counts[f"frames_{packet.privacy}"] += 1
             return Shown(scene, newer.header["t_capture_ns"], True, mask is None, packet, moved_ms,
@@ -255,14 +256,13 @@ class Compositor:
             **self.counts,  # stale: without mask; overwritten: shm frames read too late; failed: could not be drawn
             "messages_rejected": dict(receiver.rejected),  # bad messages by kind (never shown)
             "received": dict(receiver.counts),
-            "passthrough_delay_ms": percentiles(receiver.delays_ms["video"]),
+            "passthrough_delay_ms": receiver.delays_ms["video"].percentiles(),
             # its parts: capture to publish (the publisher's threads), publish to receive (ZeroMQ, this process)
-            "passthrough_publisher_ms": percentiles([total - transit for total, transit in
-                                                     zip(receiver.delays_ms["video"], receiver.transit_ms["video"])]),
-            "passthrough_transit_ms": percentiles(receiver.transit_ms["video"]),
-            "annotation_delay_ms": percentiles(receiver.delays_ms["mask"]),  # the annotation drawn: the mask
-            "annotation_transit_ms": percentiles(receiver.transit_ms["mask"]),  # its publish-to-receive part
-            "compose_ms": percentiles(self.compose_ms),
+            "passthrough_publisher_ms": receiver.publisher_ms["video"].percentiles(),
+            "passthrough_transit_ms": receiver.transit_ms["video"].percentiles(),
+            "annotation_delay_ms": receiver.delays_ms["mask"].percentiles(),  # the annotation drawn: the mask
+            "annotation_transit_ms": receiver.transit_ms["mask"].percentiles(),  # its publish-to-receive part
+            "compose_ms": self.compose_ms.percentiles(),
         }
 
 

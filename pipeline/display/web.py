@@ -89,7 +89,7 @@ class WebState:
         alerts = picture.packet.active_alerts if picture.packet is not None else []
         signal = "AI STALE" if picture.stale else "live" if picture.video_frame else \
             ("CAPTURE LOST" if status.get("state") == "capture_lost" else "NO SIGNAL")
-        delays = compositor.receiver.delays_ms["mask"][-30:]
+        delays = compositor.receiver.delays_ms["mask"][-30:]  # the newest, as they were
         with self.lock:
             self.scene, self.pictures = picture.shared(), self.pictures + 1  # other rooms watch: never out of body
             self.state = json.dumps({"picture": self.pictures, "signal": signal, "fps_ai": status.get("fps_ai"),

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.core.latency import Latencies
 from pipeline.core.packet import FramePacket
 from pipeline.core.privacy import BLANK, OUTSIDE
 from pipeline.core.signals import block_stop_signals
@@ -126,12 +127,12 @@ class LiveStats:
     state: str = "starting"
     last_error: str = ""
     ai_cpus: list[int] | None = None  # the CPUs the AI thread may run on, when it has its own
-    timings_ms: dict[str, list[float]] = field(default_factory=dict)
+    timings_ms: dict[str, Latencies] = field(default_factory=dict)  # per stage; constant memory
     privacy_frames: dict[str, int] = field(default_factory=lambda: {OUTSIDE: 0, BLANK: 0})  # not analysed
 
     def add_timings(self, timings: dict[str, float]) -> None:
         for name, ms in timings.items():
-            self.timings_ms.setdefault(name, []).append(ms)
+            self.timings_ms.setdefault(name, Latencies()).add(ms)
 
 
 def _publish_results(publisher: Publisher, packet: FramePacket, options: LiveOptions, mask_encoding: str) -> None:
@@ -395,7 +396,7 @@ def _status_fields(stats: LiveStats, slot: LatestSlot, source: Source, rates: Ra
             "frames_captured": stats.captured,
             "frames_analysed": stats.analysed, "drops": slot.drops, "errors": stats.errors,
             "last_error": stats.last_error, "out_of_body": _out_of_body(stats, source.fps),
-            "timings_ms": {k: round(float(np.mean(v[-30:])), 3) for k, v in stats.timings_ms.items()}}
+            "timings_ms": {k: round(float(np.mean(v[-30:])), 3) for k, v in list(stats.timings_ms.items())}}
 
 
 def _out_of_body(stats: LiveStats, fps: float) -> dict:
@@ -411,5 +412,4 @@ def _summary(stats: LiveStats, slot: LatestSlot, source: Source, seconds: float)
             "out_of_body": _out_of_body(stats, source.fps),
             "fps_capture": round(stats.captured / max(seconds, 1e-9), 2),
             "fps_ai": round(stats.analysed / max(seconds, 1e-9), 2),
-            **{f"stage_ms_p{q}": {k: round(float(np.percentile(v, q)), 3) for k, v in stats.timings_ms.items()}
-               for q in (50, 99)}}
+            **{f"stage_ms_p{q}": {k: round(v.percentile(q), 3) for k, v in stats.timings_ms.items()} for q in (50, 99)}}

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import zmq
 
+from pipeline.core.latency import Latencies
 from pipeline.core.signals import block_stop_signals
 from pipeline.transport.curve import secure_publisher, secure_subscriber
 from pipeline.transport.untrusted import (
@@ -260,7 +261,7 @@ class Receiver:
     """Subscriber thread that drains the socket and keeps the newest message of each topic.
 
     Every message's capture-to-receive delay is recorded in ``delays_ms[topic]`` (its publish-to-
-    receive part in ``transit_ms[topic]``); the newest
+    receive part in ``transit_ms[topic]``, the rest in ``publisher_ms[topic]``; constant memory); the newest
     messages are read with :meth:`newest` or awaited with :meth:`wait_newer`. Topics named in
     ``queued`` (alert transitions, where each one counts) are also kept in order for :meth:`take`.
     """
@@ -283,8 +284,10 @@ class Receiver:
             raise TransportError(f"cannot connect to {endpoint}: {error.strerror}") from None
         self.latest: dict[str, Message] = {}
         self.queues: dict[str, collections.deque[Message]] = {t: collections.deque(maxlen=QUEUED_MAX) for t in queued}
-        self.delays_ms: dict[str, list[float]] = {topic: [] for topic in topics}
-        self.transit_ms: dict[str, list[float]] = {topic: [] for topic in topics}
+        # constant memory over a whole day: percentiles of all, the newest as they were (core.latency)
+        self.delays_ms = {topic: Latencies() for topic in topics}
+        self.transit_ms = {topic: Latencies() for topic in topics}
+        self.publisher_ms = {topic: Latencies() for topic in topics}  # capture to publish: the publisher's part
         self.counts = {topic: 0 for topic in topics}
         self.rejected: Counter[str] = Counter()  # bad messages by kind
         self.changed = threading.Condition()
@@ -317,8 +320,9 @@ class Receiver:
                               file=sys.stderr)
                     continue
                 if "t_capture_ns" in message.header:
-                    self.delays_ms[message.topic].append(message.delay_ms)
-                    self.transit_ms[message.topic].append(message.transit_ms)
+                    self.delays_ms[message.topic].add(message.delay_ms)
+                    self.transit_ms[message.topic].add(message.transit_ms)
+                    self.publisher_ms[message.topic].add(message.delay_ms - message.transit_ms)
                 self.counts[message.topic] += 1
                 batch[message.topic] = message
                 if message.topic in self.queues:
