@@ -83,6 +83,8 @@ def add_commands(commands) -> None:
     igtl.set_defaults(handler=command_bridge_igtl)
     keys = commands.add_parser("keys", help="CurveZMQ key pairs for `run --secure` and `display --secure`")
     keys.add_argument("--out", required=True, help="folder to write (server and client keys, clients/ allow-list)")
+    keys.add_argument("--force", action="store_true",
+                      help="replace existing keys (every display and publisher holding the old ones is cut off)")
     keys.set_defaults(handler=command_keys)
 
 
@@ -350,6 +352,10 @@ def _demo_frame(path: Path, source: str, size: tuple[int, int], model) -> Path |
 def command_keys(args) -> int:
     from pipeline.transport.curve import make_keys
 
+    existing = [name for name in ("server.key_secret", "client.key_secret") if (Path(args.out) / name).exists()]
+    if existing and not args.force:
+        raise UsageError(f"{args.out} already holds keys ({', '.join(existing)}): replacing them cuts off every "
+                         "display that has the old ones; add --force to replace them")
     folder = make_keys(args.out)
     print(f"wrote {folder}/server.key(_secret) for `run --secure {folder}`, {folder}/client.key(_secret) for "
           f"`display --secure {folder}`; allowed clients: {folder}/clients/")

@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline.sources.phantom import PhantomScene, parse_phantom
 
+MAX_CAMERA_INDEX = 4095  # V4L2 numbers devices well below this; a larger index is a typo
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
@@ -162,6 +163,8 @@ def open_source(spec: str, size: tuple[int, int] = (1280, 720), fps: float = 30.
     if spec.startswith(("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "srt://")):
         return CaptureSource(spec, cv2.CAP_FFMPEG, spec, live=True)
     if spec.isdigit() or spec.startswith("/dev/video"):
+        if spec.isdigit() and int(spec) > MAX_CAMERA_INDEX:
+            raise SourceError(f"camera index {spec} is out of range (0-{MAX_CAMERA_INDEX})")
         target = int(spec) if spec.isdigit() else spec
         if isinstance(target, str) and not Path(target).exists():
             raise SourceError(f"no such video device: {spec}")

@@ -15,6 +15,7 @@ from tests.helpers import frame_times, orsight
     (["run", "--fps", "0", "--realtime"], "must be a number above 0"),
     (["run", "--imgsz", "0", "--frames", "1"], "input size must be"),
     (["run", "--source", "7"], "cannot open camera 7"),
+    (["run", "--source", "99999999999999999999"], "out of range"),
     (["run", "--source", "rtsp://127.0.0.1:9/none"], "cannot open rtsp://"),
     (["run", "--ai-niceness", "99"], "from 0 to 19"),
     (["demo", "--frames", "-3"], "must be a whole number above 0"),
@@ -146,3 +147,13 @@ def test_the_readmes_cholecseg8k_eval_works_as_written_and_the_default_mapping_i
     scored = orsight("eval", "--data", tmp_path, *nested, "--mapping", "31:0,32:0", "--allow-unmapped")
     assert scored.returncode == 0, scored.stderr
     assert "2 frames" in scored.stdout
+
+
+def test_keys_are_never_replaced_without_force(tmp_path):
+    assert orsight("keys", "--out", tmp_path / "keys").returncode == 0
+    secret = (tmp_path / "keys" / "server.key_secret").read_bytes()
+    again = orsight("keys", "--out", tmp_path / "keys")
+    assert again.returncode == 2 and "--force" in again.stderr
+    assert (tmp_path / "keys" / "server.key_secret").read_bytes() == secret
+    assert orsight("keys", "--out", tmp_path / "keys", "--force").returncode == 0
+    assert (tmp_path / "keys" / "server.key_secret").read_bytes() != secret

@@ -227,8 +227,30 @@ def test_audit_log_chain_shows_a_removed_or_edited_line(tmp_path):
     lines = log.read_text().splitlines(keepends=True)
     (tmp_path / "removed.jsonl").write_text("".join(lines[:2] + lines[3:]))
     (tmp_path / "edited.jsonl").write_text("".join(lines[:1] + [lines[1].replace('"high"', '"low"')] + lines[2:]))
-    assert verify(tmp_path / "removed.jsonl") == ["line 3: does not follow line 2 (a line was removed, added or "
-                                                  "edited before it)"]
+    removed = verify(tmp_path / "removed.jsonl")
+    assert removed[0] == "line 3: does not follow line 2 (a line was removed, added or edited before it)"
+    assert "lines of the run are missing" in removed[1] and "closes with 3 lines, 2 were written" in removed[2]
     assert len(verify(tmp_path / "edited.jsonl")) == 1
     result = orsight("audit", "verify", str(tmp_path / "edited.jsonl"), timeout=60)
     assert result.returncode == 2 and "line 3" in result.stdout
+
+
+def test_audit_log_cut_short_or_empty_is_not_intact_and_a_readable_log_is_made_private(tmp_path):
+    from pipeline.stages.alerts.audit import AuditLog, verify
+
+    log = tmp_path / "audit.jsonl"
+    log.write_text("")
+    os.chmod(log, 0o644)  # as another tool might leave it
+    assert verify(log) == ["empty: no record at all"]
+    audit = AuditLog(log, {"model_sha256": "f" * 64})
+    assert os.stat(log).st_mode & 0o777 == 0o600
+    for alert_id in range(4):
+        audit.write(AlertEvent(alert_id, "vessel_contact", "raised", "high", alert_id, 10 * alert_id))
+    audit.close()
+    assert verify(log) == []
+    lines = log.read_text().splitlines(keepends=True)
+    (tmp_path / "cut.jsonl").write_text("".join(lines[:-2]))  # the last alert and the close record removed
+    problems = verify(tmp_path / "cut.jsonl")
+    assert len(problems) == 1 and "no close record after line 3" in problems[0]
+    result = orsight("audit", "verify", str(tmp_path / "cut.jsonl"), timeout=60)
+    assert result.returncode == 2 and "intact" not in result.stdout

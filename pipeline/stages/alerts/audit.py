@@ -52,6 +52,7 @@ class AuditLog:
         last = _last_line(self.path)
         self.previous = GENESIS if last is None else _digest(last)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(self.fd, 0o600)  # an existing log readable by others (0644) is made this user's only
         self.run_id, self.index = uuid.uuid4().hex, 0
         self.lock = threading.Lock()
 
@@ -75,8 +76,10 @@ class AuditLog:
 
 
 def verify(path: str | os.PathLike) -> list[str]:
-    """What is wrong with the log's chain, line by line; ``[]`` when every line follows the one before."""
-    problems, previous = [], GENESIS
+    """What is wrong with the log, line by line; ``[]`` when every line follows the one before, every run's
+    lines are numbered without a gap and every run ends on its close record with its line count. An empty
+    log, or a run without its close record (a crash, or its last lines cut: the log cannot tell), is wrong."""
+    problems, previous, runs = [], GENESIS, {}
     with open(path, "rb") as file:
         for number, line in enumerate(file, start=1):
             try:
@@ -89,4 +92,26 @@ def verify(path: str | os.PathLike) -> list[str]:
                 problems.append(f"line {number}: does not follow line {number - 1} (a line was removed, added or "
                                 "edited before it)")
             previous = _digest(line)
+            problems += _run_order(runs, record, number)
+    if not runs and not problems:
+        problems.append("empty: no record at all")
+    problems += [f"run {run_id}: no close record after line {last} (the run crashed, or its last lines were cut)"
+                 for run_id, (_, last, closed) in runs.items() if not closed]
     return problems
+
+
+def _run_order(runs: dict, record: dict, number: int) -> list[str]:
+    """A record's place in its run: the next index, and a close record that counts the run's lines."""
+    run_id = record.get("run_id", "?")
+    expected, _, closed = runs.get(run_id, (0, 0, False))
+    found = []
+    if closed:
+        found.append(f"line {number}: run {run_id} goes on after its close record")
+    if record.get("index") != expected:
+        found.append(f"line {number}: run {run_id} line {record.get('index')} where {expected} was due "
+                     "(lines of the run are missing)")
+    is_close = record.get("record") == "close"
+    if is_close and record.get("lines") != expected:
+        found.append(f"line {number}: run {run_id} closes with {record.get('lines')} lines, {expected} were written")
+    runs[run_id] = (expected + 1, number, is_close)
+    return found
