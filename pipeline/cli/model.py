@@ -148,6 +148,8 @@ def _add_trust(commands) -> None:
     trust = commands.add_parser("trust", help="allow a .pt checkpoint you know the origin of to be loaded "
                                               "(a .pt runs code when loaded)")
     trust.add_argument("checkpoint", help=".pt file")
+    trust.add_argument("--yes", action="store_true",
+                       help="trust it (without: its hash, size and date are shown, nothing is changed)")
     trust.set_defaults(handler=command_trust)
     audit = commands.add_parser("audit", help="check an audit log")
     audit_kinds = audit.add_subparsers(dest="kind", required=True, parser_class=Parser)
@@ -322,11 +324,23 @@ def command_export(args) -> int:
 
 
 def command_trust(args) -> int:
-    from pipeline.core.trust import trust, trust_file
+    import datetime
+    import zipfile
 
-    if not Path(args.checkpoint).is_file():
+    from pipeline.core.trust import sha256, trust, trust_file
+
+    path = Path(args.checkpoint)
+    if not path.is_file():
         raise UsageError(f"no such file: {args.checkpoint}")
-    print(f"trusted {args.checkpoint} (sha256 {trust(args.checkpoint)}) in {trust_file()}")
+    if not zipfile.is_zipfile(path):  # torch has saved zip archives since 1.6; anything else is no checkpoint
+        raise UsageError(f"{args.checkpoint} is not a torch checkpoint (a zip archive): not trusted")
+    facts = path.stat()
+    changed = datetime.datetime.fromtimestamp(facts.st_mtime).isoformat(timespec="seconds")
+    print(f"{path.resolve()}\n  sha256 {sha256(path)}\n  {facts.st_size:,} bytes, changed {changed}\n"
+          "  loading it runs whatever code it holds: trust it only if you know where it came from")
+    if not args.yes:
+        raise UsageError("not trusted: check the hash with whoever made the file, then run again with --yes")
+    print(f"trusted (sha256 {trust(path)}) in {trust_file()}")
     return 0
 
 

@@ -59,7 +59,9 @@ def load_checkpoint(path: str | Path) -> dict:
     import torch
 
     require_trusted(path)
-    return torch.load(str(path), map_location="cpu", weights_only=False)  # trusted: it may run its code
+    # weights_only cannot load it: an ultralytics checkpoint pickles the model object itself (its classes
+    # and their code), not only tensors. Hence the trust: the file's hash was checked above.
+    return torch.load(str(path), map_location="cpu", weights_only=False)
 
 
 def trust(path: str | Path) -> str:

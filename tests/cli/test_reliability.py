@@ -29,8 +29,13 @@ def test_a_crafted_checkpoint_never_runs(tmp_path):
         result = orsight(*command)
         assert result.returncode == 2 and "not trusted" in result.stderr, result.stderr
         assert not marker.exists()
-    trusted = orsight("trust", str(evil))
-    assert trusted.returncode == 0 and "sha256" in trusted.stdout  # the user's own, deliberate choice
+    asked = orsight("trust", str(evil))
+    assert asked.returncode == 2 and "--yes" in asked.stderr and "sha256" in asked.stdout  # shown, not trusted
+    assert "not trusted" in orsight("run", "--model", str(evil), "--frames", "1").stderr
+    trusted = orsight("trust", str(evil), "--yes")
+    assert trusted.returncode == 0 and "trusted (sha256" in trusted.stdout  # the user's own, deliberate choice
+    (tmp_path / "legacy.pt").write_bytes(b"\x80\x02}q\x00.")  # a bare pickle, not a zip archive
+    assert "not a torch checkpoint" in orsight("trust", str(tmp_path / "legacy.pt"), "--yes").stderr
 
 
 @pytest.mark.parametrize("setting, words", [
