@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -43,7 +44,17 @@ SCHEMA_VERSION = 1
 TOPICS = ("video", "overlay", "mask", "alert", "status")
 ENCODINGS = ("raw-bgr8", "jpeg", "png", SHARED_ENCODING)  # for pictures
 MASK_ENCODING = "zlib"  # class-index maps to other hosts: zlib of the raw bytes (4x faster than PNG at 1080p)
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+
+
+def private_folder() -> Path:
+    """This user's folder for sockets: ``$XDG_RUNTIME_DIR/orsight`` (the session's, 0700), else
+    ``/tmp/orsight-UID``; made 0700 when the publisher binds."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(runtime) / "orsight" if runtime else Path(tempfile.gettempdir()) / f"orsight-{os.getuid()}"
+
+
+# The default: a socket other users of this computer cannot open (loopback TCP is open to all of them)
+DEFAULT_ENDPOINT = f"ipc://{private_folder()}/live.sock"
 QUEUED_MAX = 1024  # messages of a queued topic kept for Receiver.take (alerts: a few per second at most)
 SWITCH_INTERVAL_S = 0.0002  # how long a thread that stamps or sends frames waits for the interpreter at most
 
@@ -171,6 +182,8 @@ class Publisher:
                 raise TransportError(f"{endpoint} can be reached from other hosts: publish with --secure KEYS "
                                      "(orsight keys), or --insecure to send patient video unencrypted")
             print(f"orsight: warning: publishing unencrypted to any host that reaches {endpoint}", file=sys.stderr)
+        if endpoint.startswith("ipc://"):
+            _private_socket_folder(Path(endpoint[len("ipc://"):]).parent)
         self.context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.XPUB)  # a PUB that also reports subscriptions
         if keys is not None:
@@ -255,6 +268,20 @@ class Publisher:
         self.socket.close()
         for ring in filter(None, self.rings.values()):
             ring.close()
+
+
+def _private_socket_folder(folder: Path) -> None:
+    """Make ``folder`` (0700) if it is missing; refuse one that another user owns or others may enter."""
+    if not folder.exists():
+        try:
+            folder.mkdir(mode=0o700, parents=True)
+        except OSError as error:
+            raise TransportError(f"cannot make the socket folder {folder}: {error.strerror}") from None
+        return
+    facts = folder.stat()
+    if folder == private_folder() and (facts.st_uid != os.getuid() or facts.st_mode & 0o077):
+        raise TransportError(f"the socket folder {folder} is not this user's alone (owner {facts.st_uid}, mode "
+                             f"{facts.st_mode & 0o777:o}): remove it, or publish elsewhere with --publish")
 
 
 class Receiver:

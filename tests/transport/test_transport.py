@@ -175,3 +175,21 @@ def test_publisher_knows_which_topics_are_wanted(free_tcp_endpoint):
             if receiver is not None:
                 receiver.stop()
         publisher.close()
+
+
+def test_the_default_endpoint_is_a_socket_only_this_user_can_open(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from pipeline.transport import zeromq
+    from pipeline.transport.untrusted import TransportError
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    endpoint = f"ipc://{zeromq.private_folder()}/live.sock"
+    publisher = zeromq.Publisher(endpoint)
+    publisher.close()
+    assert stat.S_IMODE(os.stat(tmp_path / "orsight").st_mode) == 0o700
+    os.chmod(tmp_path / "orsight", 0o755)  # opened up by someone: refused, not used
+    with pytest.raises(TransportError, match="not this user's alone"):
+        zeromq.Publisher(endpoint)
+    assert zeromq.DEFAULT_ENDPOINT.startswith("ipc://")
