@@ -86,14 +86,19 @@ class Recorder:
             self.container.mux(packet)
         self.frames += 1
 
-    def close(self) -> Path | None:
-        """Finish the file and give it its final name; None when nothing was recorded."""
+    def close(self, complete: bool = True) -> Path | None:
+        """Finish the file and give it its final name; None when nothing was recorded. ``complete=False``
+        (the recording was cut short: a full disk) finishes what it can under the ``.partial`` name."""
         if self.container is None:
             return None
-        for packet in self.stream.encode():
-            self.container.mux(packet)
-        self.container.close()
-        self.container = None
+        container, self.container = self.container, None
+        try:
+            for packet in self.stream.encode():
+                container.mux(packet)
+        finally:
+            container.close()
+        if not complete:
+            return None
         self.partial.replace(self.path)
         return self.path
 

@@ -189,6 +189,7 @@ class Compositor:
         self.counts = {"frames_stale": 0, "frames_overwritten": 0, "frames_failed": 0, "no_signal_screens": 0,
                        "frames_moved": 0, "frames_outside": 0, "frames_blank": 0}
         self.compose_ms = Latencies()
+        self.notices: list[AlertEvent] = []  # the display's own alarms, on every picture (a stopped recording)
 
     @property
     def status(self) -> Message | None:
@@ -215,6 +216,7 @@ class Compositor:
             mask = fresh_mask(newer, self.receiver.newest("mask"), self.stale_ms)
             try:
                 packet = _packet_from(newer, mask, status)
+                packet.active_alerts += self.notices
                 moved_ms = self._move_mask(packet, mask) if self.propagator is not None else None
                 scene = annotate_all(self.annotators, packet.image, packet)
                 draw_operating_point(scene, status, moved_ms)
@@ -266,6 +268,28 @@ class Compositor:
         }
 
 
+def _stop_recording(recorder: Recorder, error: OSError, compositor: Compositor) -> None:
+    """The recording cannot be written: said once, shown on every picture from now on, the file closed as
+    far as it goes under its ``.partial`` name (it is not the whole case)."""
+    reason = f"recording stopped: {error.strerror or error}".upper()
+    print(f"orsight: {reason.lower()}; the display goes on", file=sys.stderr)
+    compositor.notices.append(AlertEvent(alert_id=0, rule="recording_stopped", state="active", priority="medium",
+                                         frame_id=-1, t_capture_ns=time.time_ns(), message=reason))
+    _close_recording(recorder, complete=False)
+    return None
+
+
+def _close_recording(recorder: Recorder | None, complete: bool = True) -> Path | None:
+    """Finish the recording; None when there is none, it was cut short or cannot be finished (a full disk):
+    then the file keeps its ``.partial`` name, as far as it was written."""
+    if recorder is None:
+        return None
+    try:
+        return recorder.close(complete)
+    except OSError:
+        return None
+
+
 def run_display(endpoint: str, headless: bool = False, record: str | Path | None = None,
                 frames: int | None = None, stale_ms: float = STALE_MS, no_signal_ms: float = NO_SIGNAL_MS,
                 stop: threading.Event | None = None, keys: str | Path | None = None, propagate: bool = False,
@@ -287,7 +311,10 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
                 break
             # the recording starts with the first video frame (its size is the file's)
             if recorder is not None and (picture.video_frame or recorder.frames):
-                recorder.write(picture.shared(), picture.t_ns)
+                try:
+                    recorder.write(picture.shared(), picture.t_ns)
+                except OSError as error:  # a full disk stops the recording, never the picture
+                    recorder = _stop_recording(recorder, error, compositor)
             if not headless:
                 cv2.imshow(WINDOW, picture.on_monitor())
                 if cv2.waitKey(1) & 0xFF in (27, ord("q")):
@@ -297,7 +324,7 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
         pass
     finally:
         receiver.stop()
-        recorded = recorder.close() if recorder is not None else None  # a finished file under its final name
+        recorded = _close_recording(recorder)  # a finished file under its final name
         if not headless:
             cv2.destroyAllWindows()
     return {**compositor.summary(shown), "recording": str(recorded) if recorded else None}

@@ -359,10 +359,10 @@ def replay_videos(videos: list[str], out: str | Path, model_path=None, options: 
             errors[video] = str(error)
             continue
         chunk_frames = options.chunk_frames or (RAY_CHUNK_FRAMES if use_ray else None)
-        if not chunk_frames or _finished(Path(out) / names[video], video) is not None:
+        if not chunk_frames or _finished(Path(out) / names[video], info.path, options.pseudonym_key) is not None:
             pending.append((video, None))
             continue
-        chunks = plan_chunks(video, max(info.frame_count, 1), chunk_frames)
+        chunks = plan_chunks(info.path, max(info.frame_count, 1), chunk_frames)
         quiet = ReplayOptions(**{**options.__dict__, "progress": False})
         if use_ray:
             pending.append((video, [task.remote(info, a, b, model_path, quiet) for a, b in chunks]))
@@ -372,7 +372,11 @@ def replay_videos(videos: list[str], out: str | Path, model_path=None, options: 
         if parts is not None and use_ray:
             parts = ray.get(parts)
         records = None if parts is None else [record for part in parts for record in part]
-        summary = replay_video(video, out, model_path, options, records=records, name=names[video])
+        try:
+            summary = replay_video(video, out, model_path, options, records=records, name=names[video])
+        except OSError as error:  # a full disk: the video's folder stays .partial, the others go on
+            errors[video] = f"cannot write its results in {out}: {error.strerror or error}"
+            continue
         summaries.append(summary)
         if summary["partial"]:
             errors[video] = summary["error"]

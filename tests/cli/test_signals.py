@@ -112,3 +112,49 @@ def test_the_display_stays_up_through_a_publisher_restart(tmp_path):
     assert display.wait(timeout=30) == 0, display.stderr.read()
     summary = json.loads((tmp_path / "display.json").read_text())
     assert summary["no_signal_screens"] > 0 and summary["frames_shown"] > 45  # video from both runs
+
+
+def _small_disk():
+    """The files this process writes may not pass 300 kB (a full disk, as the kernel tells a writer: EFBIG)."""
+    import resource
+
+    _interruptible()
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+
+def test_a_recording_that_cannot_be_written_never_takes_the_picture_down(tmp_path):
+    endpoint = f"ipc://{tmp_path}/live.sock"
+    display = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "display", "--connect", endpoint, "--headless",
+                                "--record", "shown.mp4", "--summary", "display.json"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_small_disk)
+    STARTED.append(display)
+    run = _start("run", "--publish", endpoint, "--realtime", "--frames", "150", "--size", "1280x720", cwd=tmp_path)
+    assert run.wait(timeout=120) == 0
+    time.sleep(1.0)
+    assert display.poll() is None  # still showing
+    display.send_signal(signal.SIGTERM)
+    assert display.wait(timeout=30) == 0
+    stderr = display.stderr.read()
+    assert "recording stopped" in stderr and "Traceback" not in stderr
+    summary = json.loads((tmp_path / "display.json").read_text())
+    assert summary["frames_shown"] > 100 and summary["recording"] is None  # shown on; no file looks complete
+    assert not (tmp_path / "shown.mp4").exists()
+
+
+def test_replay_on_a_full_disk_says_so_in_one_line(tmp_path):
+    from pipeline.sources.phantom import PhantomScene
+
+    video = tmp_path / "case.avi"
+    import cv2
+
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
+    for frame in range(60):
+        writer.write(PhantomScene(640, 360).render(frame)[0])
+    writer.release()
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "replay", str(video), "--out", str(tmp_path / "out"),
+                             "--no-progress", "--privacy", "off"], capture_output=True, text=True, timeout=300,
+                            preexec_fn=_small_disk)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "cannot write its results" in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+    assert not (tmp_path / "out" / "case").exists()  # never looks complete
