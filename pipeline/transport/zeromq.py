@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.core.latency import Latencies
 from pipeline.core.signals import block_stop_signals
@@ -175,6 +176,8 @@ class Publisher:
         """``keys``: a folder of ``orsight keys`` (CurveZMQ, allowed clients only); an endpoint other
         hosts can reach needs it, or ``insecure`` (which warns)."""
         self.endpoint, self.stream = endpoint, stream
+        if endpoint.startswith("ipc://"):
+            _private_socket_folder(Path(endpoint[len("ipc://"):]).parent)
         if _ipc_in_use(endpoint):  # binding would silently take the endpoint over from a running publisher
             raise TransportError(f"cannot publish on {endpoint}: another publisher is using it")
         if keys is None and not endpoint.startswith(LOCAL_PREFIXES):
@@ -182,8 +185,6 @@ class Publisher:
                 raise TransportError(f"{endpoint} can be reached from other hosts: publish with --secure KEYS "
                                      "(orsight keys), or --insecure to send patient video unencrypted")
             print(f"orsight: warning: publishing unencrypted to any host that reaches {endpoint}", file=sys.stderr)
-        if endpoint.startswith("ipc://"):
-            _private_socket_folder(Path(endpoint[len("ipc://"):]).parent)
         self.context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.XPUB)  # a PUB that also reports subscriptions
         if keys is not None:
@@ -305,6 +306,9 @@ class Receiver:
         self.socket.setsockopt(zmq.LINGER, 0)
         for topic in topics:
             self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self.secure = keys is not None
+        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+        self.told: set[int] = set()  # handshake failures already said
         try:
             self.socket.connect(endpoint)
         except zmq.ZMQError as error:
@@ -321,6 +325,19 @@ class Receiver:
         self.running = False
         self.thread = threading.Thread(target=self._drain, name="orsight-receiver", daemon=True)
 
+    def _say_why_nothing_comes(self, event: int) -> None:
+        """Once per kind: a publisher this receiver cannot talk to (it would only ever show NO SIGNAL)."""
+        if event in self.told:
+            return
+        self.told.add(event)
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            why = "refuses this display's key (it is not in the publisher's clients/ folder)"
+        elif self.secure:
+            why = "is not encrypted, and this display asks for --secure"
+        else:
+            why = "asks for encryption: connect with --secure KEYS (orsight keys)"
+        print(f"orsight: the publisher at {self.endpoint} {why}", file=sys.stderr)
+
     def start(self) -> Receiver:
         self.running = True
         self.thread.start()
@@ -329,6 +346,8 @@ class Receiver:
     def _drain(self) -> None:
         block_stop_signals()
         while self.running:
+            if self.monitor.poll(0):
+                self._say_why_nothing_comes(recv_monitor_message(self.monitor)["event"])
             if not self.socket.poll(50, zmq.POLLIN):
                 continue
             batch = {}
@@ -357,6 +376,8 @@ class Receiver:
             with self.changed:
                 self.latest.update(batch)
                 self.changed.notify_all()
+        self.socket.disable_monitor()
+        self.monitor.close()
         self.socket.close()
 
     def newest(self, topic: str) -> Message | None:

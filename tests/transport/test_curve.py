@@ -45,3 +45,24 @@ def test_keys_command_writes_the_key_pairs(tmp_path):
     assert result.returncode == 0
     assert sorted(p.name for p in (tmp_path / "k").iterdir()) == ["client.key", "client.key_secret", "clients",
                                                                   "server.key", "server.key_secret"]
+
+
+def test_a_plain_display_of_a_secure_publisher_says_why_it_sees_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    from pipeline.transport.curve import make_keys
+    from pipeline.transport.zeromq import Publisher
+
+    keys = make_keys(tmp_path / "keys")
+    endpoint = f"ipc://{tmp_path}/live.sock"
+    publisher = Publisher(endpoint, keys=keys)
+    display = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "display", "--connect", endpoint, "--headless",
+                                "--frames", "1"], stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)
+    finally:
+        display.terminate()
+        _, stderr = display.communicate(timeout=30)
+        publisher.close()
+    assert stderr.count("asks for encryption: connect with --secure KEYS") == 1 and "Traceback" not in stderr
