@@ -2,7 +2,8 @@
 
 A laparoscope at working distance sees a patch of the board, bent by strong barrel
 distortion. The dots are found as blobs in the picture divided by its own background (so
-uneven light and vignetting do not matter; dark dots on a light board or the reverse), then indexed by growing the grid from a dot near
+uneven light and vignetting do not matter; dark dots on a light board or the reverse), then
+indexed by growing the grid from a dot near
 the middle, one neighbour at a time, each step predicted from the last measured spacing (so
 the distortion bends the prediction with the grid). Dots whose index disagrees with their
 neighbours are dropped. Fiducials, the larger dots at known grid positions, turn the view's

@@ -25,7 +25,8 @@ def add_commands(commands) -> None:
     train.add_argument("--json", default=None, help="write the leave-one-video-out figures here")
     train.set_defaults(handler=command_train_privacy)
     evaluate = commands.add_parser("eval-privacy", help="score the out-of-body model on labelled frames")
-    evaluate.add_argument("--data", required=True, metavar="DIR", help="a folder of frames with labels.csv (file,label)")
+    evaluate.add_argument("--data", required=True, metavar="DIR",
+                          help="a folder of frames with labels.csv (file,label)")
     evaluate.add_argument("--model", default=None, help="the out-of-body model (default: the shipped one)")
     evaluate.add_argument("--json", default=None, help="write the figures here (outside_recall, inside_false_blank...)")
     evaluate.set_defaults(handler=command_eval_privacy)

@@ -129,7 +129,8 @@ def _messages(pyigtl, topic: str, message, mm_per_px: float | None = None) -> li
     """The OpenIGTLink messages for one orsight message; ``mm_per_px``: the newest mask's scale."""
     header, stamp = message.header, message.header["t_capture_ns"] / 1e9
     if topic == "video":  # out of body: hidden as in every picture that leaves the monitor
-        rgb = shared_picture(decode_image(message), header.get("privacy"), header.get("privacy_mode", "blur"))[..., ::-1]
+        picture = shared_picture(decode_image(message), header.get("privacy"), header.get("privacy_mode", "blur"))
+        rgb = picture[..., ::-1]
         return [pyigtl.ImageMessage(np.ascontiguousarray(rgb)[None], ijk_to_world_matrix=ijk_to_ras(mm_per_px),
                                     timestamp=stamp, device_name="orsight_video")]
     if topic == "alert":

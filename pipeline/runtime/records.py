@@ -18,8 +18,9 @@ from pipeline.core.packet import FramePacket
 
 
 def frame_record(packet: FramePacket) -> dict:
-    """The deterministic per-frame result: the frame, whether it is inside the body, its segmentation (``Segmentation.to_dict``: instances with
-    their outlines, the advisory vessel regions, the vessel evidence) and the closest pair."""
+    """The deterministic per-frame result: the frame, its media time, whether it is inside the body, its
+    segmentation (``Segmentation.to_dict``: instances with their outlines, the advisory vessel regions, the
+    vessel evidence) and the closest pair."""
     near = packet.proximity.to_dict()
     return {"frame": packet.frame_id, "t_s": round(packet.t_capture_ns / 1e9, 6), "privacy": packet.privacy,
             **packet.segmentation.to_dict(),

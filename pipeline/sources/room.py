@@ -30,7 +30,8 @@ class RoomScene:
         folds = cv2.resize(rng.random((6, 10)).astype(np.float32), (width + pad, height))[..., None]
         drape = np.array([170, 120, 60], np.float32) * (0.7 + 0.5 * folds)  # BGR: surgical blue
         top = int(0.45 * height)
-        wide[top:floor + height // 10, : (width + pad) * 3 // 5] = drape[top:floor + height // 10, : (width + pad) * 3 // 5]
+        cloth = (slice(top, floor + height // 10), slice(0, (width + pad) * 3 // 5))
+        wide[cloth] = drape[cloth]
         cv2.circle(wide, (int(0.8 * (width + pad)), int(0.08 * height)), height // 9, (255, 255, 255), -1)
         self._person(wide, int(0.62 * (width + pad)), height)
         self.wide = np.clip(cv2.GaussianBlur(wide, (0, 0), max(1.0, height / 360)), 0, 255).astype(np.uint8)

@@ -307,7 +307,8 @@ class Receiver:
         for topic in topics:
             self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self.secure = keys is not None
-        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                                      | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
         self.told: set[int] = set()  # handshake failures already said
         try:
             self.socket.connect(endpoint)

@@ -1,4 +1,5 @@
-"""The privacy stage: out-of-body frames found at once, left only after several inside ones, hidden in what is shared."""
+"""The privacy stage: out-of-body frames found at once, left only after several inside ones, hidden when
+shared."""
 import csv
 import json
 from pathlib import Path

@@ -97,7 +97,8 @@ def test_eval_reads_grey_masks_saved_in_colour_and_colour_coded_ones(tmp_path):
     grey[:, 10:30] = 6
     rgba = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGRA)  # 4 channels, as many tools save a class mask
     cv2.imwrite(str(tmp_path / "masks" / "a.png"), rgba)
-    assert evaluate(tmp_path, FixedModel(), allow_unmapped=True)["classes"]["instrument"]["iou"] == pytest.approx(10 / 30)
+    report = evaluate(tmp_path, FixedModel(), allow_unmapped=True)
+    assert report["classes"]["instrument"]["iou"] == pytest.approx(10 / 30)
     coded = np.zeros((40, 40, 3), np.uint8)
     coded[:, 10:30] = (0, 0, 255)  # red (BGR) is the instrument in this dataset's table
     cv2.imwrite(str(tmp_path / "masks" / "a.png"), coded)
