@@ -1,7 +1,8 @@
 """3D Slicer bridge: ``orsight bridge igtl --connect ENDPOINT [--port 18944]`` serves OpenIGTLink.
 
 A thin subscriber of the documented protocol (no second pipeline), re-sending what it receives
-to OpenIGTLink clients (3D Slicer's OpenIGTLinkIF module connects to it) with pyigtl:
+to OpenIGTLink clients (3D Slicer's OpenIGTLinkIF module connects to it; several at once, each
+with the newest picture and every alert: ``igtl_server.py``), packed by pyigtl:
 
 | OpenIGTLink device | type | what |
 |---|---|---|
@@ -14,7 +15,6 @@ to OpenIGTLink clients (3D Slicer's OpenIGTLinkIF module connects to it) with py
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cv2
@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline.core.classes import ROLE_COLOURS
 from pipeline.core.privacy import shared_picture
+from pipeline.display.igtl_server import IgtlServer
 from pipeline.transport.untrusted import TransportError, decode_image
 from pipeline.transport.zeromq import Receiver
 
@@ -30,49 +31,12 @@ POSSIBLE_VESSEL = 255  # the label of an advisory-tier ("possible vessel") regio
 POINT_COLOURS = {"instrument": ROLE_COLOURS["instrument"], "vessel": ROLE_COLOURS["vessel"]}
 
 
-def _server(port: int):
-    """pyigtl's OpenIGTLink server on loopback, without the signal handlers its constructor installs
-    (they replace orsight's clean stop, and can only be set from the main thread)."""
-    import socketserver
-
-    import pyigtl.comm
-
-    class Handler(pyigtl.comm.TCPRequestHandler):
-        """pyigtl's loop for a client (take what it sends, send it what is queued), with a client that
-        leaves said in one line instead of pyigtl's traceback."""
-
-        def handle(self):
-            server = self.server
-            server._connected = True
-            self.request.settimeout(0.01)
-            try:
-                while not server.communication_thread_stop_requested:
-                    while server._receive_message_from_socket(self.request):
-                        pass
-                    while server._send_queued_message_from_socket(self.request):
-                        pass
-            except (OSError, ValueError) as error:  # the client left (broken pipe, reset), or sent garbage
-                print(f"orsight: OpenIGTLink client {self.client_address[0]}:{self.client_address[1]} left "
-                      f"({type(error).__name__})", file=sys.stderr)
-            server._communication_error_occurred()
-
-    class Server(pyigtl.comm.OpenIGTLinkServer):
-        def __init__(self):
-            pyigtl.comm.OpenIGTLinkBase.__init__(self)
-            self.port, self.host = port, "127.0.0.1"
-            socketserver.TCPServer.allow_reuse_address = True
-            socketserver.TCPServer.__init__(self, (self.host, port), Handler)
-            self.start()
-
-    return Server()
-
-
 def serve_igtl(endpoint: str, port: int = DEFAULT_PORT, keys: str | Path | None = None, stop=None) -> dict:
     """Re-send the stream as OpenIGTLink messages until the publisher ends, ``stop``, or a signal."""
     import pyigtl
 
     try:
-        server = _server(port)
+        server = IgtlServer(port)
     except OSError as error:
         raise TransportError(f"cannot serve OpenIGTLink on 127.0.0.1:{port}: {error.strerror}") from None
     receiver = Receiver(endpoint, topics=("video", "mask", "alert", "status"), keys=keys, queued=("alert",)).start()
@@ -93,7 +57,7 @@ def serve_igtl(endpoint: str, port: int = DEFAULT_PORT, keys: str | Path | None 
             for topic, message in arrived:
                 try:
                     for item in _messages(pyigtl, topic, message, scale):
-                        server.send_message(item, wait=False)
+                        server.send(item, newest_only=topic != "alert")  # pictures: the newest; alerts: each
                         sent[item.device_name] += 1
                 except (TransportError, ValueError):  # a frame that cannot be decoded: the next one will
                     continue
