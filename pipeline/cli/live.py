@@ -206,9 +206,11 @@ def command_run(args) -> int:
         summary = run_live(session.source, session.graph, publisher, options, health=session.health)
     finally:
         publisher.close()
-        session.close()
+        audit_head = session.close()
         recorded = recording.close() if recording is not None else None
     summary["model"] = session.model.description
+    if audit_head is not None:
+        summary["audit_head"] = audit_head  # the log's last link: anchored here, apart from the log
     if recorded is not None:
         summary["recording"] = recorded
     print(json.dumps(summary, indent=2))

@@ -156,6 +156,7 @@ def _add_trust(commands) -> None:
     verify = audit_kinds.add_parser("verify", help="every line follows the one before (nothing removed, added "
                                                    "or edited)")
     verify.add_argument("log", help="audit log (JSONL) of `orsight run --audit-log`")
+    verify.add_argument("--key", default=None, help="the audit key that signed it (default ~/.config/orsight/audit.key)")
     verify.set_defaults(handler=command_audit_verify)
 
 
@@ -345,11 +346,15 @@ def command_trust(args) -> int:
 
 
 def command_audit_verify(args) -> int:
-    from pipeline.stages.alerts.audit import verify
+    from pipeline.stages.alerts.audit import AUDIT_KEY, audit_key, verify
 
     if not Path(args.log).is_file():
         raise UsageError(f"no such file: {args.log}")
-    problems = verify(args.log)
+    try:
+        key = audit_key(args.key) if args.key or Path(AUDIT_KEY).expanduser().exists() else None
+    except OSError as error:
+        raise UsageError(f"cannot read the audit key {args.key}: {error.strerror}") from None
+    problems = verify(args.log, key)
     for problem in problems:
         print(f"{args.log}: {problem}")
     if problems:

@@ -17,7 +17,7 @@ from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.graph import Graph, build_graph
 from pipeline.runtime.health import HealthMonitor
 from pipeline.sources.capture import Source, open_source
-from pipeline.stages.alerts.audit import AuditLog
+from pipeline.stages.alerts.audit import AuditLog, audit_key
 from pipeline.stages.infer import SegmentationModel, load_model
 from pipeline.stages.preprocess.geometry import input_dims
 from pipeline.stages.privacy import MODEL as PRIVACY_MODEL
@@ -38,11 +38,11 @@ class Session:
     identity: dict  # model (full SHA-256) and settings: on the audit log and on every status
     audit: AuditLog | None = None
 
-    def close(self) -> None:
-        """Close the source and end the audit log's run (its close record)."""
+    def close(self) -> str | None:
+        """Close the source and end the audit log's run (its close record); returns the run's last link of the
+        chain (kept in the summary: a log cut or rewritten after it no longer ends there)."""
         self.source.close()
-        if self.audit is not None:
-            self.audit.close()
+        return self.audit.close() if self.audit is not None else None
 
 
 def model_identity(model: SegmentationModel, config: PipelineConfig) -> dict:
@@ -74,7 +74,7 @@ def open_session(source_spec: str, model_path: str | Path | None, device: str, c
         raise SessionError(f"--imgsz {config.imgsz}: this ONNX model has a fixed input of {fixed}")
     identity = model_identity(model, config)
     try:
-        audit = AuditLog(audit_path, identity) if audit_path else None
+        audit = AuditLog(audit_path, identity, key=audit_key()) if audit_path else None
     except OSError as error:
         raise SessionError(f"cannot write audit log {audit_path}: {error.strerror}") from None
     graph = build_graph(model, config, camera, audit, device, privacy=_privacy_model(privacy_model))

@@ -254,3 +254,30 @@ def test_audit_log_cut_short_or_empty_is_not_intact_and_a_readable_log_is_made_p
     assert len(problems) == 1 and "no close record after line 3" in problems[0]
     result = orsight("audit", "verify", str(tmp_path / "cut.jsonl"), timeout=60)
     assert result.returncode == 2 and "intact" not in result.stdout
+
+
+def test_a_signed_chain_cannot_be_rewritten_without_the_key(tmp_path):
+    """Whoever can write the log can edit a line and recompute every SHA-256 after it; with the site's key
+    (held apart) the chain is an HMAC, and the rewritten log fails."""
+    import hashlib
+
+    from pipeline.stages.alerts.audit import AuditLog, audit_key, verify
+
+    key = audit_key(tmp_path / "audit.key")
+    log = tmp_path / "audit.jsonl"
+    audit = AuditLog(log, {"model_sha256": "f" * 64}, key=key)
+    for alert_id in range(3):
+        audit.write(AlertEvent(alert_id, "vessel_contact", "raised", "high", alert_id, 10 * alert_id))
+    head = audit.close()
+    assert verify(log, key) == [] and head
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    lines[1]["priority"] = "low"  # the forger's edit, then the chain recomputed as a plain SHA-256 chain
+    forged, previous = [], "0" * 64
+    for record in lines:
+        record["prev"] = previous
+        text = json.dumps(record, separators=(",", ":"))
+        forged.append(text)
+        previous = hashlib.sha256(text.encode()).hexdigest()
+    (tmp_path / "forged.jsonl").write_text("\n".join(forged) + "\n")
+    assert verify(tmp_path / "forged.jsonl", key)  # detected
+    assert "signed with the audit key" in verify(log)[0]  # and without the key nothing is called intact
