@@ -45,6 +45,7 @@ from pipeline.runtime.records import frame_record
 from pipeline.runtime.video import (
     ReplayError,
     VideoInfo,
+    decode_errors,
     expand_inputs,
     images_of,
     plan_chunks,
@@ -297,7 +298,11 @@ def _model_facts(analyser: ReplayWorker | None, model_path, options: ReplayOptio
 
 def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, model_path, options,
              vessel_alerts: str) -> dict:
+    damaged = decode_errors(info.path)
     partial = info.frame_count > 0 and count < info.frame_count
+    error = f"truncated: read {count} of {info.frame_count} frames" if partial else None
+    if damaged:  # results from frames the decoder had to patch up are not the recording's own
+        error = "; ".join(filter(None, (error, f"{damaged} frames could not be decoded cleanly (a damaged file)")))
     distances = [d for d in finaliser.series["distance_px"] if d is not None]
     raised = [a for a in finaliser.timeline if a["state"] == "raised"]
     shipped = default_model(options.device)
@@ -306,8 +311,7 @@ def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, 
         "video": info.path if key is None else pseudonym(_first_file(info.path), key),
         "video_stat": _video_stat(info.path, key), "fps": info.fps, "size": list(info.size),
         "frames_claimed": info.frame_count,
-        "frames_analysed": count, "partial": partial,
-        "error": f"truncated: read {count} of {info.frame_count} frames" if partial else None,
+        "frames_analysed": count, "partial": partial or bool(damaged), "decode_errors": damaged, "error": error,
         "duration_s": round(count / info.fps, 3), "seconds": round(seconds, 3),
         "throughput_fps": round(count / max(seconds, 1e-9), 2),
         "frames_with_instrument": int(sum(a > 0 for a in finaliser.series["instrument"])),

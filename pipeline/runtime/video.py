@@ -118,6 +118,28 @@ def _counted_frames(path: str, fps: float) -> int:
         return 0
 
 
+def decode_errors(path: str) -> int:
+    """Packets the decoder refused and frames it marked corrupt (FFmpeg conceals both, and OpenCV says
+    nothing of them): a pass over the file with PyAV. 0 for a folder of images."""
+    if Path(path).is_dir():
+        return 0
+    import av
+
+    errors = 0
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for packet in container.demux(stream):
+                try:
+                    errors += sum(frame.is_corrupt for frame in packet.decode())
+                except av.error.FFmpegError:
+                    errors += 1
+    except (av.error.FFmpegError, IndexError):
+        return 1  # the container itself cannot be read as it should
+    return errors
+
+
 def read_frames(path: str, start: int = 0, stop: int | None = None):
     """(index, BGR image) from ``start`` up to ``stop`` (exclusive) or the last readable frame."""
     if Path(path).is_dir():

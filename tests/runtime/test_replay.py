@@ -200,3 +200,21 @@ def test_report_shows_its_plots_in_headless_chromium(single_run, tmp_path):
     # throughput line (#444444)
     assert pixels((255, 170, 0)) > 20 and pixels((0, 215, 255)) > 200 and pixels((0, 0, 230)) > 200
     assert pixels((68, 68, 68)) > 200
+
+
+def test_a_damaged_video_is_not_called_complete(replay_model, tmp_path):
+    """Bytes in the middle overwritten: the decoder conceals what it can; replay counts it and exits 2."""
+    from pipeline.display.recorder import Recorder
+
+    video = tmp_path / "damaged.mp4"
+    scene = PhantomScene(320, 240, fps=30)
+    with Recorder(video, 30.0, live=False) as recorder:
+        for frame in range(90):
+            recorder.write(scene.render(frame)[0], int(frame / 30 * 1e9))
+    data = bytearray(video.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4000] = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    video.write_bytes(bytes(data))
+    summaries, errors = _run(video, tmp_path / "out", *replay_model)
+    assert summaries[0]["decode_errors"] > 0 and summaries[0]["partial"]
+    assert "could not be decoded cleanly" in errors[str(video)]
