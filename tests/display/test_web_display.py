@@ -126,3 +126,12 @@ def test_idle_connections_are_dropped_and_capped(free_tcp_endpoint):
             connection.close()
         stop.set()
         server.join(timeout=10)
+
+
+def test_text_from_the_wire_is_never_read_as_html():
+    """An alert message is text a publisher sent: the page puts it in with textContent, never innerHTML (a
+    message like <img src=x onerror=...> would otherwise run in every browser watching)."""
+    from pipeline.display.web import PAGE
+
+    assert "innerHTML" not in PAGE and "outerHTML" not in PAGE and "insertAdjacentHTML" not in PAGE
+    assert "badge.textContent" in PAGE
