@@ -38,6 +38,7 @@ from pipeline.runtime.cores import pin_this_thread, split_cores, threads_on
 from pipeline.runtime.governor import Governor
 from pipeline.runtime.graph import Graph, Stage
 from pipeline.runtime.health import HealthMonitor
+from pipeline.runtime.slot import LatestSlot
 from pipeline.sources.capture import Source, SourceError, SourceLost
 from pipeline.stages.preprocess.geometry import GeometryPlan
 from pipeline.transport.zeromq import (
@@ -77,40 +78,6 @@ class LiveOptions:
     reserve_core: bool = True  # a one-thread CPU model: the AI thread on a CPU of its own, the rest on the others
     identity: dict = field(default_factory=dict)  # on every status: which model (full SHA-256) and settings run
     privacy: str = "blur"  # how displays share out-of-body frames (core.privacy.MODES), told on every video frame
-
-
-class LatestSlot:
-    """Hand-off from capture to AI. ``newest_wins``: a put replaces an untaken frame (a drop);
-    otherwise a put waits until the previous frame was taken (every frame analysed)."""
-
-    def __init__(self, newest_wins: bool):
-        self.newest_wins = newest_wins
-        self.item: FramePacket | None = None
-        self.closed = False
-        self.drops = 0
-        self.condition = threading.Condition()
-
-    def put(self, packet: FramePacket) -> None:
-        with self.condition:
-            if self.newest_wins:
-                self.drops += self.item is not None
-            else:
-                self.condition.wait_for(lambda: self.item is None or self.closed)
-            self.item = packet
-            self.condition.notify_all()
-
-    def get(self) -> FramePacket | None:
-        """The next frame, or ``None`` once the slot is closed and empty."""
-        with self.condition:
-            self.condition.wait_for(lambda: self.item is not None or self.closed)
-            packet, self.item = self.item, None
-            self.condition.notify_all()
-            return packet
-
-    def close(self) -> None:
-        with self.condition:
-            self.closed = True
-            self.condition.notify_all()
 
 
 @dataclass
@@ -225,11 +192,7 @@ def _run_live(source: Source, graph: Graph, publisher: Publisher, options: LiveO
         while (packet := slot.get()) is not None:
             packet.timings_ms["queue"] = (time.monotonic_ns() - packet.t_capture_mono_ns) / 1e6
             try:
-                if not graph.analysed(packet):  # out of body: no analysis, no alarm on an operating-room scene
-                    packet = graph.hold(packet)
-                else:
-                    for stage in drawn if publisher.wants("overlay") else undrawn:
-                        packet = stage(packet)
+                packet = _analysed(graph, packet, drawn if publisher.wants("overlay") else undrawn)
             except Exception as error:  # a bad frame must not stop the surgeon's picture
                 stats.errors += 1
                 stats.last_error = f"{type(error).__name__}: {error}"
@@ -265,6 +228,15 @@ def _run_live(source: Source, graph: Graph, publisher: Publisher, options: LiveO
                               "state": stats.state, "final": True})
     return {**_summary(stats, slot, source, time.monotonic() - started),
             "operating_point": _operating_point(governor, plan, None), "ai_cpus": stats.ai_cpus}
+
+
+def _analysed(graph: Graph, packet: FramePacket, stages: list[Stage]) -> FramePacket:
+    """One frame through the analysis; out of body held instead (no alarm on an operating-room scene)."""
+    if not graph.analysed(packet):
+        return graph.hold(packet)
+    for stage in stages:
+        packet = stage(packet)
+    return packet
 
 
 def _encodings(publisher: Publisher, source: Source, options: LiveOptions) -> tuple[str, str]:

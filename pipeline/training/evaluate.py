@@ -149,6 +149,17 @@ def _mask_map(tps: list, confs: list, pred_classes: list, target_classes: list) 
             else 0.0}
 
 
+def _scored_pairs(folder: Path, image_glob: str, mask_pattern: str, skip_missing: bool):
+    """(image, mask) pairs to score and the images left out for want of a mask (``skip_missing``; else the
+    missing masks are a ValueError listing them)."""
+    try:
+        return image_mask_pairs(folder, image_glob, mask_pattern), []
+    except MissingMasks as missing:
+        if not skip_missing:
+            raise ValueError(f"{missing}; --skip-missing scores the others") from None
+        return missing.pairs, [str(p) for p in missing.missing]
+
+
 def check_mapping(pairs: list[tuple[Path, Path]], names: tuple[str, ...], mapping: dict[int, int],
                   ignore: tuple[int, ...], colours: dict | None) -> None:
     """ValueError when a class of the model gets no ground truth in any mask: scored, it would read 0.000
@@ -186,25 +197,16 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
     frame-level detection and false-alarm rates, mask mAP50-95 and inference time; ``folder``
     holds the images (``image_glob``) and their masks (``mask_pattern``: see ``pairs``);
     ``transform(image, index) -> image`` alters each picture first (the masks stay as they are).
-
     Detection and false-alarm rates: ``PixelScores``. The vessel class also gets its frame evidence
     (``pipeline.stages.evidence``) judged as a detector of "a vessel is visible": ROC AUC, the sweep, the rates
     at the model's own operating points (``high_detected`` ... ``advisory_false_alarm``) and the pixel
     calibration (ECE). ``samples``: a list that gets each frame's ``pixel_samples`` (for ``orsight validate``).
-    Images without a mask are a ValueError listing them, or left out with ``skip_missing``; a class of the
-    model that no mask value maps to is a ValueError naming the values found (:func:`check_mapping`), unless
-    ``allow_unmapped``.
+    Images without a mask: a ValueError listing them, or left out (``skip_missing``); a class no mask value
+    maps to: a ValueError naming the values found (:func:`check_mapping`), unless ``allow_unmapped``.
     """
     folder = Path(folder)
     mapping = ENDOSCAPES_MAPPING if mapping is None else mapping
-    try:
-        pairs = image_mask_pairs(folder, image_glob, mask_pattern)
-    except MissingMasks as missing:
-        if not skip_missing:
-            raise ValueError(f"{missing}; --skip-missing scores the others") from None
-        pairs, skipped = missing.pairs, [str(p) for p in missing.missing]
-    else:
-        skipped = []
+    pairs, skipped = _scored_pairs(folder, image_glob, mask_pattern, skip_missing)
     if not allow_unmapped:
         check_mapping(pairs, model.names, mapping, ignore, colours)
     classes = len(model.names)
@@ -235,11 +237,8 @@ def evaluate(folder: str | Path, model, mapping: dict[int, int] | None = None,
         pred_classes.append(segmentation.class_ids)
         target_classes.append(true_cls)
     report = {"frames": len(pairs), "frames_without_mask": skipped, "model": model.description,
-              "input_size": list(input_dims(model.input_size)),
-              "input_fitted": not model.fixed_input,
-              "classes": {}}
-    for c, name in enumerate(model.names):
-        report["classes"][name] = scores.report(c)
+              "input_size": list(input_dims(model.input_size)), "input_fitted": not model.fixed_input,
+              "classes": {name: scores.report(c) for c, name in enumerate(model.names)}}
     if vessel_values:
         report["classes"][model.names[vessel_values[0] - 1]].update(
             vessel_report(np.array(evidence), np.array(vessel_present), frame_samples, vessel_values,

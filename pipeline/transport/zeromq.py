@@ -15,7 +15,6 @@ import os
 import secrets
 import socket
 import sys
-import tempfile
 import threading
 import time
 import zlib
@@ -30,6 +29,7 @@ from zmq.utils.monitor import recv_monitor_message
 from pipeline.core.latency import Latencies
 from pipeline.core.signals import block_stop_signals
 from pipeline.transport.curve import secure_publisher, secure_subscriber
+from pipeline.transport.endpoint import DEFAULT_ENDPOINT, private_socket_folder
 from pipeline.transport.untrusted import (
     RING_PREFIX,
     SHARED_DIR,
@@ -47,15 +47,7 @@ ENCODINGS = ("raw-bgr8", "jpeg", "png", SHARED_ENCODING)  # for pictures
 MASK_ENCODING = "zlib"  # class-index maps to other hosts: zlib of the raw bytes (4x faster than PNG at 1080p)
 
 
-def private_folder() -> Path:
-    """This user's folder for sockets: ``$XDG_RUNTIME_DIR/orsight`` (the session's, 0700), else
-    ``/tmp/orsight-UID``; made 0700 when the publisher binds."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    return Path(runtime) / "orsight" if runtime else Path(tempfile.gettempdir()) / f"orsight-{os.getuid()}"
 
-
-# The default: a socket other users of this computer cannot open (loopback TCP is open to all of them)
-DEFAULT_ENDPOINT = f"ipc://{private_folder()}/live.sock"
 QUEUED_MAX = 1024  # messages of a queued topic kept for Receiver.take (alerts: a few per second at most)
 SWITCH_INTERVAL_S = 0.0002  # how long a thread that stamps or sends frames waits for the interpreter at most
 
@@ -177,7 +169,7 @@ class Publisher:
         hosts can reach needs it, or ``insecure`` (which warns)."""
         self.endpoint, self.stream = endpoint, stream
         if endpoint.startswith("ipc://"):
-            _private_socket_folder(Path(endpoint[len("ipc://"):]).parent)
+            private_socket_folder(Path(endpoint[len("ipc://"):]).parent)
         if _ipc_in_use(endpoint):  # binding would silently take the endpoint over from a running publisher
             raise TransportError(f"cannot publish on {endpoint}: another publisher is using it")
         if keys is None and not endpoint.startswith(LOCAL_PREFIXES):
@@ -269,20 +261,6 @@ class Publisher:
         self.socket.close()
         for ring in filter(None, self.rings.values()):
             ring.close()
-
-
-def _private_socket_folder(folder: Path) -> None:
-    """Make ``folder`` (0700) if it is missing; refuse one that another user owns or others may enter."""
-    if not folder.exists():
-        try:
-            folder.mkdir(mode=0o700, parents=True)
-        except OSError as error:
-            raise TransportError(f"cannot make the socket folder {folder}: {error.strerror}") from None
-        return
-    facts = folder.stat()
-    if folder == private_folder() and (facts.st_uid != os.getuid() or facts.st_mode & 0o077):
-        raise TransportError(f"the socket folder {folder} is not this user's alone (owner {facts.st_uid}, mode "
-                             f"{facts.st_mode & 0o777:o}): remove it, or publish elsewhere with --publish")
 
 
 class Receiver:

@@ -1,6 +1,7 @@
 """CurveZMQ: a --secure publisher gives nothing to a subscriber without an allowed key."""
 import shutil
 import stat
+import threading
 import time
 
 import numpy as np
@@ -59,10 +60,18 @@ def test_a_plain_display_of_a_secure_publisher_says_why_it_sees_nothing(tmp_path
     publisher = Publisher(endpoint, keys=keys)
     display = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "display", "--connect", endpoint, "--headless",
                                 "--frames", "1"], stderr=subprocess.PIPE, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(display.stderr), daemon=True)
+    reader.start()
     try:
-        time.sleep(4)
+        deadline = time.monotonic() + 60  # a busy machine: the display may take a while to start
+        while time.monotonic() < deadline and not any("asks for encryption" in line for line in lines):
+            time.sleep(0.2)
+        time.sleep(2)  # ZeroMQ retries the handshake: it is said once all the same
     finally:
         display.terminate()
-        _, stderr = display.communicate(timeout=30)
+        display.wait(timeout=30)
+        reader.join(timeout=10)
         publisher.close()
+    stderr = "".join(lines)
     assert stderr.count("asks for encryption: connect with --secure KEYS") == 1 and "Traceback" not in stderr

@@ -182,10 +182,11 @@ def test_the_default_endpoint_is_a_socket_only_this_user_can_open(tmp_path, monk
     import stat
 
     from pipeline.transport import zeromq
+    from pipeline.transport.endpoint import private_folder
     from pipeline.transport.untrusted import TransportError
 
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    endpoint = f"ipc://{zeromq.private_folder()}/live.sock"
+    endpoint = f"ipc://{private_folder()}/live.sock"
     publisher = zeromq.Publisher(endpoint)
     publisher.close()
     assert stat.S_IMODE(os.stat(tmp_path / "orsight").st_mode) == 0o700
