@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,11 +75,22 @@ def open_session(source_spec: str, model_path: str | Path | None, device: str, c
         raise SessionError(f"--imgsz {config.imgsz}: this ONNX model has a fixed input of {fixed}")
     identity = model_identity(model, config)
     try:
-        audit = AuditLog(audit_path, identity, key=audit_key()) if audit_path else None
+        audit = AuditLog(audit_path, identity, key=_signing_key()) if audit_path else None
     except OSError as error:
         raise SessionError(f"cannot write audit log {audit_path}: {error.strerror}") from None
     graph = build_graph(model, config, camera, audit, device, privacy=_privacy_model(privacy_model))
     return Session(source, model, graph, HealthMonitor(config, audit, source.fps), config, identity, audit)
+
+
+def _signing_key() -> bytes | None:
+    """The site's audit key; when it cannot be read or made, the log is chained but not signed (said once): the
+    operation must not wait for a key file."""
+    try:
+        return audit_key()
+    except OSError as error:
+        print(f"orsight: warning: no audit key ({error.strerror or error}): the audit log is chained, not signed",
+              file=sys.stderr)
+        return None
 
 
 def _privacy_model(path: str | Path | None) -> OutOfBodyModel:
