@@ -108,12 +108,13 @@ def test_several_clients_and_a_trickling_one_that_cannot_hold_them_up(free_tcp_e
         assert client.wait_for_message("orsight_video", timeout=10) is not None
         port = client.port
         trickler = socket.create_connection(("127.0.0.1", port))
-        trickler.sendall(b"\x00")
+        trickler.sendall(b"\x00")  # and it reads nothing of what it is sent
         second = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=port)
         try:
             for _ in range(3):
                 time.sleep(1.0)
-                trickler.sendall(b"\x00")  # never a whole message
+                with contextlib.suppress(OSError):  # it reads nothing: the bridge may let it go at any time
+                    trickler.sendall(b"\x00")  # never a whole message
                 fresh = second.wait_for_message("orsight_video", timeout=5)
                 assert fresh is not None and time.time() - fresh.timestamp < 1.0  # newest, not a stale queue
             huge = socket.create_connection(("127.0.0.1", port))
