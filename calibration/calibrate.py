@@ -45,7 +45,7 @@ class Calibration:
     flat_rms: float = 0.0  # the RMS with the board taken as flat
 
 
-def _files(inputs: list[str]) -> list[Path]:
+def input_files(inputs: list[str]) -> list[Path]:
     """The inputs, each folder replaced by its videos and the pictures OpenCV can read, in name order."""
     files = []
     for item in inputs:
@@ -75,7 +75,7 @@ def _view_names(paths: list[Path]) -> list[str]:
 
 def _frames(inputs: list[str]):
     """(name, BGR image) of every image input and of frames sampled evenly from videos."""
-    paths = _files(inputs)
+    paths = input_files(inputs)
     for path, name in zip(paths, _view_names(paths)):
         if path.suffix.lower() in VIDEO_SUFFIXES:
             video = cv2.VideoCapture(str(path))

@@ -124,14 +124,14 @@ def _write_rectified_pair(args, folder: Path) -> Path:
     """The first stereo pair rectified side by side, with lines a matched point must lie on."""
     import cv2
 
-    from calibration.calibrate import _files
+    from calibration.calibrate import input_files
     from calibration.fields import full_picture
     from calibration.stereo import rectify_maps
 
     maps = rectify_maps(args.out)
     halves = []
     for inputs, (map_x, map_y) in zip((args.stereo, args.right), maps):
-        image, _ = full_picture(cv2.imread(str(_files(inputs)[0]), cv2.IMREAD_COLOR), args.field_scale)
+        image, _ = full_picture(cv2.imread(str(input_files(inputs)[0]), cv2.IMREAD_COLOR), args.field_scale)
         halves.append(cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR))
     pair = np.hstack(halves)
     for y in range(0, pair.shape[0], max(20, pair.shape[0] // 24)):

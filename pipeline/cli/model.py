@@ -352,8 +352,8 @@ def command_audit_verify(args) -> int:
         raise UsageError(f"no such file: {args.log}")
     try:
         key = audit_key(args.key) if args.key or Path(AUDIT_KEY).expanduser().exists() else None
-    except OSError as error:
-        raise UsageError(f"cannot read the audit key {args.key}: {error.strerror}") from None
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read the audit key {args.key}: {getattr(error, 'strerror', None) or error}") from None
     problems = verify(args.log, key)
     for problem in problems:
         print(f"{args.log}: {problem}")

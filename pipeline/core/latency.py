@@ -34,8 +34,6 @@ class Latencies:
         self.count += 1
         self.window.append(ms)
 
-    append = add  # a list's name: code that kept lists keeps working
-
     def percentile(self, q: float) -> float | None:
         """The ``q``-th percentile of every value added (the centre of its bin), None before the first."""
         if not self.count:

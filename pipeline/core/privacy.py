@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from pipeline.core.keys import site_key
 
 INSIDE, OUTSIDE, BLANK = "inside", "outside", "blank"
 STATES = (INSIDE, OUTSIDE, BLANK)
@@ -45,6 +45,13 @@ def shared_picture(image: np.ndarray, state: str | None, mode: str = "blur") -> 
         hidden = cv2.resize(smooth, (width, height), interpolation=cv2.INTER_LINEAR)
     mark(hidden, BANNER)
     return hidden
+
+
+def out_of_body(counts: dict[str, int], fps: float) -> dict:
+    """Frames judged outside the body and blank (``counts``), and their seconds at ``fps``: for status and
+    summaries."""
+    return {**{f"{state}_frames": n for state, n in counts.items()},
+            **{f"{state}_s": round(n / fps, 2) for state, n in counts.items()}}
 
 
 def mark(image: np.ndarray, text: str) -> None:
@@ -73,13 +80,4 @@ def pseudonym(path: str | Path, key: bytes) -> str:
 def pseudonym_key(path: str | Path | None = None) -> bytes:
     """The pseudonym key in ``path`` (default ``KEY_FILE``), made (32 random bytes, mode 0600) when absent.
     Keep it apart from what is shared: with it, a video's pseudonym can be recomputed from the video."""
-    path = Path(path or KEY_FILE).expanduser()
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(secrets.token_bytes(32))
-    key = path.read_bytes()
-    if len(key) < 16:
-        raise ValueError(f"pseudonym key {path} is too short ({len(key)} bytes; 16 at least)")
-    return key
+    return site_key(path or KEY_FILE)

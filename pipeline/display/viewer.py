@@ -276,7 +276,6 @@ def _stop_recording(recorder: Recorder, error: OSError, compositor: Compositor) 
     compositor.notices.append(AlertEvent(alert_id=0, rule="recording_stopped", state="active", priority="medium",
                                          frame_id=-1, t_capture_ns=time.time_ns(), message=reason))
     _close_recording(recorder, complete=False)
-    return None
 
 
 def _close_recording(recorder: Recorder | None, complete: bool = True) -> Path | None:
@@ -314,7 +313,8 @@ def run_display(endpoint: str, headless: bool = False, record: str | Path | None
                 try:
                     recorder.write(picture.shared(), picture.t_ns)
                 except OSError as error:  # a full disk stops the recording, never the picture
-                    recorder = _stop_recording(recorder, error, compositor)
+                    _stop_recording(recorder, error, compositor)
+                    recorder = None
             if not headless:
                 cv2.imshow(WINDOW, picture.on_monitor())
                 if cv2.waitKey(1) & 0xFF in (27, ord("q")):

@@ -75,11 +75,12 @@ refresh();
 
 class WebState:
     """The newest picture and what the page prints, shared with the HTTP handlers. The picture is
-    encoded when a browser asks for it, once per picture: no JPEG work when nobody watches."""
+    encoded when a browser asks for it, once per picture (hidden first when out of body: other rooms
+    watch): no work when nobody watches."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.scene = None
+        self.shown: Shown | None = None
         self.jpeg: tuple[int, bytes] = (-1, b"")  # (picture number, JPEG of it)
         self.state = json.dumps({"picture": -1, "signal": "waiting for video", "alerts": []}).encode()
         self.pictures = 0
@@ -91,7 +92,7 @@ class WebState:
             ("CAPTURE LOST" if status.get("state") == "capture_lost" else "NO SIGNAL")
         delays = compositor.receiver.delays_ms["mask"][-30:]  # the newest, as they were
         with self.lock:
-            self.scene, self.pictures = picture.shared(), self.pictures + 1  # other rooms watch: never out of body
+            self.shown, self.pictures = picture, self.pictures + 1
             self.state = json.dumps({"picture": self.pictures, "signal": signal, "fps_ai": status.get("fps_ai"),
                                      "annotation_delay_ms": round(sum(delays) / len(delays), 1) if delays else None,
                                      "vessel_alerts": status.get("vessel_alerts"), "privacy": picture.privacy,
@@ -101,10 +102,10 @@ class WebState:
     def snapshot(self) -> bytes:
         """The newest picture as JPEG (empty before the first)."""
         with self.lock:
-            scene, number = self.scene, self.pictures
-            if scene is None or self.jpeg[0] == number:
+            shown, number = self.shown, self.pictures
+            if shown is None or self.jpeg[0] == number:
                 return self.jpeg[1]
-        ok, jpeg = cv2.imencode(".jpg", scene, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        ok, jpeg = cv2.imencode(".jpg", shown.shared(), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         with self.lock:
             if ok and number > self.jpeg[0]:
                 self.jpeg = (number, jpeg.tobytes())
@@ -117,12 +118,11 @@ class Guard:
     this computer reaches loopback, and patient video is theirs to see only with the token."""
 
     def __init__(self, host: str):
-        self.token, self.host, self.port = secrets.token_urlsafe(24), host, 0
+        self.token, self.host = secrets.token_urlsafe(24), host
         self.hosts: set[str] | None = None  # beyond loopback any name reaches the server: the token decides
 
     def bound(self, port: int) -> str:
         """The port the server got; returns the address to open (with the token)."""
-        self.port = port
         if self.host.startswith("127.") or self.host in ("localhost", "::1"):
             self.hosts = {f"{name}:{port}" for name in (self.host, "localhost", "127.0.0.1", "[::1]")}
         return f"http://{self.host}:{port}/?token={self.token}"

@@ -18,7 +18,7 @@ from pathlib import Path
 from pipeline.core.packet import FramePacket
 from pipeline.core.privacy import OUTSIDE, pseudonym, shared_picture
 from pipeline.display.recorder import Recorder
-from pipeline.runtime.video import images_of, probe, read_frames
+from pipeline.runtime.video import first_file, probe, read_frames
 from pipeline.stages.privacy import OutOfBodyModel, PrivacyGate
 
 
@@ -27,7 +27,7 @@ def anonymize_video(path: str | Path, out: str | Path, key: bytes, mode: str = "
     """Write ``out/PSEUDONYM.mp4`` and ``out/PSEUDONYM.json``; returns the JSON's content (``resumed``: done
     before)."""
     path, out = Path(path), Path(out)
-    name = pseudonym(images_of(path)[0] if path.is_dir() else path, key)
+    name = pseudonym(first_file(path), key)
     done = out / f"{name}.json"
     if done.is_file() and (earlier := json.loads(done.read_text()))["mode"] == ("cut" if cut else mode):
         return {**earlier, "resumed": True}

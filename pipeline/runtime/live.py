@@ -31,7 +31,7 @@ import numpy as np
 
 from pipeline.core.latency import Latencies
 from pipeline.core.packet import FramePacket
-from pipeline.core.privacy import BLANK, OUTSIDE
+from pipeline.core.privacy import BLANK, OUTSIDE, out_of_body
 from pipeline.core.signals import block_stop_signals
 from pipeline.runtime.config import PipelineConfig
 from pipeline.runtime.cores import pin_this_thread, split_cores, threads_on
@@ -367,21 +367,15 @@ def _status_fields(stats: LiveStats, slot: LatestSlot, source: Source, rates: Ra
             "fps_capture": round(rates.fps_capture, 2), "fps_ai": round(rates.fps_ai, 2),
             "frames_captured": stats.captured,
             "frames_analysed": stats.analysed, "drops": slot.drops, "errors": stats.errors,
-            "last_error": stats.last_error, "out_of_body": _out_of_body(stats, source.fps),
+            "last_error": stats.last_error, "out_of_body": out_of_body(stats.privacy_frames, source.fps),
             "timings_ms": {k: round(float(np.mean(v[-30:])), 3) for k, v in list(stats.timings_ms.items())}}
-
-
-def _out_of_body(stats: LiveStats, fps: float) -> dict:
-    """Frames (and seconds, at the source's rate) judged outside the body and blank so far."""
-    return {**{f"{state}_frames": n for state, n in stats.privacy_frames.items()},
-            **{f"{state}_s": round(n / fps, 2) for state, n in stats.privacy_frames.items()}}
 
 
 def _summary(stats: LiveStats, slot: LatestSlot, source: Source, seconds: float) -> dict:
     return {"source": source.name, "state": stats.state, "seconds": round(seconds, 3),
             "frames_captured": stats.captured, "frames_analysed": stats.analysed, "drops": slot.drops,
             "errors": stats.errors, "last_error": stats.last_error, "alerts_raised": stats.alerts_raised,
-            "out_of_body": _out_of_body(stats, source.fps),
+            "out_of_body": out_of_body(stats.privacy_frames, source.fps),
             "fps_capture": round(stats.captured / max(seconds, 1e-9), 2),
             "fps_ai": round(stats.analysed / max(seconds, 1e-9), 2),
             **{f"stage_ms_p{q}": {k: round(v.percentile(q), 3) for k, v in stats.timings_ms.items()} for q in (50, 99)}}

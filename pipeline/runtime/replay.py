@@ -35,7 +35,7 @@ import numpy as np
 from calibration.camera import CameraModel
 from pipeline.core.evidence import UNVALIDATED
 from pipeline.core.packet import FramePacket
-from pipeline.core.privacy import pseudonym
+from pipeline.core.privacy import out_of_body, pseudonym
 from pipeline.core.signals import block_stop_signals
 from pipeline.core.trust import sha256
 from pipeline.runtime.config import PipelineConfig
@@ -47,6 +47,7 @@ from pipeline.runtime.video import (
     VideoInfo,
     decode_errors,
     expand_inputs,
+    first_file,
     images_of,
     plan_chunks,
     probe,
@@ -278,7 +279,8 @@ def replay_video(path: str | Path, out: str | Path, model_path=None, options: Re
         finally:
             finaliser.close()
     seconds = time.perf_counter() - started
-    summary = _summary(info, count, seconds, finaliser, model_path, options, vessel_alerts)
+    damaged = decode_errors(info.path)  # one more pass over the file: what the decoder concealed
+    summary = _summary(info, count, seconds, finaliser, model_path, options, vessel_alerts, damaged)
     from pipeline.runtime.report import write_report  # matplotlib: loaded only when a report is written
 
     write_report(work / "report.html", summary, finaliser.series, finaliser.timeline, done_at, started,
@@ -297,8 +299,7 @@ def _model_facts(analyser: ReplayWorker | None, model_path, options: ReplayOptio
 
 
 def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, model_path, options,
-             vessel_alerts: str) -> dict:
-    damaged = decode_errors(info.path)
+             vessel_alerts: str, damaged: int) -> dict:
     partial = info.frame_count > 0 and count < info.frame_count
     error = f"truncated: read {count} of {info.frame_count} frames" if partial else None
     if damaged:  # results from frames the decoder had to patch up are not the recording's own
@@ -308,7 +309,7 @@ def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, 
     shipped = default_model(options.device)
     key = options.pseudonym_key
     return {
-        "video": info.path if key is None else pseudonym(_first_file(info.path), key),
+        "video": info.path if key is None else pseudonym(first_file(info.path), key),
         "video_stat": _video_stat(info.path, key), "fps": info.fps, "size": list(info.size),
         "frames_claimed": info.frame_count,
         "frames_analysed": count, "partial": partial or bool(damaged), "decode_errors": damaged, "error": error,
@@ -318,9 +319,7 @@ def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, 
         "frames_with_vessel": int(sum(a > 0 for a in finaliser.series["vessel"])),
         "min_distance_px": min(distances) if distances else None,
         "frames_with_possible_vessel": finaliser.advisory_frames,
-        "out_of_body": {**{f"{state}_frames": n for state, n in finaliser.privacy_frames.items()},
-                        **{f"{state}_s": round(n / info.fps, 2) for state, n in finaliser.privacy_frames.items()},
-                        "mode": options.config.privacy},
+        "out_of_body": {**out_of_body(finaliser.privacy_frames, info.fps), "mode": options.config.privacy},
         "alerts_raised": {rule: sum(a["rule"] == rule for a in raised) for rule in CLINICAL_RULES},
         "alerts_at_high_priority": len({a["alert_id"] for a in finaliser.timeline if a["priority"] == "high"}),
         "vessel_alerts": vessel_alerts,
@@ -328,11 +327,6 @@ def _summary(info: VideoInfo, count: int, seconds: float, finaliser: Finaliser, 
         "model_sha256": sha256(model_path or shipped), "batch": options.batch,
         "mode": "single process" if finaliser.overlapped else "chunks (seconds and throughput: the final pass only)",
     }
-
-
-def _first_file(path: str) -> Path:
-    """The file a pseudonym is keyed on: the video itself, or a folder's first image."""
-    return images_of(Path(path))[0] if Path(path).is_dir() else Path(path)
 
 
 # ---- many videos: chunks, optionally on a Ray cluster ---------------------------------

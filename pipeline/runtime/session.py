@@ -87,8 +87,9 @@ def _signing_key() -> bytes | None:
     operation must not wait for a key file."""
     try:
         return audit_key()
-    except OSError as error:
-        print(f"orsight: warning: no audit key ({error.strerror or error}): the audit log is chained, not signed",
+    except (OSError, ValueError) as error:
+        print(f"orsight: warning: no audit key ({getattr(error, 'strerror', None) or error}): the audit log is "
+              "chained, not signed",
               file=sys.stderr)
         return None
 

@@ -80,6 +80,11 @@ def _probe_recording(folder: Path) -> VideoInfo:
     return info
 
 
+def first_file(path: str | Path) -> Path:
+    """The file that stands for a recording (a pseudonym is keyed on it): the video, or a folder's first image."""
+    return images_of(Path(path))[0] if Path(path).is_dir() else Path(path)
+
+
 def images_of(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 

@@ -1,4 +1,5 @@
 """The browser display, seen in headless Chromium and Firefox: the picture moves, a raised alert shows."""
+import contextlib
 import json
 import shutil
 import subprocess
@@ -68,14 +69,12 @@ def test_page_snapshot_and_state_in_a_real_browser(free_tcp_endpoint, tmp_path, 
     assert summary["frames_shown"] > 30
 
 
-def test_without_the_token_or_under_another_name_nothing_is_served(free_tcp_endpoint):
-    """Another local user (no token), a page of another site that rebinds its name to 127.0.0.1 (wrong Host):
-    403, no picture, no state."""
-    import urllib.error
-
+@contextlib.contextmanager
+def _served(endpoint: str):
+    """The web display on a free port until the block ends; yields (base address, ``token=...``, port)."""
     port, stop, addresses = free_port(), threading.Event(), []
-    server = threading.Thread(target=lambda: serve_web(free_tcp_endpoint, port=port, stop=stop,
-                                                       ready=addresses.append), daemon=True)
+    server = threading.Thread(target=lambda: serve_web(endpoint, port=port, stop=stop, ready=addresses.append),
+                              daemon=True)
     server.start()
     try:
         for _ in range(50):
@@ -83,6 +82,18 @@ def test_without_the_token_or_under_another_name_nothing_is_served(free_tcp_endp
                 break
             time.sleep(0.1)
         base, token = addresses[0].split("/?")
+        yield base, token, port
+    finally:
+        stop.set()
+        server.join(timeout=10)
+
+
+def test_without_the_token_or_under_another_name_nothing_is_served(free_tcp_endpoint):
+    """Another local user (no token), a page of another site that rebinds its name to 127.0.0.1 (wrong Host):
+    403, no picture, no state."""
+    import urllib.error
+
+    with _served(free_tcp_endpoint) as (base, token, _):
         for path, host in (("/snapshot.jpg", None), ("/state.json", None), (f"/state.json?{token}", "evil.example:80"),
                            ("/?token=wrong", None)):
             request = urllib.request.Request(base + path, headers={"Host": host} if host else {})
@@ -94,9 +105,6 @@ def test_without_the_token_or_under_another_name_nothing_is_served(free_tcp_endp
         assert opened.status == 200 and "HttpOnly" in cookie
         again = urllib.request.Request(base + "/state.json", headers={"Cookie": cookie.split(";")[0]})
         assert urllib.request.urlopen(again, timeout=5).status == 200  # the page's own requests: by the cookie
-    finally:
-        stop.set()
-        server.join(timeout=10)
 
 
 def test_idle_connections_are_dropped_and_capped(free_tcp_endpoint):
@@ -104,29 +112,18 @@ def test_idle_connections_are_dropped_and_capped(free_tcp_endpoint):
 
     from pipeline.display import web
 
-    port, stop, addresses = free_port(), threading.Event(), []
     original = web.REQUEST_TIMEOUT_S
     web.REQUEST_TIMEOUT_S = 1.0
-    server = threading.Thread(target=lambda: serve_web(free_tcp_endpoint, port=port, stop=stop,
-                                                       ready=addresses.append), daemon=True)
-    server.start()
     idle = []
     try:
-        for _ in range(50):
-            if addresses:
-                break
-            time.sleep(0.1)
-        base, token = addresses[0].split("/?")
-        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(web.MAX_CONNECTIONS + 10)]
-        time.sleep(2.5)  # past the idle limit: the server has let go of them
-        assert urllib.request.urlopen(f"{base}/state.json?{token}", timeout=5).status == 200
+        with _served(free_tcp_endpoint) as (base, token, port):
+            idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(web.MAX_CONNECTIONS + 10)]
+            time.sleep(2.5)  # past the idle limit: the server has let go of them
+            assert urllib.request.urlopen(f"{base}/state.json?{token}", timeout=5).status == 200
     finally:
         web.REQUEST_TIMEOUT_S = original
         for connection in idle:
             connection.close()
-        stop.set()
-        server.join(timeout=10)
-
 
 def test_text_from_the_wire_is_never_read_as_html():
     """An alert message is text a publisher sent: the page puts it in with textContent, never innerHTML (a

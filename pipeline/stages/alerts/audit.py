@@ -18,11 +18,11 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 import threading
 import time
 import uuid
 
+from pipeline.core.keys import site_key
 from pipeline.core.packet import AlertEvent
 
 GENESIS = "0" * 64
@@ -37,14 +37,7 @@ def _digest(line: bytes, key: bytes | None = None) -> str:
 def audit_key(path: str | os.PathLike | None = None) -> bytes:
     """The site's audit key (default ``~/.config/orsight/audit.key``), made (32 random bytes, 0600) when
     absent. Keep it where the log's writers cannot change it."""
-    path = os.path.expanduser(os.fspath(path or AUDIT_KEY))
-    if not os.path.exists(path):
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(secrets.token_bytes(32))
-    with open(path, "rb") as file:
-        return file.read()
+    return site_key(path or AUDIT_KEY)
 
 
 def _last_line(path: str) -> bytes | None:
